@@ -1,0 +1,104 @@
+/* edgecascade configuration: one YAML file shared by every service.
+ *
+ * The loader is table-driven (after Fluent Bit's config_map): each key has a
+ * type, a default, an offset into the struct and a description. The same table
+ * fills the struct, rejects unknown keys naming the key and its line, marks
+ * secrets (never printed) and generates the documented example file. Every
+ * field has a default, so an empty or absent file is a working configuration. */
+#ifndef EC_CONFIG_H
+#define EC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "edgecascade/err.h"
+
+#define EC_MAX_TIERS 8
+
+typedef struct ec_tier_cfg {
+    char *name;     /* unique; defaults to model */
+    char *provider; /* vllm | openai-compatible | ollama | openai | anthropic */
+    char *model;
+    char *base_url; /* e.g. http://127.0.0.1:8000/v1, https://api.openai.com/v1 */
+    char *api_key_env;  /* environment variable holding the key */
+    char *api_key_file; /* or a file holding it (first line) */
+    double cost_per_1k;   /* blended USD per 1K tokens (the seed's form) */
+    double input_per_1m;  /* or separate USD per 1M input tokens... */
+    double output_per_1m; /* ...and per 1M output tokens; these win when set */
+    uint32_t timeout_ms;  /* HTTP timeout for one call */
+    double min_confidence; /* per-tier gate override; < 0 means use the gate's */
+    bool logprobs;         /* request token logprobs (default true) */
+    bool local;            /* derived from provider: served by edgecascade-local */
+} ec_tier_cfg;
+
+typedef struct ec_config {
+    char *site;       /* default "site1" */
+    char *topic_root; /* default "edgecascade/<site>" */
+
+    /* mqtt */
+    char *broker; /* default tcp://127.0.0.1:1883 */
+    char *username;
+    char *password; /* sensitive */
+    int keepalive_s;
+    int max_inflight;
+    int queue_size;
+
+    /* store */
+    char *db_path; /* default edgecascade.db */
+    int store_batch_ms;
+
+    /* gate */
+    char *gate_preset;        /* aggressive | balanced | conservative */
+    double min_confidence;    /* resolved: explicit value, else the preset's */
+
+    /* router */
+    int router_workers;
+    int max_pending;          /* in-flight queries before answering busy */
+    uint32_t query_timeout_ms;
+
+    /* local / relay */
+    int local_workers;
+    int relay_workers;
+
+    char *log_level; /* error | warn | info | debug */
+
+    ec_tier_cfg tiers[EC_MAX_TIERS];
+    size_t n_tiers;
+} ec_config;
+
+/* Fills cfg with every default (two tiers: a local vLLM-style model at
+ * http://127.0.0.1:8000/v1 and a cloud OpenAI model). */
+ec_err ec_config_defaults(ec_config *cfg, ec_error *err);
+
+/* Loads path on top of the defaults; path NULL means defaults only. Errors
+ * name the field and its line: "config.yaml:12: gate.min_confidence: must be
+ * between 0 and 1". */
+ec_err ec_config_load(ec_config *cfg, const char *path, ec_error *err);
+ec_err ec_config_load_string(ec_config *cfg, const char *yaml, size_t len, ec_error *err);
+
+/* Cross-field checks (unique tier names, at least one tier, known providers). */
+ec_err ec_config_validate(ec_config *cfg, ec_error *err);
+
+void ec_config_free(ec_config *cfg);
+
+/* Writes the documented example YAML (every key, default and description). */
+void ec_config_write_example(FILE *out);
+
+/* Threshold of a named preset: aggressive 0.60, balanced 0.70, conservative 0.85. */
+int ec_gate_preset_threshold(const char *preset, double *out); /* 0 on success */
+
+/* Index of the tier called name, or -1. */
+int ec_config_tier_index(const ec_config *cfg, const char *name);
+
+/* API key for a tier (env, then file); NULL when none. Caller frees. */
+char *ec_tier_api_key(const ec_tier_cfg *t, ec_error *err);
+
+/* USD cost of a call: separate input/output prices per 1M when either is set,
+ * else the blended per-1K price on all tokens. */
+double ec_tier_cost(const ec_tier_cfg *t, uint32_t tokens_in, uint32_t tokens_out);
+
+/* Whether a provider name is served on the device (vllm, openai-compatible, ollama). */
+bool ec_provider_is_local(const char *provider);
+
+#endif

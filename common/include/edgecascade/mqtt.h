@@ -1,0 +1,94 @@
+/* MQTT v5 client for the services and the CLI, over Paho MQTTAsync.
+ *
+ * Threads: Paho's callbacks only copy the message into a bounded inbound queue
+ * and return; the owner pops with ec_mqtt_next() on its own worker threads.
+ * Publishing blocks the caller (up to a timeout) once max_inflight QoS>0
+ * publishes are unacknowledged, so a burst pushes back on its producer instead
+ * of piling up inside Paho (which collapses throughput on this stack).
+ * Subscriptions are remembered and renewed after every reconnect.
+ * Every client socket gets TCP_NODELAY (see mqtt_nodelay.c). */
+#ifndef EC_MQTT_H
+#define EC_MQTT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "edgecascade/err.h"
+
+typedef struct ec_mqtt ec_mqtt;
+
+typedef struct ec_mqtt_msg {
+    char *topic;
+    void *payload;
+    size_t len;
+    int qos;
+    bool retained;
+    char *response_topic; /* MQTT v5 Response Topic, or NULL */
+    void *corr;           /* MQTT v5 Correlation Data, or NULL */
+    size_t corr_len;
+    char *content_type;   /* MQTT v5 Content Type, or NULL */
+    uint32_t expiry_s;    /* Message Expiry Interval, 0 if none */
+    uint64_t received_us; /* ec_mono_us() when the callback saw it */
+} ec_mqtt_msg;
+
+void ec_mqtt_msg_free(ec_mqtt_msg *m);
+
+typedef struct ec_mqtt_opts {
+    const char *uri;       /* tcp://host:port, ssl://..., mqtt://... */
+    const char *client_id; /* required, unique per process */
+    const char *username;  /* optional */
+    const char *password;  /* optional, never logged */
+    int keepalive_s;       /* default 30 */
+    size_t queue_cap;      /* inbound queue capacity, default 4096 */
+    int max_inflight;      /* outstanding QoS>0 publishes, default 256 */
+    bool clean_start;      /* default false: the broker keeps our session */
+    uint32_t session_expiry_s; /* default 300 */
+    /* Retained status message: "online" published on connect, "offline" as Last Will
+     * and on clean shutdown. NULL disables. Payload is JSON built by the caller. */
+    const char *status_topic;
+    const char *status_online;
+    const char *status_offline;
+} ec_mqtt_opts;
+
+typedef struct ec_mqtt_pubprops {
+    const char *response_topic;
+    const void *corr;
+    size_t corr_len;
+    const char *content_type;
+    uint32_t expiry_s;
+} ec_mqtt_pubprops;
+
+ec_err ec_mqtt_create(ec_mqtt **out, const ec_mqtt_opts *opts, ec_error *err);
+/* Adds a subscription (renewed on every reconnect). Call before or after connect. */
+ec_err ec_mqtt_subscribe(ec_mqtt *m, const char *filter, int qos, ec_error *err);
+/* Connects (automatic reconnect on), waits up to timeout_ms for CONNACK and for
+ * all subscriptions to be acknowledged, then publishes the online status. */
+ec_err ec_mqtt_connect(ec_mqtt *m, int timeout_ms, ec_error *err);
+bool ec_mqtt_connected(ec_mqtt *m);
+
+/* Publishes; blocks up to timeout_ms while max_inflight publishes are
+ * outstanding (EC_ERR_BUSY after that). props may be NULL. */
+ec_err ec_mqtt_publish(ec_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
+                       bool retain, const ec_mqtt_pubprops *props, int timeout_ms, ec_error *err);
+
+/* Pops the next inbound message; EC_ERR_TIMEOUT, or EC_ERR_UNAVAILABLE after
+ * ec_mqtt_stop(). The caller owns *out and frees it with ec_mqtt_msg_free. */
+ec_err ec_mqtt_next(ec_mqtt *m, ec_mqtt_msg **out, int timeout_ms);
+
+size_t ec_mqtt_queue_len(ec_mqtt *m);
+/* Number of inbound messages refused because the queue was full (each was left
+ * unacknowledged for the broker to redeliver, never silently dropped). */
+uint64_t ec_mqtt_refused(ec_mqtt *m);
+
+/* Waits until every outstanding publish is acknowledged (or timeout). */
+ec_err ec_mqtt_flush(ec_mqtt *m, int timeout_ms);
+/* Publishes the offline status, disconnects and wakes ec_mqtt_next waiters. */
+void ec_mqtt_stop(ec_mqtt *m);
+void ec_mqtt_destroy(ec_mqtt *m);
+
+/* Sockets given TCP_NODELAY by the connect() wrapper so far, and the last fd:
+ * lets a test prove the option holds after a reconnect. */
+unsigned ec_mqtt_nodelay_count(void);
+int ec_mqtt_nodelay_last_fd(void);
+
+#endif

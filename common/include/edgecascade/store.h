@@ -1,0 +1,76 @@
+/* The device's decision log in SQLite.
+ *
+ * One writer thread owns every write: the router hands it decisions through a
+ * bounded queue (ec_store_record) and returns; the writer batches them in one
+ * transaction per store.batch_ms (WAL, synchronous=NORMAL, statements prepared
+ * once) and checkpoints on close. Readers (the CLI) open the file read-only. */
+#ifndef EC_STORE_H
+#define EC_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "edgecascade/err.h"
+#include "edgecascade/proto.h"
+
+typedef struct ec_store ec_store;
+
+/* One decision: the Result as published, plus what only the device knows. */
+typedef struct ec_decision {
+    uint64_t ts_ms;      /* when the query arrived (epoch ms) */
+    ec_result result;    /* owned by the decision */
+    ec_policy policy;
+    ec_encoding encoding;
+    double cost_top_usd; /* what the same tokens would have cost on the top tier */
+    bool left_device;    /* whether any tier outside the device was called */
+} ec_decision;
+
+void ec_decision_clear(ec_decision *d);
+
+/* Opens (creating the schema when writable). */
+ec_err ec_store_open(ec_store **out, const char *path, bool readonly, ec_error *err);
+/* Flushes pending decisions, stops the writer, checkpoints and closes. NULL ok. */
+void ec_store_close(ec_store *s);
+
+/* Starts the writer thread. */
+ec_err ec_store_start_writer(ec_store *s, int batch_ms, size_t queue_cap, ec_error *err);
+/* Hands d to the writer (d's contents are moved; d is left cleared).
+ * EC_ERR_BUSY when the writer's queue is full: the caller still owns d then. */
+ec_err ec_store_record(ec_store *s, ec_decision *d, ec_error *err);
+/* Waits until everything recorded so far is committed. */
+ec_err ec_store_flush(ec_store *s, int timeout_ms, ec_error *err);
+/* Writes d synchronously on the caller's thread (tests, tools). */
+ec_err ec_store_write_now(ec_store *s, const ec_decision *d, ec_error *err);
+
+/* ---- reading ---- */
+#define EC_STATS_TIERS 3 /* "local", "cloud", "none" (errors) */
+
+typedef struct ec_tier_stats {
+    char kind[8]; /* "local", "cloud", "none" */
+    uint64_t n;
+    double p50_ms;
+    double p95_ms;
+    double cost_usd;
+} ec_tier_stats;
+
+typedef struct ec_stats {
+    uint64_t queries;
+    uint64_t local;
+    uint64_t cloud;
+    uint64_t errors;
+    uint64_t escalated;
+    double pct_local;
+    double pct_cloud;
+    double cost_usd;
+    double cost_top_usd;
+    double savings_pct;
+    ec_tier_stats tiers[EC_STATS_TIERS];
+    size_t n_tiers;
+} ec_stats;
+
+/* Aggregates decisions with ts_ms >= since_ms (0 = all). */
+ec_err ec_store_stats(ec_store *s, uint64_t since_ms, ec_stats *out, ec_error *err);
+/* Count of decision rows for a query id (tests, dedup). */
+ec_err ec_store_count_query(ec_store *s, const char *query_id, int *count, ec_error *err);
+
+#endif

@@ -1,0 +1,26 @@
+/* Small helpers shared by every process: clocks, ids, strings. */
+#ifndef EC_UTIL_H
+#define EC_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+uint64_t ec_now_ms(void);     /* CLOCK_REALTIME, ms since the epoch (for records) */
+uint64_t ec_mono_us(void);    /* CLOCK_MONOTONIC, µs (for latencies and deadlines) */
+double ec_mono_ms(void);      /* CLOCK_MONOTONIC, ms with fractions */
+
+/* 26-char time-ordered unique id (ULID-like, Crockford base32). out must hold 27 bytes. */
+void ec_id_new(char out[27]);
+
+char *ec_strdup0(const char *s); /* strdup that maps NULL to NULL */
+char *ec_strndup0(const char *s, size_t n);
+bool ec_streq(const char *a, const char *b); /* NULL-safe */
+
+/* Reads a whole file (at most max bytes) into a NUL-terminated heap string. */
+char *ec_read_file(const char *path, size_t max, size_t *len_out);
+
+/* Sleeps, resuming after EINTR, for ms milliseconds. */
+void ec_sleep_ms(unsigned ms);
+
+#endif

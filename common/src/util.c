@@ -1,0 +1,144 @@
+#include "edgecascade/util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t ec_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t ec_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+double ec_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Ids sort by creation time (48 bits of ms) and carry 80 random bits, so two
+ * routers on one broker never collide and the decision log reads in order. */
+void ec_id_new(char out[27])
+{
+    static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static uint64_t state;
+    static uint64_t counter;
+    uint8_t bytes[16];
+    uint64_t ms = ec_now_ms();
+    pthread_mutex_lock(&lock);
+    if (!state) {
+        FILE *f = fopen("/dev/urandom", "rb");
+        if (!f || fread(&state, sizeof(state), 1, f) != 1)
+            state = ec_mono_us() ^ ((uint64_t)getpid() << 32);
+        if (f)
+            fclose(f);
+        state |= 1;
+    }
+    /* xorshift64*: fast, and uniqueness comes from the counter anyway. */
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    uint64_t r = state * 2685821657736338717ull;
+    uint64_t c = ++counter;
+    pthread_mutex_unlock(&lock);
+    for (int i = 0; i < 6; i++)
+        bytes[i] = (uint8_t)(ms >> (40 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        bytes[6 + i] = (uint8_t)(r >> (56 - 8 * i));
+    bytes[14] = (uint8_t)(c >> 8);
+    bytes[15] = (uint8_t)c;
+    /* 128 bits -> 26 base32 chars (first char carries 3 bits). */
+    int bit = -2; /* 130 bits of output, pad 2 leading zero bits */
+    for (int i = 0; i < 26; i++) {
+        int v = 0;
+        for (int k = 0; k < 5; k++, bit++) {
+            int b = 0;
+            if (bit >= 0)
+                b = (bytes[bit / 8] >> (7 - bit % 8)) & 1;
+            v = (v << 1) | b;
+        }
+        out[i] = alphabet[v];
+    }
+    out[26] = '\0';
+}
+
+char *ec_strdup0(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+char *ec_strndup0(const char *s, size_t n)
+{
+    return s ? strndup(s, n) : NULL;
+}
+
+bool ec_streq(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+char *ec_read_file(const char *path, size_t max, size_t *len_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (len + 1 >= cap) {
+            if (cap > max + 1) {
+                free(buf);
+                buf = NULL;
+                errno = EFBIG;
+                break;
+            }
+            char *p = realloc(buf, cap * 2);
+            if (!p) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = p;
+            cap *= 2;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    fclose(f);
+    if (!buf)
+        return NULL;
+    if (len > max) {
+        free(buf);
+        errno = EFBIG;
+        return NULL;
+    }
+    buf[len] = '\0';
+    if (len_out)
+        *len_out = len;
+    return buf;
+}
+
+void ec_sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}

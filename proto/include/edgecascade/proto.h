@@ -1,0 +1,200 @@
+/* edgecascade wire format, version 1 (spec: proto/README.md).
+ *
+ * Every message is a msgpack map with string keys and a "v" (protocol version)
+ * key. Decoders validate types and size limits, reject malformed or oversized
+ * input with an ec_error that names the field, never read past the buffer and
+ * ignore unknown keys (forward compatibility). Queries and Results also have a
+ * JSON form with the same keys.
+ *
+ * Ownership: a decoded struct owns all its strings and arrays; release it with
+ * the matching *_clear(), which leaves it zeroed (and accepts a zeroed struct).
+ * Encoders never take ownership. */
+#ifndef EC_PROTO_H
+#define EC_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "edgecascade/buf.h"
+#include "edgecascade/err.h"
+
+#define EC_PROTO_VERSION 1
+
+/* Size limits (bytes unless noted); documented in proto/README.md. */
+#define EC_MAX_PAYLOAD      (256u * 1024u) /* one MQTT payload */
+#define EC_MAX_ID           128u           /* id, source, model, tier, role, codes */
+#define EC_MAX_PROMPT       (64u * 1024u)  /* prompt, or one message's content */
+#define EC_MAX_TOTAL_TEXT   (192u * 1024u) /* sum of all message contents */
+#define EC_MAX_MESSAGES     64u
+#define EC_MAX_ANSWER       (128u * 1024u)
+#define EC_MAX_REASON       512u
+#define EC_MAX_ERROR_MSG    1024u
+#define EC_MAX_TOKENS_LIMIT 32768          /* max_tokens upper bound */
+#define EC_MAX_ATTEMPTS     8u             /* tiers recorded in a Result */
+
+typedef enum ec_policy {
+    EC_POLICY_AUTO = 0,       /* cascade as the gate decides */
+    EC_POLICY_LOCAL_ONLY = 1, /* never leaves the device */
+} ec_policy;
+
+const char *ec_policy_name(ec_policy p);
+int ec_policy_parse(const char *s, ec_policy *out); /* 0 on success */
+
+typedef enum ec_encoding { EC_ENC_MSGPACK = 0, EC_ENC_JSON = 1 } ec_encoding;
+
+/* Which encoding a payload is: JSON when its first non-blank byte is '{'. */
+ec_encoding ec_payload_encoding(const void *data, size_t len);
+
+typedef struct ec_chat_msg {
+    char *role; /* "system", "user", "assistant" */
+    char *content;
+} ec_chat_msg;
+
+/* Error carried inside a message. code == NULL means no error. Codes are short
+ * stable words: "bad_request", "too_large", "busy", "timeout", "upstream",
+ * "config", "internal". */
+typedef struct ec_wire_error {
+    char *code;
+    char *message;
+} ec_wire_error;
+
+/* ---- Query: a client's question (topic <root>/query) ---- */
+typedef struct ec_query {
+    char *id;     /* optional on input: decoders leave NULL; router generates */
+    char *prompt; /* either prompt or messages (at least one non-empty) */
+    ec_chat_msg *messages;
+    size_t n_messages;
+    int32_t max_tokens; /* 0 = not given */
+    double temperature;
+    bool has_temperature;
+    ec_policy policy;
+    char *source; /* optional: who asked ("plc-7", "scada") */
+} ec_query;
+
+/* ---- InferRequest: router -> a tier (topics <root>/infer/local, <root>/infer/cloud) ---- */
+typedef struct ec_infer_request {
+    char *id;            /* query id */
+    uint32_t tier_index; /* position in the configured tier list */
+    char *tier;          /* tier name from the config */
+    ec_chat_msg *messages;
+    size_t n_messages;
+    int32_t max_tokens;
+    double temperature;
+    bool has_temperature;
+    bool logprobs;       /* ask the model for token logprobs */
+    uint32_t timeout_ms; /* how long the tier may take, 0 = tier default */
+} ec_infer_request;
+
+/* Token logprob statistics of one answer. */
+typedef struct ec_lp_stats {
+    bool present;      /* false when the provider gave no logprobs */
+    uint32_t n_tokens; /* tokens with a logprob */
+    double mean;       /* mean natural-log probability */
+    double min;        /* lowest token logprob */
+    double geo_prob;   /* exp(mean): geometric-mean token probability */
+    double first_prob; /* probability of the first answer token */
+} ec_lp_stats;
+
+/* ---- InferReply: a tier -> router (on the request's Response Topic) ---- */
+typedef struct ec_infer_reply {
+    char *id;
+    uint32_t tier_index;
+    char *tier;
+    char *model;         /* the model name the server reported */
+    char *answer;        /* NULL when error.code is set */
+    char *finish_reason; /* "stop", "length", ... or NULL */
+    ec_lp_stats lp;
+    uint32_t tokens_in;
+    uint32_t tokens_out;
+    double cost_usd;
+    double latency_ms; /* time spent in the tier's HTTP call(s) */
+    ec_wire_error error;
+} ec_infer_reply;
+
+/* One tier tried for a query, as recorded in the Result and the store. */
+typedef struct ec_attempt {
+    uint32_t tier_index;
+    char *tier;
+    char *model;
+    double confidence; /* -1 when not judged (error) */
+    double threshold;
+    bool accepted;
+    char *reason;
+    double latency_ms;
+    double cost_usd;
+    uint32_t tokens_in;
+    uint32_t tokens_out;
+    ec_wire_error error;
+} ec_attempt;
+
+/* ---- Result: router -> client (Response Topic and <root>/result/<id>) ---- */
+typedef struct ec_result {
+    char *id;
+    char *answer;        /* NULL when error.code is set and no draft exists */
+    char *tier;          /* "local" or "cloud" (kind of the answering tier) */
+    uint32_t tier_index; /* which configured tier answered */
+    char *tier_name;
+    char *model;
+    double confidence;
+    double threshold;
+    bool escalated;
+    char *reason;
+    double cost_usd;
+    double latency_ms;        /* total, query received to result published */
+    double router_ms;         /* time inside the router itself */
+    ec_attempt *attempts;     /* each tier tried, in order (per-hop latencies) */
+    size_t n_attempts;
+    uint32_t tokens_in;
+    uint32_t tokens_out;
+    char *source;
+    ec_wire_error error;
+} ec_result;
+
+/* ---- Status: retained, <root>/status/<service> ---- */
+typedef struct ec_status {
+    char *service;  /* "router", "local", "relay" */
+    char *state;    /* "online", "offline" */
+    char *version;
+    char *instance; /* client id */
+    uint32_t pid;
+    uint64_t ts_ms;
+} ec_status;
+
+/* msgpack encoders append to out. */
+ec_err ec_query_encode(const ec_query *q, ec_buf *out, ec_error *err);
+ec_err ec_infer_request_encode(const ec_infer_request *r, ec_buf *out, ec_error *err);
+ec_err ec_infer_reply_encode(const ec_infer_reply *r, ec_buf *out, ec_error *err);
+ec_err ec_result_encode(const ec_result *r, ec_buf *out, ec_error *err);
+ec_err ec_status_encode(const ec_status *s, ec_buf *out, ec_error *err);
+
+/* msgpack decoders; on error *out is left cleared. */
+ec_err ec_query_decode(const void *data, size_t len, ec_query *out, ec_error *err);
+ec_err ec_infer_request_decode(const void *data, size_t len, ec_infer_request *out, ec_error *err);
+ec_err ec_infer_reply_decode(const void *data, size_t len, ec_infer_reply *out, ec_error *err);
+ec_err ec_result_decode(const void *data, size_t len, ec_result *out, ec_error *err);
+ec_err ec_status_decode(const void *data, size_t len, ec_status *out, ec_error *err);
+
+/* JSON forms (jansson) of Query, Result and Status, same keys as msgpack. */
+ec_err ec_query_decode_json(const void *data, size_t len, ec_query *out, ec_error *err);
+ec_err ec_query_encode_json(const ec_query *q, ec_buf *out, ec_error *err);
+ec_err ec_result_encode_json(const ec_result *r, ec_buf *out, ec_error *err);
+ec_err ec_result_decode_json(const void *data, size_t len, ec_result *out, ec_error *err);
+ec_err ec_status_encode_json(const ec_status *s, ec_buf *out, ec_error *err);
+
+/* Decodes a query in whichever encoding the payload is in. */
+ec_err ec_query_decode_any(const void *data, size_t len, ec_query *out, ec_encoding *enc,
+                           ec_error *err);
+
+void ec_query_clear(ec_query *q);
+void ec_infer_request_clear(ec_infer_request *r);
+void ec_infer_reply_clear(ec_infer_reply *r);
+void ec_result_clear(ec_result *r);
+void ec_status_clear(ec_status *s);
+void ec_attempt_clear(ec_attempt *a);
+void ec_wire_error_clear(ec_wire_error *e);
+ec_err ec_wire_error_set(ec_wire_error *e, const char *code, const char *message);
+
+/* Logprob statistics over n token logprobs (natural log). */
+void ec_lp_stats_compute(const double *logprobs, size_t n, ec_lp_stats *out);
+
+#endif
