@@ -1,1 +1,620 @@
-/* placeholder: implemented in a later step */
+/* The edgecascade configuration: the key table, defaults, derived values,
+ * validation, presets, API keys and costs.
+ *
+ * Everything about a key (type, default, range, description) lives in the
+ * tables below; config_map.c turns them into parsing, defaults, error messages
+ * and the documented example file, so those four cannot disagree. Values that
+ * depend on other keys (topic_root on site, min_confidence on the preset, a
+ * tier's URL, key variable and timeout on its provider) have no table default
+ * and are filled in after the file is applied. */
+#include "edgecascade/config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config_map.h"
+#include "edgecascade/util.h"
+
+#define CONFIG_MAX_BYTES   (1024 * 1024)
+#define KEY_FILE_MAX_BYTES (64 * 1024)
+#define LOCAL_TIMEOUT_MS   30000u
+#define CLOUD_TIMEOUT_MS   60000u
+#define TIER_NAME_MAX      127 /* names and models travel in messages capped at 128 bytes */
+
+typedef struct provider_info {
+    const char *name;
+    bool local; /* served on the device by edgecascade-local */
+    const char *base_url;
+    const char *key_env;
+} provider_info;
+
+static const provider_info provider_infos[] = {
+    {"vllm", true, "http://127.0.0.1:8000/v1", ""},
+    {"openai-compatible", true, "http://127.0.0.1:8000/v1", ""},
+    {"ollama", true, "http://127.0.0.1:11434", ""},
+    {"openai", false, "https://api.openai.com/v1", "OPENAI_API_KEY"},
+    {"anthropic", false, "https://api.anthropic.com/v1", "ANTHROPIC_API_KEY"},
+};
+#define N_PROVIDERS (sizeof(provider_infos) / sizeof(provider_infos[0]))
+
+static const char *const provider_names[] = {"vllm",   "openai-compatible", "ollama",
+                                             "openai", "anthropic",         NULL};
+static const char *const preset_names[] = {"aggressive", "balanced", "conservative", NULL};
+static const double preset_thresholds[] = {0.60, 0.70, 0.85};
+static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+
+static const provider_info *provider_find(const char *name)
+{
+    for (size_t i = 0; name && i < N_PROVIDERS; i++)
+        if (strcmp(provider_infos[i].name, name) == 0)
+            return &provider_infos[i];
+    return NULL;
+}
+
+/* ---- value checks ---- */
+
+static bool has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
+static const char *check_printable(const char *v)
+{
+    return has_control(v) ? "must not contain control characters" : NULL;
+}
+
+/* The site becomes one level of every topic. */
+static const char *check_site(const char *v)
+{
+    if (has_control(v) || strpbrk(v, "/+# "))
+        return "must not contain '/', '+', '#', spaces or control characters";
+    return NULL;
+}
+
+static const char *check_topic_root(const char *v)
+{
+    size_t n = strlen(v);
+    if (has_control(v) || strpbrk(v, "+#"))
+        return "must not contain '+', '#' or control characters";
+    if (n && (v[0] == '/' || v[n - 1] == '/'))
+        return "must not start or end with '/'";
+    return NULL;
+}
+
+static const char *check_broker(const char *v)
+{
+    static const char *const schemes[] = {"tcp://",   "ssl://", "mqtt://",
+                                          "mqtts://", "ws://",  "wss://"};
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+        if (strncmp(v, schemes[i], strlen(schemes[i])) == 0 && !has_control(v))
+            return NULL;
+    return "must be a URI like tcp://host:1883 (tcp, ssl, mqtt, mqtts, ws or wss)";
+}
+
+static const char *check_url(const char *v)
+{
+    if ((strncmp(v, "http://", 7) == 0 || strncmp(v, "https://", 8) == 0) && !has_control(v) &&
+        !strchr(v, ' '))
+        return NULL;
+    return "must be an http:// or https:// URL";
+}
+
+/* ---- the tables ---- */
+
+static ec_err tier_finish(void *items, size_t idx, const ec_cm_where *w, ec_error *err);
+
+#define TIER(f) offsetof(ec_tier_cfg, f)
+#define CFG(f)  offsetof(ec_config, f)
+
+/* One entry per key, kept compact. */
+// clang-format off
+static const ec_cm_entry tier_table[] = {
+    {.type = EC_CM_STR, .key = "name", .offset = TIER(name), .def_doc = "the model",
+     .desc = "unique tier name", .flags = EC_CM_NONEMPTY, .max_len = TIER_NAME_MAX,
+     .check = check_printable},
+    {.type = EC_CM_STR, .key = "provider", .offset = TIER(provider), .desc = "model API",
+     .choices = provider_names, .flags = EC_CM_REQUIRED},
+    {.type = EC_CM_STR, .key = "model", .offset = TIER(model),
+     .desc = "model name sent to the provider", .flags = EC_CM_REQUIRED | EC_CM_NONEMPTY,
+     .max_len = TIER_NAME_MAX, .check = check_printable},
+    {.type = EC_CM_STR, .key = "base_url", .offset = TIER(base_url), .desc = "API base URL",
+     .def_doc = "vllm, openai-compatible http://127.0.0.1:8000/v1; ollama "
+                "http://127.0.0.1:11434; openai https://api.openai.com/v1; anthropic "
+                "https://api.anthropic.com/v1",
+     .flags = EC_CM_NONEMPTY, .check = check_url},
+    {.type = EC_CM_STR, .key = "api_key_env", .offset = TIER(api_key_env),
+     .desc = "environment variable holding the API key",
+     .def_doc = "openai OPENAI_API_KEY, anthropic ANTHROPIC_API_KEY, others none",
+     .check = check_printable},
+    {.type = EC_CM_STR, .key = "api_key_file", .offset = TIER(api_key_file), .def = "",
+     .desc = "file whose first line is the API key, used when the variable is unset",
+     .check = check_printable},
+    {.type = EC_CM_DOUBLE, .key = "cost_per_1k", .offset = TIER(cost_per_1k), .def = "0",
+     .desc = "blended USD per 1K tokens", .min = 0, .max = INFINITY},
+    {.type = EC_CM_DOUBLE, .key = "input_per_1m", .offset = TIER(input_per_1m), .def = "0",
+     .desc = "USD per 1M input tokens (with output_per_1m, wins over cost_per_1k)", .min = 0,
+     .max = INFINITY},
+    {.type = EC_CM_DOUBLE, .key = "output_per_1m", .offset = TIER(output_per_1m), .def = "0",
+     .desc = "USD per 1M output tokens", .min = 0, .max = INFINITY},
+    {.type = EC_CM_U32, .key = "timeout_ms", .offset = TIER(timeout_ms),
+     .desc = "HTTP timeout of one call", .def_doc = "local 30000, cloud 60000", .min = 100,
+     .max = 600000},
+    {.type = EC_CM_DOUBLE, .key = "min_confidence", .offset = TIER(min_confidence), .def = "-1",
+     .desc = "per-tier gate threshold; -1 uses the gate's", .min = -1, .max = 1},
+    {.type = EC_CM_BOOL, .key = "logprobs", .offset = TIER(logprobs), .def = "true",
+     .desc = "ask for token logprobs"},
+    {0},
+};
+
+static const ec_cm_entry mqtt_table[] = {
+    {.type = EC_CM_STR, .key = "broker", .offset = CFG(broker), .def = "tcp://127.0.0.1:1883",
+     .desc = "broker URI", .flags = EC_CM_NONEMPTY, .check = check_broker},
+    {.type = EC_CM_STR, .key = "username", .offset = CFG(username), .def = "",
+     .desc = "user name, empty for none", .check = check_printable},
+    {.type = EC_CM_SECRET, .key = "password", .offset = CFG(password), .def = "",
+     .desc = "password"},
+    {.type = EC_CM_INT, .key = "keepalive_s", .offset = CFG(keepalive_s), .def = "30",
+     .desc = "keepalive interval in seconds", .min = 5, .max = 3600},
+    {.type = EC_CM_INT, .key = "max_inflight", .offset = CFG(max_inflight), .def = "256",
+     .desc = "outstanding QoS 1 publishes per client", .min = 1, .max = 65535},
+    {.type = EC_CM_INT, .key = "queue_size", .offset = CFG(queue_size), .def = "4096",
+     .desc = "inbound message queue per service", .min = 16, .max = 1000000},
+    {0},
+};
+
+static const ec_cm_entry store_table[] = {
+    {.type = EC_CM_STR, .key = "path", .offset = CFG(db_path), .def = "edgecascade.db",
+     .desc = "SQLite decision log", .flags = EC_CM_NONEMPTY, .check = check_printable},
+    {.type = EC_CM_INT, .key = "batch_ms", .offset = CFG(store_batch_ms), .def = "50",
+     .desc = "commit batching interval in ms", .min = 1, .max = 10000},
+    {0},
+};
+
+static const ec_cm_entry gate_table[] = {
+    {.type = EC_CM_STR, .key = "preset", .offset = CFG(gate_preset), .def = "balanced",
+     .desc = "threshold preset, 0.60 / 0.70 / 0.85", .choices = preset_names},
+    {.type = EC_CM_DOUBLE, .key = "min_confidence", .offset = CFG(min_confidence),
+     .desc = "confidence threshold, overrides the preset when given",
+     .def_doc = "the preset's", .min = 0, .max = 1},
+    {0},
+};
+
+static const ec_cm_entry router_table[] = {
+    {.type = EC_CM_INT, .key = "workers", .offset = CFG(router_workers), .def = "2",
+     .desc = "worker threads", .min = 1, .max = 64},
+    {.type = EC_CM_INT, .key = "max_pending", .offset = CFG(max_pending), .def = "1024",
+     .desc = "in-flight queries before answering busy", .min = 1, .max = 100000},
+    {.type = EC_CM_U32, .key = "query_timeout_ms", .offset = CFG(query_timeout_ms),
+     .def = "60000", .desc = "deadline of a whole query, all tiers", .min = 100,
+     .max = 3600000},
+    {0},
+};
+
+static const ec_cm_entry local_table[] = {
+    {.type = EC_CM_INT, .key = "workers", .offset = CFG(local_workers), .def = "4",
+     .desc = "concurrent local model calls", .min = 1, .max = 64},
+    {0},
+};
+
+static const ec_cm_entry relay_table[] = {
+    {.type = EC_CM_INT, .key = "workers", .offset = CFG(relay_workers), .def = "4",
+     .desc = "concurrent cloud model calls", .min = 1, .max = 64},
+    {0},
+};
+
+static const ec_cm_entry log_table[] = {
+    {.type = EC_CM_STR, .key = "level", .offset = CFG(log_level), .def = "info",
+     .desc = "verbosity", .choices = level_names},
+    {0},
+};
+
+static const ec_cm_entry config_table[] = {
+    {.type = EC_CM_STR, .key = "site", .offset = CFG(site), .def = "site1",
+     .desc = "plant/site name, used in the topic root", .flags = EC_CM_NONEMPTY,
+     .check = check_site},
+    {.type = EC_CM_STR, .key = "topic_root", .offset = CFG(topic_root),
+     .desc = "MQTT topic root", .def_doc = "edgecascade/<site>", .flags = EC_CM_NONEMPTY,
+     .check = check_topic_root},
+    {.type = EC_CM_SECTION, .key = "mqtt", .sub = mqtt_table, .desc = "MQTT broker"},
+    {.type = EC_CM_SECTION, .key = "store", .sub = store_table, .desc = "decision log"},
+    {.type = EC_CM_SECTION, .key = "gate", .sub = gate_table,
+     .desc = "quality gate: when a draft answer is good enough"},
+    {.type = EC_CM_SECTION, .key = "router", .sub = router_table, .desc = "edgecascade-router"},
+    {.type = EC_CM_SECTION, .key = "local", .sub = local_table, .desc = "edgecascade-local"},
+    {.type = EC_CM_SECTION, .key = "relay", .sub = relay_table, .desc = "edgecascade-relay"},
+    {.type = EC_CM_SECTION, .key = "log", .sub = log_table, .desc = "logging"},
+    {.type = EC_CM_LIST, .key = "tiers", .offset = CFG(tiers), .sub = tier_table,
+     .count_offset = CFG(n_tiers), .stride = sizeof(ec_tier_cfg), .min_items = 1,
+     .max_items = EC_MAX_TIERS, .finish = tier_finish,
+     .desc = "model tiers in cascade order, first = cheapest; a list here replaces the default"},
+    {0},
+};
+// clang-format on
+
+/* The default cascade, as the keys a person would write in the file. */
+typedef struct kv {
+    const char *key, *value;
+} kv;
+
+static const kv default_local[] = {{"name", "local"},
+                                   {"provider", "vllm"},
+                                   {"model", "llama3.2-1b"},
+                                   {"base_url", "http://127.0.0.1:8000/v1"},
+                                   {NULL, NULL}};
+static const kv default_cloud[] = {{"name", "cloud"},         {"provider", "openai"},
+                                   {"model", "gpt-4o-mini"},  {"input_per_1m", "0.15"},
+                                   {"output_per_1m", "0.60"}, {NULL, NULL}};
+static const kv *const default_tiers[] = {default_local, default_cloud};
+
+/* ---- derived values ---- */
+
+static ec_err dup_into(char **slot, const char *s, ec_error *err)
+{
+    if (!(*slot = strdup(s)))
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    return EC_OK;
+}
+
+/* Fills what a tier's provider implies and checks its name is unique. */
+static ec_err tier_finish(void *items, size_t idx, const ec_cm_where *w, ec_error *err)
+{
+    ec_tier_cfg *tiers = items, *t = &tiers[idx];
+    const provider_info *p = provider_find(t->provider);
+    ec_err rc;
+    if (!p)
+        return ec_cm_fail(w, "provider", err, "required");
+    t->local = p->local;
+    if (!t->name && (rc = dup_into(&t->name, t->model, err)))
+        return rc;
+    if (!t->base_url && (rc = dup_into(&t->base_url, p->base_url, err)))
+        return rc;
+    if (!t->api_key_env && (rc = dup_into(&t->api_key_env, p->key_env, err)))
+        return rc;
+    if (!t->timeout_ms)
+        t->timeout_ms = t->local ? LOCAL_TIMEOUT_MS : CLOUD_TIMEOUT_MS;
+    for (size_t j = 0; j < idx; j++)
+        if (strcmp(tiers[j].name, t->name) == 0)
+            return ec_cm_fail(w, "name", err, "duplicate tier name \"%s\" (also tiers[%zu])",
+                              t->name, j);
+    return EC_OK;
+}
+
+/* "edgecascade/<site>", heap-allocated; NULL when out of memory. */
+static char *default_topic_root(const char *site)
+{
+    size_t n = strlen("edgecascade/") + strlen(site) + 1;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "edgecascade/%s", site);
+    return s;
+}
+
+static ec_err resolve(ec_config *cfg, ec_error *err)
+{
+    if (!cfg->topic_root && !(cfg->topic_root = default_topic_root(cfg->site)))
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    if (cfg->min_confidence < 0 &&
+        ec_gate_preset_threshold(cfg->gate_preset, &cfg->min_confidence) != 0)
+        return ec_error_set(err, EC_ERR_CONFIG, "gate.preset: unknown preset \"%s\"",
+                            cfg->gate_preset ? cfg->gate_preset : "");
+    return EC_OK;
+}
+
+/* Forgets values that merely follow other keys, so a file that changes the site
+ * or the preset moves them too; values set explicitly before stay. */
+static void unset_derived(ec_config *cfg)
+{
+    char *root = cfg->site && cfg->topic_root ? default_topic_root(cfg->site) : NULL;
+    if (root) {
+        if (strcmp(root, cfg->topic_root) == 0) {
+            free(cfg->topic_root);
+            cfg->topic_root = NULL;
+        }
+        free(root);
+    }
+    double th;
+    if (ec_gate_preset_threshold(cfg->gate_preset, &th) == 0 && cfg->min_confidence == th)
+        cfg->min_confidence = -1;
+}
+
+/* ---- public ---- */
+
+ec_err ec_config_defaults(ec_config *cfg, ec_error *err)
+{
+    if (!cfg)
+        return ec_error_set(err, EC_ERR_INVAL, "no configuration");
+    memset(cfg, 0, sizeof(*cfg));
+    ec_err rc = ec_cm_defaults(config_table, cfg, err);
+    if (rc)
+        goto out;
+    for (size_t i = 0; i < sizeof(default_tiers) / sizeof(default_tiers[0]); i++) {
+        ec_tier_cfg *t = &cfg->tiers[i];
+        cfg->n_tiers = i + 1;
+        if ((rc = ec_cm_defaults(tier_table, t, err)))
+            goto out;
+        for (const kv *p = default_tiers[i]; p->key; p++)
+            if ((rc = ec_cm_set(ec_cm_find(tier_table, p->key), t, p->value, err)))
+                goto out;
+        char path[32];
+        snprintf(path, sizeof(path), "tiers[%zu]", i);
+        ec_cm_where w = {"<defaults>", path, 0, tier_table, NULL};
+        if ((rc = tier_finish(cfg->tiers, i, &w, err)))
+            goto out;
+    }
+    cfg->min_confidence = -1;
+    rc = resolve(cfg, err);
+out:
+    if (rc)
+        ec_config_free(cfg);
+    return rc;
+}
+
+/* Applies text on top of cfg all or nothing: the work happens on a copy that
+ * replaces cfg only once the result is valid. */
+static ec_err load_text(ec_config *cfg, const char *file, const char *text, size_t len,
+                        ec_error *err)
+{
+    ec_config work;
+    ec_err rc;
+    memset(&work, 0, sizeof(work));
+    if (len > CONFIG_MAX_BYTES) {
+        rc = ec_error_set(err, EC_ERR_CONFIG, "%s: larger than 1 MiB (%zu bytes)", file, len);
+        goto out;
+    }
+    if (!cfg->site && cfg->n_tiers == 0) { /* zeroed or freed: start from the defaults */
+        rc = ec_config_defaults(&work, err);
+    } else {
+        work = *cfg;
+        rc = ec_cm_copy(config_table, &work, cfg, err);
+    }
+    if (rc)
+        goto out;
+    unset_derived(&work);
+    if ((rc = ec_cm_apply(config_table, &work, file, text, len, err)))
+        goto out;
+    if ((rc = resolve(&work, err)))
+        goto out;
+    if ((rc = ec_config_validate(&work, err))) {
+        ec_error_prefix(err, "%s: ", file);
+        goto out;
+    }
+    ec_config_free(cfg);
+    *cfg = work;
+    return EC_OK;
+out:
+    ec_config_free(&work);
+    return rc;
+}
+
+static ec_err read_config(const char *path, char **out, size_t *len, ec_error *err)
+{
+    ec_err rc = EC_OK;
+    char *buf = NULL;
+    struct stat st;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ec_error_set(err, EC_ERR_CONFIG, "cannot read %s: %s", path, strerror(errno));
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        rc = ec_error_set(err, EC_ERR_CONFIG, "cannot read %s: %s", path, strerror(EISDIR));
+        goto out;
+    }
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > CONFIG_MAX_BYTES) {
+        rc = ec_error_set(err, EC_ERR_CONFIG, "%s: larger than 1 MiB (%lld bytes)", path,
+                          (long long)st.st_size);
+        goto out;
+    }
+    /* Read one byte past the cap so a growing or non-regular file is caught too. */
+    if (!(buf = malloc(CONFIG_MAX_BYTES + 2))) {
+        rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    size_t n = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
+    if (ferror(f)) {
+        rc = ec_error_set(err, EC_ERR_CONFIG, "cannot read %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (n > CONFIG_MAX_BYTES) {
+        rc = ec_error_set(err, EC_ERR_CONFIG, "%s: larger than 1 MiB", path);
+        goto out;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    buf = NULL;
+out:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+ec_err ec_config_load(ec_config *cfg, const char *path, ec_error *err)
+{
+    if (!cfg)
+        return ec_error_set(err, EC_ERR_INVAL, "no configuration");
+    if (!path) {
+        if (!cfg->site && cfg->n_tiers == 0)
+            return ec_config_defaults(cfg, err);
+        return EC_OK;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    ec_err rc = read_config(path, &text, &len, err);
+    if (rc)
+        return rc;
+    rc = load_text(cfg, path, text, len, err);
+    free(text);
+    return rc;
+}
+
+ec_err ec_config_load_string(ec_config *cfg, const char *yaml, size_t len, ec_error *err)
+{
+    if (!cfg || (!yaml && len))
+        return ec_error_set(err, EC_ERR_INVAL, "no configuration");
+    return load_text(cfg, "<string>", yaml ? yaml : "", len, err);
+}
+
+static bool nonempty(const char *s)
+{
+    return s && s[0];
+}
+
+ec_err ec_config_validate(ec_config *cfg, ec_error *err)
+{
+    if (!cfg)
+        return ec_error_set(err, EC_ERR_INVAL, "no configuration");
+    double th;
+    if (!nonempty(cfg->site))
+        return ec_error_set(err, EC_ERR_CONFIG, "site: must not be empty");
+    if (!nonempty(cfg->topic_root))
+        return ec_error_set(err, EC_ERR_CONFIG, "topic_root: must not be empty");
+    if (!nonempty(cfg->broker))
+        return ec_error_set(err, EC_ERR_CONFIG, "mqtt.broker: must not be empty");
+    if (!nonempty(cfg->db_path))
+        return ec_error_set(err, EC_ERR_CONFIG, "store.path: must not be empty");
+    if (ec_gate_preset_threshold(cfg->gate_preset, &th) != 0)
+        return ec_error_set(err, EC_ERR_CONFIG,
+                            "gate.preset: unknown preset (expected aggressive, balanced, "
+                            "conservative)");
+    if (!(cfg->min_confidence >= 0 && cfg->min_confidence <= 1))
+        return ec_error_set(err, EC_ERR_CONFIG,
+                            "gate.min_confidence: must be between 0 and 1, got %g",
+                            cfg->min_confidence);
+    if (cfg->n_tiers == 0)
+        return ec_error_set(err, EC_ERR_CONFIG, "tiers: at least one tier is required");
+    if (cfg->n_tiers > EC_MAX_TIERS)
+        return ec_error_set(err, EC_ERR_CONFIG, "tiers: at most %d tiers allowed, got %zu",
+                            EC_MAX_TIERS, cfg->n_tiers);
+    for (size_t i = 0; i < cfg->n_tiers; i++) {
+        ec_tier_cfg *t = &cfg->tiers[i];
+        if (!nonempty(t->name))
+            return ec_error_set(err, EC_ERR_CONFIG, "tiers[%zu].name: must not be empty", i);
+        if (!nonempty(t->model))
+            return ec_error_set(err, EC_ERR_CONFIG, "tiers[%zu].model: required", i);
+        if (!provider_find(t->provider))
+            return ec_error_set(err, EC_ERR_CONFIG,
+                                "tiers[%zu].provider: unknown provider \"%s\" (expected vllm, "
+                                "openai-compatible, ollama, openai, anthropic)",
+                                i, t->provider ? t->provider : "");
+        if (!nonempty(t->base_url))
+            return ec_error_set(err, EC_ERR_CONFIG, "tiers[%zu].base_url: must not be empty", i);
+        if (!(t->min_confidence <= 1))
+            return ec_error_set(err, EC_ERR_CONFIG,
+                                "tiers[%zu].min_confidence: must be at most 1, got %g", i,
+                                t->min_confidence);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->tiers[j].name, t->name) == 0)
+                return ec_error_set(err, EC_ERR_CONFIG,
+                                    "tiers[%zu].name: duplicate tier name \"%s\" (also "
+                                    "tiers[%zu])",
+                                    i, t->name, j);
+        t->local = ec_provider_is_local(t->provider); /* derived: keep it in step */
+    }
+    return EC_OK;
+}
+
+void ec_config_free(ec_config *cfg)
+{
+    if (!cfg)
+        return;
+    ec_cm_free(config_table, cfg);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+void ec_config_write_example(FILE *out)
+{
+    ec_config d;
+    if (ec_config_defaults(&d, NULL) != EC_OK)
+        return;
+    fputs("# edgecascade configuration, shared by edgecascade-router, -local and -relay.\n"
+          "#\n"
+          "# Every key is optional and every value shown is the default, so an empty file\n"
+          "# works. Keys shown commented out follow other keys unless given. Unknown keys\n"
+          "# are errors. Generated by ec_config_write_example() from the key table in\n"
+          "# common/src/config.c; tests/unit/test_config.c keeps this file in step.\n"
+          "\n",
+          out);
+    ec_cm_write(out, config_table, &d);
+    ec_config_free(&d);
+}
+
+int ec_gate_preset_threshold(const char *preset, double *out)
+{
+    for (size_t i = 0; preset && preset_names[i]; i++) {
+        if (strcmp(preset, preset_names[i]) == 0) {
+            if (out)
+                *out = preset_thresholds[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int ec_config_tier_index(const ec_config *cfg, const char *name)
+{
+    for (size_t i = 0; cfg && name && i < cfg->n_tiers; i++)
+        if (ec_streq(cfg->tiers[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+char *ec_tier_api_key(const ec_tier_cfg *t, ec_error *err)
+{
+    ec_error_clear(err);
+    if (!t)
+        return NULL;
+    const char *tname = t->name ? t->name : "?";
+    if (nonempty(t->api_key_env)) {
+        const char *v = getenv(t->api_key_env);
+        if (nonempty(v)) {
+            char *key = strdup(v);
+            if (!key)
+                ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+            return key;
+        }
+    }
+    if (!nonempty(t->api_key_file))
+        return NULL;
+
+    size_t len = 0;
+    char *buf = ec_read_file(t->api_key_file, KEY_FILE_MAX_BYTES, &len);
+    if (!buf) {
+        ec_error_set(err, EC_ERR_CONFIG, "tier %s: cannot read api_key_file %s: %s", tname,
+                     t->api_key_file, strerror(errno));
+        return NULL;
+    }
+    /* The key is the first line, without surrounding blanks or a CR. */
+    size_t end = strcspn(buf, "\n");
+    size_t start = strspn(buf, " \t");
+    while (end > start && strchr(" \t\r", buf[end - 1]))
+        end--;
+    char *key = NULL;
+    if (end <= start)
+        ec_error_set(err, EC_ERR_CONFIG, "tier %s: api_key_file %s holds no key", tname,
+                     t->api_key_file);
+    else if (!(key = strndup(buf + start, end - start)))
+        ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    explicit_bzero(buf, len);
+    free(buf);
+    return key;
+}
+
+double ec_tier_cost(const ec_tier_cfg *t, uint32_t tokens_in, uint32_t tokens_out)
+{
+    if (!t)
+        return 0;
+    if (t->input_per_1m != 0 || t->output_per_1m != 0)
+        return ((double)tokens_in * t->input_per_1m + (double)tokens_out * t->output_per_1m) / 1e6;
+    return t->cost_per_1k * ((double)tokens_in + (double)tokens_out) / 1000.0;
+}
+
+bool ec_provider_is_local(const char *provider)
+{
+    const provider_info *p = provider_find(provider);
+    return p && p->local;
+}

@@ -1,1 +1,155 @@
-/* placeholder: implemented in a later step */
+/* Ollama's native API: POST <base_url>/api/chat with "stream":false, and
+ * GET <base_url>/api/tags for discovery. The native API is used rather than
+ * Ollama's OpenAI shim because it reports token counts reliably; it has no
+ * logprobs, so the gate judges Ollama answers without them.
+ *
+ * base_url is the server root (http://127.0.0.1:11434). A trailing "/v1",
+ * easy to copy from an OpenAI-style example, is dropped rather than turned
+ * into a 404 on /v1/api/chat. */
+#include "provider_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The server root: base_url without trailing slashes or a final "/v1". */
+static char *ollama_root(const char *base)
+{
+    size_t n = strlen(base);
+    while (n > 0 && base[n - 1] == '/')
+        n--;
+    if (n >= 3 && memcmp(base + n - 3, "/v1", 3) == 0)
+        n -= 3;
+    char *s = malloc(n + 1);
+    if (!s)
+        return NULL;
+    memcpy(s, base, n);
+    s[n] = '\0';
+    return s;
+}
+
+static ec_err ollama_start(const ec_tier_cfg *t, const char *method, const char *path,
+                           const char *api_key, ec_http_request *out, ec_error *err)
+{
+    char *root = ollama_root(t->base_url);
+    if (!root)
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    ec_err rc = ec_prov_request_start(out, method, root, path, err);
+    free(root);
+    if (rc)
+        return rc;
+    if (strcmp(method, "POST") == 0 &&
+        ec_http_request_add_header(out, "Content-Type: application/json"))
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    /* Ollama itself takes no key; one is sent when set, for a proxy in front. */
+    if (api_key && ec_http_request_add_header(out, "Authorization: Bearer %s", api_key))
+        return ec_error_set(err, EC_ERR_INVAL, "tier %s: cannot set the Authorization header",
+                            ec_prov_tier_name(t));
+    return EC_OK;
+}
+
+static ec_err ollama_build_chat(const ec_tier_cfg *t, const ec_infer_request *r,
+                                const char *api_key, ec_http_request *out, ec_error *err)
+{
+    json_t *body = NULL, *msgs = NULL, *opts = NULL;
+    ec_http_request_init(out, "POST"); /* so that failing leaves out freeable */
+    ec_err rc = ec_prov_check(t, r, err);
+    if (rc)
+        goto out;
+    rc = ollama_start(t, "POST", "api/chat", api_key, out, err);
+    if (rc)
+        goto out;
+    out->timeout_ms = ec_prov_timeout(t, r);
+    rc = ec_prov_messages_json(r, false, &msgs, err);
+    if (rc)
+        goto out;
+    body = json_object();
+    opts = json_object();
+    if (!body || !opts) {
+        rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory building the request body");
+        goto out;
+    }
+    int bad = json_object_set_new(body, "model", json_string(t->model));
+    bad |= json_object_set_new(body, "messages", msgs);
+    msgs = NULL;
+    bad |= json_object_set_new(body, "stream", json_false());
+    if (r->max_tokens > 0)
+        bad |= json_object_set_new(opts, "num_predict", json_integer(r->max_tokens));
+    if (r->has_temperature)
+        bad |= json_object_set_new(opts, "temperature", json_real(r->temperature));
+    if (json_object_size(opts) > 0) {
+        bad |= json_object_set_new(body, "options", opts);
+        opts = NULL;
+    }
+    if (bad) {
+        rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory building the request body");
+        goto out;
+    }
+    rc = ec_prov_set_body(out, body, err);
+    body = NULL;
+out:
+    json_decref(opts);
+    json_decref(msgs);
+    json_decref(body);
+    if (rc)
+        ec_http_request_free(out);
+    return rc;
+}
+
+static ec_outcome ollama_parse_chat(const ec_tier_cfg *t, const ec_http_response *resp,
+                                    ec_infer_reply *out, ec_error *err)
+{
+    if (resp->status != 200)
+        return ec_prov_status_outcome(t, resp, err);
+    json_t *root = ec_prov_parse_body(t, resp, err);
+    if (!root)
+        return EC_OUTCOME_RETRY;
+
+    ec_outcome oc = EC_OUTCOME_OK;
+    json_t *content = json_object_get(json_object_get(root, "message"), "content");
+    if (!json_is_string(content)) {
+        oc = ec_prov_malformed(t, err, "message.content is not a string");
+        goto out;
+    }
+    if (ec_prov_fill_reply(t, out, json_string_value(content), json_string_length(content),
+                           json_string_value(json_object_get(root, "model")),
+                           json_string_value(json_object_get(root, "done_reason")),
+                           ec_prov_json_count(json_object_get(root, "prompt_eval_count")),
+                           ec_prov_json_count(json_object_get(root, "eval_count")), err)) {
+        oc = EC_OUTCOME_RETRY;
+        goto out;
+    }
+    memset(&out->lp, 0, sizeof(out->lp));
+out:
+    json_decref(root);
+    return oc;
+}
+
+static ec_err ollama_build_models(const ec_tier_cfg *t, const char *api_key, ec_http_request *out,
+                                  ec_error *err)
+{
+    ec_http_request_init(out, "GET");
+    ec_err rc = ec_prov_check(t, NULL, err);
+    if (!rc)
+        rc = ollama_start(t, "GET", "api/tags", api_key, out, err);
+    if (rc) {
+        ec_http_request_free(out);
+        return rc;
+    }
+    out->timeout_ms = EC_PROVIDER_MODELS_TIMEOUT_MS;
+    return EC_OK;
+}
+
+static ec_err ollama_parse_models(const ec_http_response *resp, char ***names, size_t *n,
+                                  ec_error *err)
+{
+    return ec_prov_parse_models(resp, "models", "name", names, n, err);
+}
+
+const ec_provider ec_provider_ollama = {
+    .name = "ollama",
+    .local = true,
+    .build_chat = ollama_build_chat,
+    .parse_chat = ollama_parse_chat,
+    .build_models = ollama_build_models,
+    .parse_models = ollama_parse_models,
+};

@@ -10,7 +10,8 @@ struct ec_queue {
     pthread_cond_t not_empty;
     pthread_cond_t not_full;
     void **items;
-    size_t cap;
+    size_t cap;   /* slots allocated */
+    size_t limit; /* nominal capacity: try_push/push refuse at this length */
     size_t head;
     size_t len;
     bool closed;
@@ -29,6 +30,7 @@ ec_err ec_queue_create(ec_queue **out, size_t capacity)
         return EC_ERR_NOMEM;
     }
     q->cap = capacity;
+    q->limit = capacity;
     pthread_mutex_init(&q->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -101,7 +103,7 @@ ec_err ec_queue_push(ec_queue *q, void *item, int timeout_ms)
         deadline_after(&deadline, timeout_ms);
     ec_err rc = EC_OK;
     pthread_mutex_lock(&q->lock);
-    while (!q->closed && q->len == q->cap) {
+    while (!q->closed && q->len >= q->limit) {
         if (wait_on(q, &q->not_full, timeout_ms, &deadline) == EC_ERR_TIMEOUT) {
             rc = EC_ERR_BUSY;
             break;
@@ -113,6 +115,34 @@ ec_err ec_queue_push(ec_queue *q, void *item, int timeout_ms)
         else
             push_locked(q, item);
     }
+    pthread_mutex_unlock(&q->lock);
+    return rc;
+}
+
+ec_err ec_queue_push_force(ec_queue *q, void *item)
+{
+    ec_err rc = EC_OK;
+    pthread_mutex_lock(&q->lock);
+    if (q->closed) {
+        rc = EC_ERR_UNAVAILABLE;
+    } else {
+        if (q->len == q->cap) {
+            size_t cap = q->cap * 2;
+            void **items = malloc(cap * sizeof(void *));
+            if (!items) {
+                rc = EC_ERR_NOMEM;
+                goto out;
+            }
+            for (size_t i = 0; i < q->len; i++)
+                items[i] = q->items[(q->head + i) % q->cap];
+            free(q->items);
+            q->items = items;
+            q->head = 0;
+            q->cap = cap;
+        }
+        push_locked(q, item);
+    }
+out:
     pthread_mutex_unlock(&q->lock);
     return rc;
 }
@@ -138,7 +168,8 @@ ec_err ec_queue_pop(ec_queue *q, void **item, int timeout_ms)
         *item = q->items[q->head];
         q->head = (q->head + 1) % q->cap;
         q->len--;
-        pthread_cond_signal(&q->not_full);
+        if (q->len < q->limit)
+            pthread_cond_signal(&q->not_full);
     }
     pthread_mutex_unlock(&q->lock);
     return rc;
@@ -163,5 +194,5 @@ size_t ec_queue_len(ec_queue *q)
 
 size_t ec_queue_capacity(ec_queue *q)
 {
-    return q->cap;
+    return q->limit;
 }

@@ -2,6 +2,12 @@
  *
  * Threads: Paho's callbacks only copy the message into a bounded inbound queue
  * and return; the owner pops with ec_mqtt_next() on its own worker threads.
+ * When the queue is full the owner's on_overflow hook decides, on Paho's
+ * thread and without blocking, what to do with the message (the router answers
+ * "busy"); without a hook, or when the hook declines, the message is queued past
+ * the nominal capacity (for traffic bounded elsewhere, such as replies to our
+ * own requests). Paho's own "return 0 and redeliver later" is not used: in
+ * Paho C 1.3.12 the message then waits for the next incoming packet.
  * Publishing blocks the caller (up to a timeout) once max_inflight QoS>0
  * publishes are unacknowledged, so a burst pushes back on its producer instead
  * of piling up inside Paho (which collapses throughput on this stack).
@@ -33,6 +39,10 @@ typedef struct ec_mqtt_msg {
 
 void ec_mqtt_msg_free(ec_mqtt_msg *m);
 
+/* Called on Paho's thread when the inbound queue is full. Must not block.
+ * Return true after taking ownership of msg (free it with ec_mqtt_msg_free). */
+typedef bool (*ec_mqtt_overflow_fn)(void *ctx, ec_mqtt_msg *msg);
+
 typedef struct ec_mqtt_opts {
     const char *uri;       /* tcp://host:port, ssl://..., mqtt://... */
     const char *client_id; /* required, unique per process */
@@ -48,6 +58,8 @@ typedef struct ec_mqtt_opts {
     const char *status_topic;
     const char *status_online;
     const char *status_offline;
+    ec_mqtt_overflow_fn on_overflow; /* optional */
+    void *overflow_ctx;
 } ec_mqtt_opts;
 
 typedef struct ec_mqtt_pubprops {
@@ -75,10 +87,15 @@ ec_err ec_mqtt_publish(ec_mqtt *m, const char *topic, const void *payload, size_
  * ec_mqtt_stop(). The caller owns *out and frees it with ec_mqtt_msg_free. */
 ec_err ec_mqtt_next(ec_mqtt *m, ec_mqtt_msg **out, int timeout_ms);
 
+/* Publishes without waiting and without taking an in-flight slot: for small
+ * answers sent from inside an overflow hook. */
+ec_err ec_mqtt_publish_nowait(ec_mqtt *m, const char *topic, const void *payload, size_t len,
+                              int qos, const ec_mqtt_pubprops *props, ec_error *err);
+
 size_t ec_mqtt_queue_len(ec_mqtt *m);
-/* Number of inbound messages refused because the queue was full (each was left
- * unacknowledged for the broker to redeliver, never silently dropped). */
-uint64_t ec_mqtt_refused(ec_mqtt *m);
+/* Inbound messages that found the queue full (handed to on_overflow, or queued
+ * past the capacity). None is ever dropped. */
+uint64_t ec_mqtt_overflows(ec_mqtt *m);
 
 /* Waits until every outstanding publish is acknowledged (or timeout). */
 ec_err ec_mqtt_flush(ec_mqtt *m, int timeout_ms);

@@ -17,6 +17,10 @@ void ec_queue_destroy(ec_queue *q, void (*free_item)(void *));
 
 /* EC_OK, or EC_ERR_BUSY when full, or EC_ERR_UNAVAILABLE after close. */
 ec_err ec_queue_try_push(ec_queue *q, void *item);
+/* Pushes even past the capacity. For producers whose volume is bounded by
+ * construction elsewhere (replies to requests we sent), where refusing would
+ * lose work and waiting would block Paho's thread. */
+ec_err ec_queue_push_force(ec_queue *q, void *item);
 /* Waits up to timeout_ms (-1 forever) for room. */
 ec_err ec_queue_push(ec_queue *q, void *item, int timeout_ms);
 /* EC_OK with *item set, EC_ERR_TIMEOUT, or EC_ERR_UNAVAILABLE when closed and empty. */

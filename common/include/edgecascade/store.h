@@ -35,12 +35,21 @@ void ec_store_close(ec_store *s);
 /* Starts the writer thread. */
 ec_err ec_store_start_writer(ec_store *s, int batch_ms, size_t queue_cap, ec_error *err);
 /* Hands d to the writer (d's contents are moved; d is left cleared).
- * EC_ERR_BUSY when the writer's queue is full: the caller still owns d then. */
+ * EC_ERR_BUSY when the writer's queue is full: the caller still owns d then
+ * (likewise on any other error: EC_ERR_INVAL for a decision without a query id
+ * or with a tier other than "local"/"cloud", EC_ERR_UNAVAILABLE without a writer). */
 ec_err ec_store_record(ec_store *s, ec_decision *d, ec_error *err);
-/* Waits until everything recorded so far is committed. */
+/* Waits until everything recorded so far is committed (timeout_ms -1: no
+ * limit). EC_ERR_TIMEOUT when time runs out first; EC_ERR_DB when some of those
+ * decisions could not be written (see ec_store_failed_count). */
 ec_err ec_store_flush(ec_store *s, int timeout_ms, ec_error *err);
-/* Writes d synchronously on the caller's thread (tests, tools). */
+/* Writes d synchronously on the caller's thread (tests, tools). Must not run
+ * while the writer thread is started on the same store: both use the one write
+ * connection and its prepared statements. */
 ec_err ec_store_write_now(ec_store *s, const ec_decision *d, ec_error *err);
+/* Decisions the writer gave up on after retries (each one is logged at error
+ * level with its query id). */
+uint64_t ec_store_failed_count(ec_store *s);
 
 /* ---- reading ---- */
 #define EC_STATS_TIERS 3 /* "local", "cloud", "none" (errors) */

@@ -1,0 +1,77 @@
+/* Helpers shared by the provider implementations (provider_*.c). Not a
+ * public interface: everything here is about turning JSON into ec_infer_reply
+ * fields and HTTP statuses into outcomes the same way for every API. */
+#ifndef EC_PROVIDER_INTERNAL_H
+#define EC_PROVIDER_INTERNAL_H
+
+#include <jansson.h>
+#include "edgecascade/provider.h"
+
+/* When neither the tier nor the request gives a timeout, a call still must
+ * not hang forever on a stalled server. */
+#define EC_PROVIDER_DEFAULT_TIMEOUT_MS 60000u
+#define EC_PROVIDER_MODELS_TIMEOUT_MS  10000u
+/* How much of an API's own error text goes into our message. */
+#define EC_PROVIDER_API_MSG_MAX 200u
+/* Anthropic requires max_tokens; this is used when the query gives none. */
+#define EC_ANTHROPIC_DEFAULT_MAX_TOKENS 512
+#define EC_ANTHROPIC_VERSION            "2023-06-01"
+
+/* Deterministic compact JSON (key order as inserted) so request bodies can
+ * be compared byte for byte. Reals with 15 digits, so 0.7 stays "0.7". */
+#define EC_PROV_JSON_FLAGS (JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(15))
+
+extern const ec_provider ec_provider_vllm;
+extern const ec_provider ec_provider_openai_compatible;
+extern const ec_provider ec_provider_openai;
+extern const ec_provider ec_provider_ollama;
+extern const ec_provider ec_provider_anthropic;
+
+/* The tier's name for messages: name, else model, else "?". */
+const char *ec_prov_tier_name(const ec_tier_cfg *t);
+
+/* The tier's timeout, lowered to the request's when that is smaller and set. */
+uint32_t ec_prov_timeout(const ec_tier_cfg *t, const ec_infer_request *r);
+
+/* Checks that the tier has a base URL and, for a chat request r (not NULL),
+ * a model and messages. */
+ec_err ec_prov_check(const ec_tier_cfg *t, const ec_infer_request *r, ec_error *err);
+
+/* Starts out as method with url = base_url + path. */
+ec_err ec_prov_request_start(ec_http_request *out, const char *method, const char *base,
+                             const char *path, ec_error *err);
+
+/* *out = [{"role":..,"content":..}, ...] of the request's messages; system
+ * messages left out when skip_system. Text must be valid UTF-8 (JSON). */
+ec_err ec_prov_messages_json(const ec_infer_request *r, bool skip_system, json_t **out,
+                             ec_error *err);
+
+/* Serialises root (takes the reference) into out->body. */
+ec_err ec_prov_set_body(ec_http_request *out, json_t *root, ec_error *err);
+
+/* Classifies a non-200 response: RETRY or ERROR, with err naming the status,
+ * provider, model, a hint for the integrator and the API's own message. */
+ec_outcome ec_prov_status_outcome(const ec_tier_cfg *t, const ec_http_response *resp,
+                                  ec_error *err);
+
+/* Parses a 200 body into a JSON object, or RETRY with "malformed response". */
+json_t *ec_prov_parse_body(const ec_tier_cfg *t, const ec_http_response *resp, ec_error *err);
+
+/* Sets err to "malformed response from <tier>: <what>" and returns RETRY. */
+ec_outcome ec_prov_malformed(const ec_tier_cfg *t, ec_error *err, const char *what);
+
+/* Fills reply fields (all copied) on success; the answer is cut at
+ * EC_MAX_ANSWER on a UTF-8 boundary so the reply fits on the wire. Frees
+ * whatever out held in those fields before. */
+ec_err ec_prov_fill_reply(const ec_tier_cfg *t, ec_infer_reply *out, const char *answer,
+                          size_t answer_len, const char *model, const char *finish_reason,
+                          uint32_t tokens_in, uint32_t tokens_out, ec_error *err);
+
+/* A JSON integer as a token count (0 when absent or not a non-negative integer). */
+uint32_t ec_prov_json_count(json_t *v);
+
+/* Discovery: non-200 -> EC_ERR_HTTP, then names = root[array_key][].name_key. */
+ec_err ec_prov_parse_models(const ec_http_response *resp, const char *array_key,
+                            const char *name_key, char ***names, size_t *n, ec_error *err);
+
+#endif

@@ -1,0 +1,194 @@
+#include "edgecascade/service.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "edgecascade/log.h"
+#include "edgecascade/proto.h"
+#include "edgecascade/util.h"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+bool ec_service_stopping(void)
+{
+    return g_stop != 0;
+}
+
+static void usage(FILE *out, const char *prog, const char *summary)
+{
+    fprintf(out,
+            "usage: %s [--config FILE] [--broker URI] [--help] [--version]\n"
+            "\n%s\n\n"
+            "  --config FILE   YAML configuration (every key has a default; see\n"
+            "                  deploy/edgecascade.example.yaml or `edgecascade config --example`)\n"
+            "  --broker URI    MQTT broker, overrides mqtt.broker (tcp://host:1883)\n"
+            "  --help          this text\n"
+            "  --version       print the version\n",
+            prog, summary);
+}
+
+int ec_service_init(ec_service *s, const char *name, const char *summary, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"broker", required_argument, NULL, 'b'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL, *broker = NULL;
+    char prog[64];
+    snprintf(prog, sizeof(prog), "edgecascade-%s", name);
+    memset(s, 0, sizeof(*s));
+    s->name = name;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "c:b:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'b':
+            broker = optarg;
+            break;
+        case 'h':
+            usage(stdout, prog, summary);
+            return -1;
+        case 'V':
+            printf("%s %s (protocol v%d)\n", prog, EC_VERSION, EC_PROTO_VERSION);
+            return -1;
+        default:
+            fprintf(stderr, "%s: unknown option '%s'\n", prog, argv[optind - 1]);
+            usage(stderr, prog, summary);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+        return 2;
+    }
+
+    ec_error err = {0};
+    if (ec_config_defaults(&s->cfg, &err) || ec_config_load(&s->cfg, config_path, &err) ||
+        ec_config_validate(&s->cfg, &err)) {
+        fprintf(stderr, "%s: bad configuration: %s\n", prog, err.msg);
+        ec_config_free(&s->cfg);
+        return 2;
+    }
+    if (broker) {
+        free(s->cfg.broker);
+        s->cfg.broker = strdup(broker);
+    }
+    ec_log_level level = EC_LOG_INFO;
+    ec_log_level_parse(s->cfg.log_level, &level);
+    ec_log_init(prog, level);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char host[64] = "host";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(s->client_id, sizeof(s->client_id), "edgecascade-%s-%s-%d", name, host, (int)getpid());
+    char suffix[64];
+    snprintf(suffix, sizeof(suffix), "status/%s", name);
+    ec_topic(&s->cfg, s->status_topic, sizeof(s->status_topic), suffix);
+    return 0;
+}
+
+static char *status_json(ec_service *s, const char *state)
+{
+    ec_status st = {
+        .service = (char *)s->name,
+        .state = (char *)state,
+        .version = EC_VERSION,
+        .instance = s->client_id,
+        .pid = (uint32_t)getpid(),
+        .ts_ms = ec_now_ms(),
+    };
+    ec_buf b;
+    ec_buf_init(&b, 4096);
+    if (ec_status_encode_json(&st, &b, NULL) != EC_OK) {
+        ec_buf_free(&b);
+        return NULL;
+    }
+    return ec_buf_take(&b, NULL);
+}
+
+ec_err ec_service_connect(ec_service *s, const char *const *filters, ec_error *err)
+{
+    char *online = status_json(s, "online");
+    char *offline = status_json(s, "offline");
+    ec_mqtt_opts o = {
+        .uri = s->cfg.broker,
+        .client_id = s->client_id,
+        .username = s->cfg.username,
+        .password = s->cfg.password,
+        .keepalive_s = s->cfg.keepalive_s,
+        .queue_cap = (size_t)s->cfg.queue_size,
+        .max_inflight = s->cfg.max_inflight,
+        .clean_start = false,
+        .session_expiry_s = 300,
+        .status_topic = s->status_topic,
+        .status_online = online,
+        .status_offline = offline,
+        .on_overflow = s->on_overflow,
+        .overflow_ctx = s->overflow_ctx,
+    };
+    ec_err rc = ec_mqtt_create(&s->mqtt, &o, err);
+    free(online);
+    free(offline);
+    if (rc)
+        return rc;
+    for (size_t i = 0; filters && filters[i]; i++) {
+        if ((rc = ec_mqtt_subscribe(s->mqtt, filters[i], 1, err)))
+            return rc;
+    }
+    /* A service started before its broker waits for it rather than exiting:
+     * on a plant PC, start-up order is not guaranteed. */
+    unsigned delay = 250;
+    while (!g_stop) {
+        rc = ec_mqtt_connect(s->mqtt, 5000, err);
+        if (rc == EC_OK) {
+            ec_log_info("connected to %s as %s", s->cfg.broker, s->client_id);
+            return EC_OK;
+        }
+        ec_log_warn("%s; retrying in %u ms", err ? err->msg : "mqtt connect failed", delay);
+        for (unsigned t = 0; t < delay && !g_stop; t += 50)
+            ec_sleep_ms(50);
+        if (delay < 4000)
+            delay *= 2;
+    }
+    return ec_error_set(err, EC_ERR_UNAVAILABLE, "stopped before the broker answered");
+}
+
+void ec_service_shutdown(ec_service *s)
+{
+    if (s->mqtt) {
+        ec_mqtt_stop(s->mqtt);
+        ec_mqtt_destroy(s->mqtt);
+        s->mqtt = NULL;
+    }
+    ec_config_free(&s->cfg);
+}
+
+char *ec_topic(const ec_config *cfg, char *out, size_t outlen, const char *suffix)
+{
+    int n = snprintf(out, outlen, "%s/%s", cfg->topic_root, suffix);
+    if (n < 0 || (size_t)n >= outlen)
+        return NULL;
+    return out;
+}

@@ -1,0 +1,60 @@
+/* Private to the store: the struct shared by store.c (writes) and
+ * store_stats.c (reads), plus hooks the unit tests use. Not a public API. */
+#ifndef EC_STORE_INTERNAL_H
+#define EC_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "edgecascade/queue.h"
+#include "edgecascade/store.h"
+
+#define EC_STORE_SCHEMA_VERSION 1
+
+struct ec_store {
+    char *path;
+    bool readonly;
+
+    /* The write connection: used only by the writer thread once it is
+     * started, or by ec_store_write_now on the caller's thread otherwise.
+     * NULL for a read-only store. */
+    sqlite3 *db;
+    sqlite3_stmt *st_begin;
+    sqlite3_stmt *st_commit;
+    sqlite3_stmt *st_rollback;
+    sqlite3_stmt *st_ins_decision;
+    sqlite3_stmt *st_ins_attempt;
+
+    /* The read connection (stats, counts): a separate connection so readers
+     * see committed snapshots (WAL) and never step inside the writer's open
+     * transaction. Equal to db for ":memory:" stores. */
+    sqlite3 *rdb;
+    pthread_mutex_t rlock; /* one reader at a time on rdb */
+
+    /* Writer thread. */
+    ec_queue *queue;
+    pthread_t writer;
+    bool writer_started;
+    int batch_ms;
+
+    /* Progress counters, under lock; done covers committed + failed. */
+    pthread_mutex_t lock;
+    pthread_cond_t progress;
+    uint64_t recorded;
+    uint64_t done;
+    uint64_t committed;
+    uint64_t failed;
+    uint64_t commits; /* transactions committed by the writer */
+};
+
+/* ---- test hooks ---- */
+
+/* Runs sql (no parameters) on the write connection. Only while the writer is
+ * idle (after ec_store_flush) or not started. */
+ec_err ec_store_test_exec(ec_store *s, const char *sql, ec_error *err);
+/* Transactions the writer has committed so far. */
+uint64_t ec_store_test_commits(ec_store *s);
+
+#endif

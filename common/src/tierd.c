@@ -1,0 +1,262 @@
+#include "edgecascade/tierd.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edgecascade/http.h"
+#include "edgecascade/log.h"
+#include "edgecascade/provider.h"
+#include "edgecascade/util.h"
+
+typedef struct tierd {
+    ec_service *svc;
+    const ec_tierd_opts *opts;
+    char *keys[EC_MAX_TIERS]; /* API keys read once at start; never logged */
+} tierd;
+
+/* Full jitter (AWS architecture blog): sleep uniform(0, min(cap, base*2^n)). */
+static unsigned backoff_delay(const ec_tierd_opts *o, int attempt, unsigned *seed)
+{
+    unsigned cap = o->backoff_max_ms ? o->backoff_max_ms : 2000;
+    unsigned d = o->backoff_ms ? o->backoff_ms : 100;
+    for (int i = 0; i < attempt && d < cap; i++)
+        d *= 2;
+    if (d > cap)
+        d = cap;
+    return (unsigned)rand_r(seed) % (d + 1);
+}
+
+static const char *wire_code(ec_err rc)
+{
+    switch (rc) {
+    case EC_ERR_TIMEOUT:
+        return "timeout";
+    case EC_ERR_CONFIG:
+        return "config";
+    case EC_ERR_PROTO:
+    case EC_ERR_INVAL:
+        return "bad_request";
+    case EC_ERR_TOOBIG:
+        return "too_large";
+    default:
+        return "upstream";
+    }
+}
+
+/* Calls the model, retrying transient failures within the deadline. */
+static void call_tier(tierd *t, ec_http *http, int ti, const ec_infer_request *req,
+                      ec_infer_reply *rep, unsigned *seed)
+{
+    const ec_tier_cfg *tier = &t->svc->cfg.tiers[ti];
+    const ec_provider *p = ec_provider_find(tier->provider);
+    ec_error err = {0};
+    uint32_t budget = tier->timeout_ms;
+    if (req->timeout_ms && req->timeout_ms < budget)
+        budget = req->timeout_ms;
+    double start = ec_mono_ms();
+    double deadline = start + budget;
+    ec_err last_rc = EC_ERR_UNAVAILABLE;
+
+    for (int attempt = 0;; attempt++) {
+        ec_http_request hr;
+        ec_http_response resp;
+        ec_http_request_init(&hr, "POST");
+        ec_http_response_init(&resp);
+        ec_outcome outcome = EC_OUTCOME_RETRY;
+        ec_error_clear(&err);
+        double left = deadline - ec_mono_ms();
+        if (left < 1)
+            left = 1;
+        ec_err rc = p->build_chat(tier, req, t->keys[ti], &hr, &err);
+        if (rc) {
+            outcome = EC_OUTCOME_ERROR;
+            last_rc = rc;
+        } else {
+            if (hr.timeout_ms == 0 || hr.timeout_ms > (uint32_t)left)
+                hr.timeout_ms = (uint32_t)left;
+            rc = ec_http_perform(http, &hr, &resp, &err);
+            if (rc == EC_OK) {
+                ec_infer_reply_clear(rep);
+                outcome = p->parse_chat(tier, &resp, rep, &err);
+                last_rc = outcome == EC_OUTCOME_OK ? EC_OK : EC_ERR_HTTP;
+                if (outcome == EC_OUTCOME_ERROR)
+                    last_rc = EC_ERR_CONFIG;
+            } else {
+                last_rc = rc;
+                outcome = rc == EC_ERR_TOOBIG ? EC_OUTCOME_ERROR : EC_OUTCOME_RETRY;
+            }
+        }
+        uint32_t retry_after_ms = resp.retry_after_s * 1000u;
+        ec_http_request_free(&hr);
+        ec_http_response_free(&resp);
+        if (outcome == EC_OUTCOME_OK)
+            break;
+        ec_log_warn("tier %s (%s) attempt %d: %s", tier->name, tier->model, attempt + 1, err.msg);
+        if (outcome == EC_OUTCOME_ERROR || attempt >= t->opts->max_retries)
+            break;
+        unsigned delay = backoff_delay(t->opts, attempt, seed);
+        if (retry_after_ms > delay)
+            delay = retry_after_ms;
+        if (ec_mono_ms() + delay >= deadline)
+            break; /* the deadline cannot be met: fail now rather than late */
+        ec_sleep_ms(delay);
+    }
+    if (last_rc != EC_OK) {
+        ec_infer_reply_clear(rep);
+        ec_wire_error_set(&rep->error, wire_code(last_rc), err.msg[0] ? err.msg : "tier failed");
+    }
+    rep->latency_ms = ec_mono_ms() - start;
+    rep->cost_usd = ec_tier_cost(tier, rep->tokens_in, rep->tokens_out);
+}
+
+static void reply(tierd *t, const ec_mqtt_msg *msg, ec_infer_reply *rep)
+{
+    ec_buf b;
+    ec_error err = {0};
+    ec_buf_init(&b, EC_MAX_PAYLOAD);
+    if (ec_infer_reply_encode(rep, &b, &err) != EC_OK) {
+        /* The answer itself was unencodable (e.g. over the size limit): say so. */
+        ec_infer_reply_clear(rep);
+        ec_wire_error_set(&rep->error, "too_large", err.msg);
+        ec_buf_reset(&b);
+        ec_infer_reply_encode(rep, &b, NULL);
+    }
+    ec_mqtt_pubprops pp = {.corr = msg->corr, .corr_len = msg->corr_len};
+    if (ec_mqtt_publish(t->svc->mqtt, msg->response_topic, b.data, b.len, 1, false, &pp, 10000,
+                        &err) != EC_OK)
+        ec_log_error("reply for %s lost: %s", rep->id ? rep->id : "?", err.msg);
+    ec_buf_free(&b);
+}
+
+static void handle(tierd *t, ec_http *http, ec_mqtt_msg *msg, unsigned *seed)
+{
+    ec_infer_request req = {0};
+    ec_infer_reply rep = {0};
+    ec_error err = {0};
+    if (!msg->response_topic) {
+        ec_log_error("infer request on %s without a Response Topic: nowhere to answer, ignored",
+                     msg->topic);
+        return;
+    }
+    if (ec_infer_request_decode(msg->payload, msg->len, &req, &err) != EC_OK) {
+        ec_log_warn("malformed infer request on %s: %s", msg->topic, err.msg);
+        ec_wire_error_set(&rep.error, "bad_request", err.msg);
+        rep.id = strdup("");
+        goto send;
+    }
+    int ti = ec_config_tier_index(&t->svc->cfg, req.tier);
+    rep.id = strdup(req.id);
+    rep.tier_index = req.tier_index;
+    rep.tier = strdup(req.tier);
+    if (ti < 0 || t->svc->cfg.tiers[ti].local != t->opts->serve_local) {
+        char m[256];
+        snprintf(m, sizeof(m), "tier '%s' is not served by edgecascade-%s (check that every "
+                 "service reads the same config)", req.tier, t->svc->name);
+        ec_wire_error_set(&rep.error, "config", m);
+        goto send;
+    }
+    call_tier(t, http, ti, &req, &rep, seed);
+    if (!rep.id)
+        rep.id = strdup(req.id);
+    if (!rep.tier)
+        rep.tier = strdup(req.tier);
+    rep.tier_index = req.tier_index;
+send:
+    reply(t, msg, &rep);
+    ec_infer_request_clear(&req);
+    ec_infer_reply_clear(&rep);
+}
+
+static void *worker(void *arg)
+{
+    tierd *t = arg;
+    ec_http *http = NULL;
+    unsigned seed = (unsigned)ec_mono_us() ^ (unsigned)(uintptr_t)&http;
+    if (ec_http_create(&http) != EC_OK) {
+        ec_log_error("cannot create HTTP client");
+        return NULL;
+    }
+    while (!ec_service_stopping()) {
+        ec_mqtt_msg *msg = NULL;
+        ec_err rc = ec_mqtt_next(t->svc->mqtt, &msg, 200);
+        if (rc == EC_ERR_UNAVAILABLE)
+            break;
+        if (rc != EC_OK)
+            continue;
+        handle(t, http, msg, &seed);
+        ec_mqtt_msg_free(msg);
+    }
+    ec_http_destroy(http);
+    return NULL;
+}
+
+int ec_tierd_run(ec_service *s, const ec_tierd_opts *o)
+{
+    tierd t = {.svc = s, .opts = o};
+    ec_error err = {0};
+    int served = 0, code = 1;
+    pthread_t th[64];
+    int n = o->workers > 0 ? (o->workers > 64 ? 64 : o->workers) : 1;
+    int started = 0;
+
+    for (size_t i = 0; i < s->cfg.n_tiers; i++) {
+        const ec_tier_cfg *tier = &s->cfg.tiers[i];
+        if (tier->local != o->serve_local)
+            continue;
+        if (!ec_provider_find(tier->provider)) {
+            ec_log_error("tier %s: unknown provider %s", tier->name, tier->provider);
+            goto out;
+        }
+        t.keys[i] = ec_tier_api_key(tier, &err);
+        if (err.code) {
+            ec_log_error("tier %s: %s", tier->name, err.msg);
+            goto out;
+        }
+        if (!o->serve_local && !t.keys[i])
+            ec_log_warn("tier %s: no API key (set %s); calls will be refused by %s", tier->name,
+                        tier->api_key_env && *tier->api_key_env ? tier->api_key_env
+                                                                : "api_key_env or api_key_file",
+                        tier->provider);
+        ec_log_info("serving tier %zu '%s': %s %s at %s", i, tier->name, tier->provider,
+                    tier->model, tier->base_url);
+        served++;
+    }
+    if (!served)
+        ec_log_warn("no %s tier in the configuration; requests will be answered with errors",
+                    o->serve_local ? "local" : "cloud");
+
+    char topic[300], filter[340];
+    ec_topic(&s->cfg, topic, sizeof(topic), o->serve_local ? "infer/local" : "infer/cloud");
+    snprintf(filter, sizeof(filter), "$share/edgecascade-%s/%s", s->name, topic);
+    const char *filters[] = {filter, NULL};
+    if (ec_http_global_init() != EC_OK) {
+        ec_log_error("libcurl initialisation failed");
+        goto out;
+    }
+    if (ec_service_connect(s, filters, &err) != EC_OK) {
+        ec_log_error("%s", err.msg);
+        goto out;
+    }
+    for (; started < n; started++) {
+        if (pthread_create(&th[started], NULL, worker, &t) != 0) {
+            ec_log_error("cannot start worker thread");
+            break;
+        }
+    }
+    ec_log_info("ready: %d workers on %s", started, filter);
+    while (!ec_service_stopping())
+        ec_sleep_ms(100);
+    code = 0;
+    ec_log_info("stopping");
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+out:
+    for (size_t i = 0; i < EC_MAX_TIERS; i++) {
+        if (t.keys[i]) {
+            memset(t.keys[i], 0, strlen(t.keys[i]));
+            free(t.keys[i]);
+        }
+    }
+    return code;
+}

@@ -1,0 +1,60 @@
+/* Status: the retained liveness record each service keeps on
+ * <root>/status/<service> (its MQTT will sets state "offline"). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto_internal.h"
+
+void ec_status_clear(ec_status *s)
+{
+    if (!s)
+        return;
+    free(s->service);
+    free(s->state);
+    free(s->version);
+    free(s->instance);
+    memset(s, 0, sizeof(*s));
+}
+
+static void status_clear_v(void *m)
+{
+    ec_status_clear(m);
+}
+
+static const ec_field status_fields[] = {
+    {.name = "v", .kind = EC_FK_VERSION},
+    {.name = "service",
+     .kind = EC_FK_STR,
+     .flags = EC_FF_REQUIRED | EC_FF_NONEMPTY,
+     .off = offsetof(ec_status, service),
+     .limit = EC_MAX_ID},
+    {.name = "state",
+     .kind = EC_FK_STR,
+     .flags = EC_FF_REQUIRED | EC_FF_NONEMPTY,
+     .off = offsetof(ec_status, state),
+     .limit = EC_MAX_ID},
+    {.name = "version", .kind = EC_FK_STR, .off = offsetof(ec_status, version), .limit = EC_MAX_ID},
+    {.name = "instance",
+     .kind = EC_FK_STR,
+     .off = offsetof(ec_status, instance),
+     .limit = EC_MAX_ID},
+    {.name = "pid", .kind = EC_FK_U32, .off = offsetof(ec_status, pid)},
+    {.name = "ts_ms", .kind = EC_FK_U64, .off = offsetof(ec_status, ts_ms)},
+};
+
+const ec_msgdef ec_def_status = {
+    .name = "status",
+    EC_FIELDS(status_fields),
+    .size = sizeof(ec_status),
+    .clear = status_clear_v,
+};
+
+ec_err ec_status_encode(const ec_status *s, ec_buf *out, ec_error *err)
+{
+    return ec_mp_encode(&ec_def_status, s, out, err);
+}
+
+ec_err ec_status_decode(const void *data, size_t len, ec_status *out, ec_error *err)
+{
+    return ec_mp_decode(&ec_def_status, data, len, out, err);
+}

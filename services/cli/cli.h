@@ -1,0 +1,65 @@
+/* edgecascade, the command-line tool: private interfaces between its files.
+ *
+ * main.c pulls the global options (--config, --broker, --help, --version) out
+ * of argv wherever they stand, loads the configuration and hands the rest of
+ * the arguments to one command. Each command parses its own options with the
+ * small helpers below and returns one of the CLI_EXIT_* codes; every failure
+ * message goes to stderr, every result to stdout, so scripts can pipe it. */
+#ifndef EC_CLI_H
+#define EC_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "edgecascade/config.h"
+
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAIL = 1,  /* runtime failure: broker, router, database, model server */
+    CLI_EXIT_USAGE = 2, /* bad arguments or a bad configuration file */
+};
+
+typedef struct cli_ctx {
+    ec_config cfg;           /* loaded (or defaults), with --broker applied */
+    const char *config_path; /* --config, or NULL */
+} cli_ctx;
+
+/* The arguments after the command name, walked by cli_next(). */
+typedef struct cli_args {
+    const char *cmd; /* for messages: "query", "stats", ... */
+    int argc;
+    char **argv;
+    int i;
+    bool no_more_opts; /* after "--" */
+} cli_args;
+
+/* One step of the walk. Returns false at the end. Otherwise *arg is the
+ * current argument, and *is_opt tells whether it is an option ("--x"). */
+bool cli_next(cli_args *a, const char **arg, bool *is_opt);
+/* If the current option is name ("--name" or "--name=value"), stores its value
+ * (taking the next argument when needed) and returns 1; 0 when it is another
+ * option; -1 (after printing the usage error) when the value is missing. */
+int cli_opt_value(cli_args *a, const char *arg, const char *name, const char **val);
+
+/* Prints "edgecascade <cmd>: <message>" and a hint to stderr; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Strict number parsers: the whole string must be a number within [min, max]. */
+bool cli_parse_long(const char *s, long min, long max, long *out);
+bool cli_parse_double(const char *s, double min, double max, double *out);
+/* "90s", "30m", "1h", "7d", "2w" -> milliseconds. */
+bool cli_parse_duration_ms(const char *s, uint64_t *out);
+
+/* Commands. argc/argv hold only the command's own arguments. */
+int cli_cmd_query(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_models(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_config(cli_ctx *ctx, int argc, char **argv);
+
+/* Per-command help text (stdout for --help). */
+void cli_help_query(void);
+void cli_help_stats(void);
+void cli_help_models(void);
+void cli_help_config(void);
+
+#endif

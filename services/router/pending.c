@@ -1,0 +1,123 @@
+#include "pending.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+struct ec_pending_table {
+    pthread_mutex_t lock;
+    ec_pending **buckets;
+    size_t mask;
+    size_t count;
+};
+
+ec_pending_table *ec_pending_table_create(size_t buckets)
+{
+    size_t n = 64;
+    while (n < buckets)
+        n *= 2;
+    ec_pending_table *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->buckets = calloc(n, sizeof(*t->buckets));
+    if (!t->buckets) {
+        free(t);
+        return NULL;
+    }
+    t->mask = n - 1;
+    pthread_mutex_init(&t->lock, NULL);
+    return t;
+}
+
+void ec_pending_free(ec_pending *p)
+{
+    if (!p)
+        return;
+    ec_query_clear(&p->query);
+    free(p->response_topic);
+    free(p->corr);
+    for (size_t i = 0; i < p->n_attempts; i++)
+        ec_attempt_clear(&p->attempts[i]);
+    free(p->best_answer);
+    free(p);
+}
+
+void ec_pending_table_destroy(ec_pending_table *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i <= t->mask; i++) {
+        ec_pending *p = t->buckets[i];
+        while (p) {
+            ec_pending *next = p->next;
+            ec_pending_free(p);
+            p = next;
+        }
+    }
+    pthread_mutex_destroy(&t->lock);
+    free(t->buckets);
+    free(t);
+}
+
+static size_t slot(const ec_pending_table *t, uint64_t key)
+{
+    key ^= key >> 33;
+    key *= 0xff51afd7ed558ccdull;
+    key ^= key >> 33;
+    return (size_t)key & t->mask;
+}
+
+void ec_pending_put(ec_pending_table *t, ec_pending *p)
+{
+    pthread_mutex_lock(&t->lock);
+    size_t s = slot(t, p->key);
+    p->next = t->buckets[s];
+    t->buckets[s] = p;
+    t->count++;
+    pthread_mutex_unlock(&t->lock);
+}
+
+ec_pending *ec_pending_take(ec_pending_table *t, uint64_t key)
+{
+    pthread_mutex_lock(&t->lock);
+    ec_pending **pp = &t->buckets[slot(t, key)];
+    while (*pp && (*pp)->key != key)
+        pp = &(*pp)->next;
+    ec_pending *p = *pp;
+    if (p) {
+        *pp = p->next;
+        p->next = NULL;
+        t->count--;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return p;
+}
+
+ec_pending *ec_pending_take_expired(ec_pending_table *t, double now_ms)
+{
+    ec_pending *out = NULL;
+    pthread_mutex_lock(&t->lock);
+    for (size_t i = 0; i <= t->mask; i++) {
+        ec_pending **pp = &t->buckets[i];
+        while (*pp) {
+            ec_pending *p = *pp;
+            if (p->hop_deadline_ms <= now_ms) {
+                *pp = p->next;
+                p->next = out;
+                out = p;
+                t->count--;
+            } else {
+                pp = &p->next;
+            }
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return out;
+}
+
+size_t ec_pending_count(ec_pending_table *t)
+{
+    pthread_mutex_lock(&t->lock);
+    size_t n = t->count;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}

@@ -1,0 +1,50 @@
+/* In-flight queries, keyed by the correlation key of their current hop.
+ * Taking an entry removes it, so a reply and the timeout sweep can race
+ * without both acting on one query. */
+#ifndef EC_PENDING_H
+#define EC_PENDING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "edgecascade/proto.h"
+
+typedef struct ec_pending {
+    struct ec_pending *next; /* table chain */
+    uint64_t key;            /* correlation key of the current hop */
+
+    ec_query query;
+    ec_encoding enc;
+    char *response_topic; /* the client's, or NULL */
+    void *corr;
+    size_t corr_len;
+
+    uint64_t ts_ms;       /* arrival, epoch ms */
+    double t0_ms;         /* arrival, monotonic ms */
+    double hop_start_ms;  /* current hop published */
+    double hop_deadline_ms;
+    double busy_ms;       /* time spent inside router code */
+
+    int tier; /* current tier index */
+    ec_attempt attempts[EC_MAX_ATTEMPTS];
+    size_t n_attempts;
+    int best;          /* attempt index of the best draft, -1 if none */
+    char *best_answer; /* its text (owned) */
+    bool left_device;
+    bool nowait; /* answered from Paho's thread: publish and record without waiting */
+} ec_pending;
+
+typedef struct ec_pending_table ec_pending_table;
+
+ec_pending_table *ec_pending_table_create(size_t buckets);
+/* Frees the table and every entry still in it. */
+void ec_pending_table_destroy(ec_pending_table *t);
+void ec_pending_put(ec_pending_table *t, ec_pending *p);
+ec_pending *ec_pending_take(ec_pending_table *t, uint64_t key);
+/* Removes and returns (chained through next) entries whose hop deadline passed. */
+ec_pending *ec_pending_take_expired(ec_pending_table *t, double now_ms);
+size_t ec_pending_count(ec_pending_table *t);
+
+void ec_pending_free(ec_pending *p);
+
+#endif

@@ -1,0 +1,576 @@
+#include "router.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edgecascade/log.h"
+#include "edgecascade/util.h"
+#include "gate.h"
+#include "pending.h"
+
+#define HOP_GRACE_MS 2000 /* on top of a tier's own timeout: MQTT hops and queueing */
+#define MAX_WORKERS  64
+
+struct ec_router {
+    ec_service *svc;
+    ec_config *cfg;
+    ec_store *store;
+    ec_pending_table *pending;
+    atomic_uint_fast64_t next_key;
+    char reply_topic[300];
+    char query_topic[300];
+    char infer_local[300];
+    char infer_cloud[300];
+    pthread_t workers[MAX_WORKERS];
+    int n_workers;
+    pthread_t sweeper;
+    bool sweeper_started;
+};
+
+static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep);
+
+/* ---- results ---- */
+
+static const char *tier_kind(const ec_tier_cfg *t)
+{
+    return t->local ? "local" : "cloud";
+}
+
+static void copy_error(ec_wire_error *dst, const ec_wire_error *src)
+{
+    if (src->code)
+        ec_wire_error_set(dst, src->code, src->message ? src->message : "");
+}
+
+static void copy_attempt(ec_attempt *dst, const ec_attempt *src)
+{
+    *dst = *src;
+    dst->tier = ec_strdup0(src->tier);
+    dst->model = ec_strdup0(src->model);
+    dst->reason = ec_strdup0(src->reason);
+    memset(&dst->error, 0, sizeof(dst->error));
+    copy_error(&dst->error, &src->error);
+}
+
+static ec_err publish(ec_router *r, const ec_pending *p, const char *topic, const ec_buf *b,
+                      const ec_mqtt_pubprops *pp, ec_error *err)
+{
+    if (p->nowait)
+        return ec_mqtt_publish_nowait(r->svc->mqtt, topic, b->data, b->len, 1, pp, err);
+    return ec_mqtt_publish(r->svc->mqtt, topic, b->data, b->len, 1, false, pp, 10000, err);
+}
+
+static void publish_result(ec_router *r, ec_pending *p, const ec_result *res)
+{
+    ec_buf b;
+    ec_error err = {0};
+    ec_buf_init(&b, EC_MAX_PAYLOAD + 64 * 1024);
+    ec_err rc = p->enc == EC_ENC_JSON ? ec_result_encode_json(res, &b, &err)
+                                      : ec_result_encode(res, &b, &err);
+    if (rc) {
+        ec_log_error("result %s could not be encoded: %s", res->id, err.msg);
+        ec_buf_free(&b);
+        return;
+    }
+    const char *ctype = p->enc == EC_ENC_JSON ? "application/json" : "application/msgpack";
+    ec_mqtt_pubprops pp = {.corr = p->corr, .corr_len = p->corr_len, .content_type = ctype};
+    char topic[400];
+    snprintf(topic, sizeof(topic), "%s/result/%s", r->cfg->topic_root, res->id);
+    ec_mqtt_pubprops dp = {.content_type = ctype};
+    if (p->response_topic && publish(r, p, p->response_topic, &b, &pp, &err) != EC_OK)
+        ec_log_error("result %s to %s: %s", res->id, p->response_topic, err.msg);
+    if (publish(r, p, topic, &b, &dp, &err) != EC_OK)
+        ec_log_error("result %s to %s: %s", res->id, topic, err.msg);
+    ec_buf_free(&b);
+}
+
+static void record(ec_router *r, ec_pending *p, ec_result *res)
+{
+    ec_decision d = {
+        .ts_ms = p->ts_ms,
+        .result = *res,
+        .policy = p->query.policy,
+        .encoding = p->enc,
+        .left_device = p->left_device,
+    };
+    const ec_tier_cfg *top = &r->cfg->tiers[r->cfg->n_tiers - 1];
+    if (!res->error.code)
+        d.cost_top_usd = ec_tier_cost(top, res->tokens_in, res->tokens_out);
+    memset(res, 0, sizeof(*res)); /* moved into d */
+    ec_error err = {0};
+    /* The writer's queue is full only when the disk cannot keep up; waiting
+     * here slows intake rather than losing a decision (but never on Paho's thread). */
+    for (int i = 0; i < (p->nowait ? 1 : 500); i++) {
+        if (ec_store_record(r->store, &d, &err) == EC_OK)
+            return;
+        if (!p->nowait)
+            ec_sleep_ms(10);
+    }
+    ec_log_error("decision %s not recorded: %s", d.result.id, err.msg);
+    ec_decision_clear(&d);
+}
+
+/* Publishes the final Result for p, records the decision and frees p.
+ * answer_attempt is the attempt whose draft is served (-1: none). */
+static void finish(ec_router *r, ec_pending *p, int answer_attempt, const char *answer,
+                   const char *reason, const char *err_code, const char *err_msg)
+{
+    double t_in = ec_mono_ms();
+    ec_result res = {0};
+    res.id = strdup(p->query.id);
+    res.source = ec_strdup0(p->query.source);
+    res.reason = strdup(reason);
+    res.confidence = -1;
+    if (answer_attempt >= 0) {
+        const ec_attempt *a = &p->attempts[answer_attempt];
+        res.answer = strdup(answer ? answer : "");
+        res.tier = strdup(tier_kind(&r->cfg->tiers[a->tier_index]));
+        res.tier_index = a->tier_index;
+        res.tier_name = ec_strdup0(a->tier);
+        res.model = ec_strdup0(a->model);
+        res.confidence = a->confidence;
+        res.threshold = a->threshold;
+        res.tokens_in = a->tokens_in;
+        res.tokens_out = a->tokens_out;
+    }
+    if (err_code)
+        ec_wire_error_set(&res.error, err_code, err_msg ? err_msg : "");
+    res.escalated = p->n_attempts > 1;
+    res.attempts = p->n_attempts ? calloc(p->n_attempts, sizeof(ec_attempt)) : NULL;
+    for (size_t i = 0; i < p->n_attempts && res.attempts; i++) {
+        copy_attempt(&res.attempts[i], &p->attempts[i]);
+        res.cost_usd += p->attempts[i].cost_usd;
+    }
+    res.n_attempts = res.attempts ? p->n_attempts : 0;
+    double now = ec_mono_ms();
+    res.latency_ms = now - p->t0_ms;
+    res.router_ms = p->busy_ms + (now - t_in);
+    publish_result(r, p, &res);
+    ec_log_debug("query %s: %s tier %u, confidence %.3f, %.2f ms: %s", res.id,
+                 res.tier ? res.tier : "none", res.tier_index, res.confidence, res.latency_ms,
+                 res.reason);
+    record(r, p, &res);
+    ec_result_clear(&res);
+    ec_pending_free(p);
+}
+
+static void finish_error(ec_router *r, ec_pending *p, const char *code, const char *msg)
+{
+    char reason[300];
+    snprintf(reason, sizeof(reason), "not answered: %s", code);
+    finish(r, p, -1, NULL, reason, code, msg);
+}
+
+/* ---- dispatch ---- */
+
+/* Next tier after `after` that the query's policy allows, or -1. */
+static int next_tier(const ec_router *r, const ec_pending *p, int after)
+{
+    for (size_t i = (size_t)(after + 1); i < r->cfg->n_tiers; i++) {
+        if (p->query.policy == EC_POLICY_LOCAL_ONLY && !r->cfg->tiers[i].local)
+            continue;
+        return (int)i;
+    }
+    return -1;
+}
+
+static void add_attempt(ec_pending *p, const ec_tier_cfg *t, int ti, double latency_ms)
+{
+    ec_attempt *a = &p->attempts[p->n_attempts++];
+    memset(a, 0, sizeof(*a));
+    a->tier_index = (uint32_t)ti;
+    a->tier = strdup(t->name);
+    a->model = strdup(t->model);
+    a->confidence = -1;
+    a->latency_ms = latency_ms;
+}
+
+/* Sends p to tier ti. On failure the hop is judged as an error at once. */
+static void dispatch(ec_router *r, ec_pending *p, int ti)
+{
+    const ec_tier_cfg *t = &r->cfg->tiers[ti];
+    double t_in = ec_mono_ms();
+    ec_infer_request req = {0};
+    ec_chat_msg one = {.role = "user", .content = p->query.prompt};
+    req.id = p->query.id;
+    req.tier_index = (uint32_t)ti;
+    req.tier = t->name;
+    if (p->query.n_messages) {
+        req.messages = p->query.messages;
+        req.n_messages = p->query.n_messages;
+    } else {
+        req.messages = &one;
+        req.n_messages = 1;
+    }
+    req.max_tokens = p->query.max_tokens;
+    req.temperature = p->query.temperature;
+    req.has_temperature = p->query.has_temperature;
+    req.logprobs = t->logprobs;
+    req.timeout_ms = t->timeout_ms;
+
+    ec_buf b;
+    ec_error err = {0};
+    ec_buf_init(&b, EC_MAX_PAYLOAD + 64 * 1024);
+    ec_err rc = ec_infer_request_encode(&req, &b, &err);
+
+    p->tier = ti;
+    p->key = atomic_fetch_add(&r->next_key, 1);
+    p->hop_start_ms = ec_mono_ms();
+    p->hop_deadline_ms = p->hop_start_ms + t->timeout_ms + HOP_GRACE_MS;
+    if (!t->local)
+        p->left_device = true;
+    uint64_t key = p->key;
+    unsigned char corr[8];
+    for (int i = 0; i < 8; i++)
+        corr[i] = (unsigned char)(key >> (56 - 8 * i));
+    p->busy_ms += ec_mono_ms() - t_in;
+
+    if (rc == EC_OK) {
+        /* From ec_pending_put on, p belongs to whichever thread takes it. */
+        ec_pending_put(r->pending, p);
+        ec_mqtt_pubprops pp = {.response_topic = r->reply_topic, .corr = corr, .corr_len = 8};
+        rc = ec_mqtt_publish(r->svc->mqtt, t->local ? r->infer_local : r->infer_cloud, b.data,
+                             b.len, 1, false, &pp, 5000, &err);
+        if (rc == EC_OK) {
+            ec_buf_free(&b);
+            return;
+        }
+        p = ec_pending_take(r->pending, key);
+        if (!p) { /* already answered or swept: nothing more to do here */
+            ec_buf_free(&b);
+            return;
+        }
+    }
+    ec_buf_free(&b);
+    ec_infer_reply rep = {0};
+    ec_wire_error_set(&rep.error, rc == EC_ERR_BUSY ? "busy" : "internal", err.msg);
+    judge(r, p, &rep);
+    ec_infer_reply_clear(&rep);
+}
+
+/* ---- the gate ---- */
+
+static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
+{
+    double t_in = ec_mono_ms();
+    int ti = p->tier;
+    const ec_tier_cfg *t = &r->cfg->tiers[ti];
+    char reason[EC_MAX_REASON];
+    add_attempt(p, t, ti, ec_mono_ms() - p->hop_start_ms);
+    ec_attempt *a = &p->attempts[p->n_attempts - 1];
+    a->threshold = ec_gate_threshold(r->cfg, (size_t)ti);
+    a->cost_usd = rep->cost_usd;
+    a->tokens_in = rep->tokens_in;
+    a->tokens_out = rep->tokens_out;
+    if (rep->model && *rep->model) {
+        free(a->model);
+        a->model = strdup(rep->model);
+    }
+    int next = next_tier(r, p, ti);
+    bool room = p->n_attempts < EC_MAX_ATTEMPTS;
+
+    if (rep->error.code) {
+        copy_error(&a->error, &rep->error);
+        snprintf(reason, sizeof(reason), "tier %d '%s' failed: %s: %.200s", ti, t->name,
+                 rep->error.code, rep->error.message ? rep->error.message : "");
+        a->reason = strdup(reason);
+        p->busy_ms += ec_mono_ms() - t_in;
+        if (next >= 0 && room) {
+            dispatch(r, p, next);
+            return;
+        }
+        if (p->best >= 0) {
+            const ec_attempt *b = &p->attempts[p->best];
+            char why[EC_MAX_REASON];
+            snprintf(why, sizeof(why),
+                     "serving the best draft (tier %u '%s', confidence %.2f): %.300s",
+                     b->tier_index, b->tier, b->confidence, reason);
+            finish(r, p, p->best, p->best_answer, why, NULL, NULL);
+            return;
+        }
+        finish(r, p, -1, NULL, reason, rep->error.code,
+               rep->error.message ? rep->error.message : "");
+        return;
+    }
+
+    a->confidence = ec_gate_confidence(rep);
+    if (p->best < 0 || a->confidence > p->attempts[p->best].confidence) {
+        p->best = (int)(p->n_attempts - 1);
+        free(p->best_answer);
+        p->best_answer = ec_strdup0(rep->answer);
+    }
+    if (a->confidence >= a->threshold) {
+        snprintf(reason, sizeof(reason), "accepted: confidence %.2f >= threshold %.2f",
+                 a->confidence, a->threshold);
+        a->accepted = true;
+    } else if (next >= 0 && room) {
+        snprintf(reason, sizeof(reason),
+                 "escalated: confidence %.2f < threshold %.2f, next tier %d '%s'", a->confidence,
+                 a->threshold, next, r->cfg->tiers[next].name);
+    } else if (p->query.policy == EC_POLICY_LOCAL_ONLY && (size_t)ti + 1 < r->cfg->n_tiers) {
+        snprintf(reason, sizeof(reason),
+                 "accepted below threshold (%.2f < %.2f): policy local_only keeps the query on "
+                 "the device",
+                 a->confidence, a->threshold);
+        a->accepted = true;
+    } else {
+        snprintf(reason, sizeof(reason),
+                 "accepted below threshold (%.2f < %.2f): no further tier", a->confidence,
+                 a->threshold);
+        a->accepted = true;
+    }
+    a->reason = strdup(reason);
+    p->busy_ms += ec_mono_ms() - t_in;
+    if (a->accepted) {
+        finish(r, p, (int)(p->n_attempts - 1), rep->answer, reason, NULL, NULL);
+        return;
+    }
+    dispatch(r, p, next);
+}
+
+/* ---- intake ---- */
+
+static bool valid_id(const char *id)
+{
+    if (!*id)
+        return false;
+    for (const char *c = id; *c; c++) {
+        if (*c == '/' || *c == '+' || *c == '#' || (unsigned char)*c < 0x20)
+            return false;
+    }
+    return true;
+}
+
+/* Reads a query into a new pending entry. Returns NULL when the query has
+ * already been answered (with an error) or memory ran out. */
+static ec_pending *intake(ec_router *r, ec_mqtt_msg *msg, bool nowait)
+{
+    double t_in = ec_mono_ms();
+    ec_error err = {0};
+    ec_pending *p = calloc(1, sizeof(*p));
+    if (!p) {
+        ec_log_error("out of memory: query on %s not answered", msg->topic);
+        return NULL;
+    }
+    p->best = -1;
+    p->nowait = nowait;
+    p->ts_ms = ec_now_ms();
+    p->t0_ms = (double)msg->received_us / 1000.0;
+    p->response_topic = msg->response_topic;
+    p->corr = msg->corr;
+    p->corr_len = msg->corr_len;
+    msg->response_topic = NULL;
+    msg->corr = NULL;
+    p->enc = ec_payload_encoding(msg->payload, msg->len);
+
+    ec_err rc;
+    if (msg->len > EC_MAX_PAYLOAD)
+        rc = ec_error_set(&err, EC_ERR_TOOBIG, "query: %zu bytes exceeds limit %u", msg->len,
+                          EC_MAX_PAYLOAD);
+    else
+        rc = ec_query_decode_any(msg->payload, msg->len, &p->query, &p->enc, &err);
+    if (!p->query.id) {
+        /* Absent, or the payload was too broken to read one: the error result
+         * still needs an id for <root>/result/<id> and the decision log. */
+        char id[27];
+        ec_id_new(id);
+        p->query.id = strdup(id);
+    }
+    p->busy_ms = ec_mono_ms() - t_in;
+    if (rc != EC_OK) {
+        ec_log_warn("malformed query on %s answered with an error (id %s): %s", msg->topic,
+                    p->query.id, err.msg);
+        finish_error(r, p, rc == EC_ERR_TOOBIG ? "too_large" : "bad_request", err.msg);
+        return NULL;
+    }
+    if (!valid_id(p->query.id)) {
+        char id[27];
+        ec_id_new(id);
+        free(p->query.id);
+        p->query.id = strdup(id);
+        finish_error(r, p, "bad_request",
+                     "query.id: must not be empty or contain '/', '+', '#' or control characters");
+        return NULL;
+    }
+    return p;
+}
+
+static void on_query(ec_router *r, ec_mqtt_msg *msg)
+{
+    ec_pending *p = intake(r, msg, false);
+    if (!p)
+        return;
+    size_t inflight = ec_pending_count(r->pending);
+    if (inflight >= (size_t)r->cfg->max_pending) {
+        char m[200];
+        snprintf(m, sizeof(m), "router has %zu queries in flight (router.max_pending); retry later",
+                 inflight);
+        finish_error(r, p, "busy", m);
+        return;
+    }
+    int first = next_tier(r, p, -1);
+    if (first < 0) {
+        finish_error(r, p, "config",
+                     "no tier allowed for this query (policy local_only needs a local tier)");
+        return;
+    }
+    dispatch(r, p, first);
+}
+
+static void on_reply(ec_router *r, ec_mqtt_msg *msg)
+{
+    ec_infer_reply rep = {0};
+    ec_error err = {0};
+    if (msg->corr_len != 8) {
+        ec_log_warn("reply without a valid correlation key on %s ignored", msg->topic);
+        return;
+    }
+    uint64_t key = 0;
+    for (int i = 0; i < 8; i++)
+        key = (key << 8) | ((unsigned char *)msg->corr)[i];
+    ec_err rc = ec_infer_reply_decode(msg->payload, msg->len, &rep, &err);
+    ec_pending *p = ec_pending_take(r->pending, key);
+    if (!p) {
+        ec_log_debug("late or duplicate reply (key %llu) ignored", (unsigned long long)key);
+        ec_infer_reply_clear(&rep);
+        return;
+    }
+    if (rc != EC_OK) {
+        ec_infer_reply_clear(&rep);
+        ec_wire_error_set(&rep.error, "internal", err.msg);
+    }
+    judge(r, p, &rep);
+    ec_infer_reply_clear(&rep);
+}
+
+/* Paho's thread, inbound queue full: answer the query "busy" at once rather
+ * than queue without bound. Replies to our own requests are bounded by
+ * max_pending, so those are queued anyway. */
+static bool on_overflow(void *ctx, ec_mqtt_msg *msg)
+{
+    ec_router *r = ctx;
+    if (strcmp(msg->topic, r->reply_topic) == 0)
+        return false;
+    ec_pending *p = intake(r, msg, true);
+    if (p)
+        finish_error(r, p, "busy",
+                     "router intake queue is full (mqtt.queue_size); retry later");
+    ec_mqtt_msg_free(msg);
+    return true;
+}
+
+static void *worker_main(void *arg)
+{
+    ec_router *r = arg;
+    while (true) {
+        ec_mqtt_msg *msg = NULL;
+        ec_err rc = ec_mqtt_next(r->svc->mqtt, &msg, 200);
+        if (rc == EC_ERR_UNAVAILABLE)
+            break;
+        if (rc != EC_OK)
+            continue;
+        if (strcmp(msg->topic, r->reply_topic) == 0)
+            on_reply(r, msg);
+        else
+            on_query(r, msg);
+        ec_mqtt_msg_free(msg);
+    }
+    return NULL;
+}
+
+static void *sweeper_main(void *arg)
+{
+    ec_router *r = arg;
+    while (!ec_service_stopping()) {
+        ec_sleep_ms(50);
+        ec_pending *p = ec_pending_take_expired(r->pending, ec_mono_ms());
+        while (p) {
+            ec_pending *next = p->next;
+            p->next = NULL;
+            const ec_tier_cfg *t = &r->cfg->tiers[p->tier];
+            char m[300];
+            snprintf(m, sizeof(m), "no reply from tier '%s' within %u ms (is edgecascade-%s "
+                     "running?)", t->name, t->timeout_ms + HOP_GRACE_MS, t->local ? "local" : "relay");
+            ec_infer_reply rep = {0};
+            ec_wire_error_set(&rep.error, "timeout", m);
+            judge(r, p, &rep);
+            ec_infer_reply_clear(&rep);
+            p = next;
+        }
+    }
+    return NULL;
+}
+
+ec_err ec_router_create(ec_router **out, ec_service *svc, ec_store *store, ec_error *err)
+{
+    ec_router *r = calloc(1, sizeof(*r));
+    if (!r)
+        return ec_error_set(err, EC_ERR_NOMEM, "router: out of memory");
+    r->svc = svc;
+    r->cfg = &svc->cfg;
+    r->store = store;
+    atomic_init(&r->next_key, ((uint64_t)ec_now_ms() << 16));
+    svc->on_overflow = on_overflow;
+    svc->overflow_ctx = r;
+    r->pending = ec_pending_table_create((size_t)r->cfg->max_pending * 2);
+    if (!r->pending) {
+        free(r);
+        return ec_error_set(err, EC_ERR_NOMEM, "router: out of memory");
+    }
+    char suffix[200];
+    snprintf(suffix, sizeof(suffix), "reply/router/%s", svc->client_id);
+    if (!ec_topic(r->cfg, r->reply_topic, sizeof(r->reply_topic), suffix) ||
+        !ec_topic(r->cfg, r->query_topic, sizeof(r->query_topic), "query") ||
+        !ec_topic(r->cfg, r->infer_local, sizeof(r->infer_local), "infer/local") ||
+        !ec_topic(r->cfg, r->infer_cloud, sizeof(r->infer_cloud), "infer/cloud")) {
+        ec_router_destroy(r);
+        return ec_error_set(err, EC_ERR_CONFIG, "topic_root is too long");
+    }
+    *out = r;
+    return EC_OK;
+}
+
+ec_err ec_router_start(ec_router *r, ec_error *err)
+{
+    int n = r->cfg->router_workers;
+    if (n < 1)
+        n = 1;
+    if (n > MAX_WORKERS)
+        n = MAX_WORKERS;
+    for (; r->n_workers < n; r->n_workers++) {
+        if (pthread_create(&r->workers[r->n_workers], NULL, worker_main, r) != 0)
+            return ec_error_set(err, EC_ERR_NOMEM, "router: cannot start worker threads");
+    }
+    if (pthread_create(&r->sweeper, NULL, sweeper_main, r) != 0)
+        return ec_error_set(err, EC_ERR_NOMEM, "router: cannot start the sweeper thread");
+    r->sweeper_started = true;
+    return EC_OK;
+}
+
+void ec_router_destroy(ec_router *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < r->n_workers; i++)
+        pthread_join(r->workers[i], NULL);
+    if (r->sweeper_started)
+        pthread_join(r->sweeper, NULL);
+    if (ec_pending_count(r->pending))
+        ec_log_warn("%zu queries still in flight at shutdown", ec_pending_count(r->pending));
+    ec_pending_table_destroy(r->pending);
+    free(r);
+}
+
+const char *ec_router_reply_topic(const ec_router *r)
+{
+    return r->reply_topic;
+}
+
+size_t ec_router_inflight(ec_router *r)
+{
+    return ec_pending_count(r->pending);
+}

@@ -1,0 +1,196 @@
+/* Fault injection and the /sim control endpoints.
+ *
+ * A model's fault comes from the script and may be replaced at run time with
+ * POST /sim/faults {"model": "x", ...fault keys...}; {"model": "x"} alone
+ * clears it. Order of effects on a request: latency_ms first, then the first
+ * of hang, reset, status, malformed that is set. "times": N limits the fault
+ * to the next N requests after it was set (0: every request).
+ *
+ * hang sleeps in the connection's own thread, waking every 20 ms to see
+ * whether the client has gone (then the thread ends) or the server is
+ * stopping, so neither other connections nor shutdown wait for it. */
+#include "sim.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "edgecascade/util.h"
+
+ec_err sim_server_init(sim_server *srv, sim_script *script, ec_error *err)
+{
+    memset(srv, 0, sizeof(*srv));
+    srv->script = script;
+    pthread_mutex_init(&srv->lock, NULL);
+    atomic_init(&srv->stopping, false);
+    size_t n = script->n_models;
+    srv->faults = calloc(n, sizeof(*srv->faults));
+    srv->fault_hits = calloc(n, sizeof(*srv->fault_hits));
+    srv->requests = calloc(n, sizeof(*srv->requests));
+    srv->faulted = calloc(n, sizeof(*srv->faulted));
+    if (!srv->faults || !srv->fault_hits || !srv->requests || !srv->faulted) {
+        sim_server_clear(srv);
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    }
+    memcpy(srv->faults, script->faults, n * sizeof(*srv->faults));
+    return EC_OK;
+}
+
+void sim_server_clear(sim_server *srv)
+{
+    if (!srv)
+        return;
+    sim_script_free(srv->script);
+    free(srv->faults);
+    free(srv->fault_hits);
+    free(srv->requests);
+    free(srv->faulted);
+    pthread_mutex_destroy(&srv->lock);
+    memset(srv, 0, sizeof(*srv));
+}
+
+/* true when the peer has closed its side (or the socket failed). */
+static bool client_gone(sim_req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return true;
+    char c;
+    ssize_t n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0)
+        return true;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+static enum MHD_Result hang(sim_req *r)
+{
+    r->note = "hang";
+    while (!atomic_load(&r->srv->stopping) && !client_gone(r))
+        ec_sleep_ms(20);
+    r->status = 0;
+    return MHD_NO; /* close without answering */
+}
+
+bool sim_model_enter(sim_req *r, size_t m, sim_error_fn fn, bool *malformed, enum MHD_Result *res)
+{
+    sim_server *srv = r->srv;
+    sim_fault f;
+    bool apply;
+    *malformed = false;
+    pthread_mutex_lock(&srv->lock);
+    srv->requests[m]++;
+    f = srv->faults[m];
+    apply = sim_fault_active(&f) && (f.times == 0 || srv->fault_hits[m] < (unsigned)f.times);
+    if (apply) {
+        srv->fault_hits[m]++;
+        srv->faulted[m]++;
+    }
+    pthread_mutex_unlock(&srv->lock);
+
+    if (apply && f.latency_ms && !sim_sleep(srv, (unsigned)f.latency_ms)) {
+        *res = MHD_NO;
+        return false;
+    }
+    if (apply && f.hang) {
+        *res = hang(r);
+        return false;
+    }
+    if (apply && f.reset) {
+        *res = sim_reset(r);
+        return false;
+    }
+    if (apply && f.status) {
+        bool retry = f.status == 429 || f.status == 503;
+        char msg[128];
+        snprintf(msg, sizeof(msg), "simulated fault: status %d for model %s", f.status,
+                 srv->script->models[m].name);
+        r->note = "fault";
+        *res = sim_reply_json(r, f.status, fn(f.status, msg), false, retry ? f.retry_after : 0);
+        return false;
+    }
+    *malformed = apply && f.malformed;
+    /* The model's own inference time applies only to real answers. */
+    unsigned latency = (unsigned)srv->script->models[m].latency_ms;
+    if (latency && !sim_sleep(srv, latency)) {
+        *res = MHD_NO;
+        return false;
+    }
+    return true;
+}
+
+static json_t *sim_error(int status, const char *message)
+{
+    return json_pack("{s:s, s:b}", "error", message, "simulated", 1);
+}
+
+enum MHD_Result sim_faults_post(sim_req *r)
+{
+    char why[256];
+    json_t *body = sim_body_json(r, why, sizeof(why));
+    if (!body)
+        return sim_reply_error(r, sim_error, 400, "%s", why);
+    enum MHD_Result res;
+    ec_error err = {0};
+    sim_fault f;
+    const char *name = json_string_value(json_object_get(body, "model"));
+    long m = sim_script_model_index(r->srv->script, name);
+    if (!name) {
+        res = sim_reply_error(r, sim_error, 400, "model: required string");
+    } else if (m < 0) {
+        res = sim_reply_error(r, sim_error, 404, "no model \"%s\" in the script", name);
+    } else if (sim_fault_parse(body, true, &f, &err)) {
+        res = sim_reply_error(r, sim_error, 400, "%s", err.msg);
+    } else {
+        pthread_mutex_lock(&r->srv->lock);
+        r->srv->faults[m] = f;
+        r->srv->fault_hits[m] = 0;
+        pthread_mutex_unlock(&r->srv->lock);
+        snprintf(r->model, sizeof(r->model), "%s", name);
+        res = sim_reply_json(r, 200,
+                             json_pack("{s:s, s:o, s:b}", "model", name, "fault",
+                                       sim_fault_to_json(&f), "simulated", 1),
+                             false, 0);
+    }
+    json_decref(body);
+    return res;
+}
+
+enum MHD_Result sim_faults_get(sim_req *r)
+{
+    json_t *faults = json_object();
+    pthread_mutex_lock(&r->srv->lock);
+    for (size_t i = 0; i < r->srv->script->n_models; i++) {
+        if (sim_fault_active(&r->srv->faults[i]))
+            json_object_set_new(faults, r->srv->script->models[i].name,
+                                sim_fault_to_json(&r->srv->faults[i]));
+    }
+    pthread_mutex_unlock(&r->srv->lock);
+    return sim_reply_json(r, 200, json_pack("{s:o, s:b}", "faults", faults, "simulated", 1), false,
+                          0);
+}
+
+enum MHD_Result sim_stats_get(sim_req *r)
+{
+    json_t *models = json_object();
+    pthread_mutex_lock(&r->srv->lock);
+    for (size_t i = 0; i < r->srv->script->n_models; i++) {
+        json_object_set_new(models, r->srv->script->models[i].name,
+                            json_pack("{s:I, s:I}", "requests", (json_int_t)r->srv->requests[i],
+                                      "faulted", (json_int_t)r->srv->faulted[i]));
+    }
+    pthread_mutex_unlock(&r->srv->lock);
+    return sim_reply_json(r, 200, json_pack("{s:o, s:b}", "models", models, "simulated", 1), false,
+                          0);
+}
+
+enum MHD_Result sim_stats_delete(sim_req *r)
+{
+    size_t n = r->srv->script->n_models;
+    pthread_mutex_lock(&r->srv->lock);
+    memset(r->srv->requests, 0, n * sizeof(*r->srv->requests));
+    memset(r->srv->faulted, 0, n * sizeof(*r->srv->faulted));
+    pthread_mutex_unlock(&r->srv->lock);
+    return sim_stats_get(r);
+}

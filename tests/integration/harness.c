@@ -1,0 +1,435 @@
+#include "harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "edgecascade/util.h"
+
+int ech_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+        fail_msg("cannot find a free port: %s", strerror(errno));
+    int port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static bool port_open(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+void ech_init(ech *h, const char *test_name)
+{
+    memset(h, 0, sizeof(*h));
+    snprintf(h->dir, sizeof(h->dir), "/tmp/ec-%s-XXXXXX", test_name);
+    if (!mkdtemp(h->dir))
+        fail_msg("mkdtemp: %s", strerror(errno));
+    h->mqtt_port = ech_free_port();
+    char id[27];
+    ec_id_new(id);
+    snprintf(h->root, sizeof(h->root), "ectest/%s", id);
+    snprintf(h->uri, sizeof(h->uri), "tcp://127.0.0.1:%d", h->mqtt_port);
+    snprintf(h->config, sizeof(h->config), "%s/edgecascade.yaml", h->dir);
+    snprintf(h->db, sizeof(h->db), "%s/decisions.db", h->dir);
+    setenv("EC_TEST_OPENAI_KEY", "sk-test-not-a-real-key", 1);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void spawn(ech *h, ech_proc *p, const char *name, char *const argv[])
+{
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    snprintf(p->log, sizeof(p->log), "%s/%s.log", h->dir, name);
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execv(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    p->pid = pid;
+}
+
+bool ech_alive(ech_proc *p)
+{
+    if (p->pid <= 0)
+        return false;
+    int st;
+    return waitpid(p->pid, &st, WNOHANG) == 0;
+}
+
+static int stop_proc(ech_proc *p)
+{
+    int status = -1;
+    if (p->pid <= 0)
+        return -1;
+    kill(p->pid, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+            p->pid = 0;
+            return status;
+        }
+        ec_sleep_ms(50);
+    }
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, &status, 0);
+    p->pid = 0;
+    return status;
+}
+
+void ech_start_broker(ech *h)
+{
+    char conf[600];
+    snprintf(conf, sizeof(conf), "%s/mosquitto.conf", h->dir);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "listener %d 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "set_tcp_nodelay true\n"
+            "persistence false\n"
+            "max_queued_messages 10000\n"
+            "log_dest stderr\n",
+            h->mqtt_port);
+    fclose(f);
+    char *argv[] = {"/usr/sbin/mosquitto", "-c", conf, NULL};
+    spawn(h, &h->broker, "mosquitto", argv);
+    for (int i = 0; i < 200; i++) {
+        if (port_open(h->mqtt_port))
+            return;
+        if (!ech_alive(&h->broker))
+            break;
+        ec_sleep_ms(25);
+    }
+    ech_dump_logs(h);
+    fail_msg("mosquitto did not start on port %d", h->mqtt_port);
+}
+
+void ech_stop_broker(ech *h)
+{
+    stop_proc(&h->broker);
+}
+
+void ech_start_sim(ech *h, const char *script)
+{
+    char portfile[600];
+    snprintf(portfile, sizeof(portfile), "%s/sim.port", h->dir);
+    if (script)
+        snprintf(h->script, sizeof(h->script), "%s", script);
+    else
+        snprintf(h->script, sizeof(h->script), "%s/deploy/sim-script.json", EC_SOURCE_DIR);
+    char *argv[] = {EC_BIN_DIR "/edgecascade-sim", "--port", "0", "--port-file", portfile,
+                    "--script", h->script, NULL};
+    spawn(h, &h->sim, "sim", argv);
+    for (int i = 0; i < 200; i++) {
+        FILE *f = fopen(portfile, "r");
+        if (f) {
+            int port = 0;
+            int n = fscanf(f, "%d", &port);
+            fclose(f);
+            if (n == 1 && port > 0) {
+                h->sim_port = port;
+                return;
+            }
+        }
+        if (!ech_alive(&h->sim))
+            break;
+        ec_sleep_ms(25);
+    }
+    ech_dump_logs(h);
+    fail_msg("edgecascade-sim did not start");
+}
+
+void ech_write_config_tiers(ech *h, const char *tiers, const char *extra)
+{
+    FILE *f = fopen(h->config, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "site: test\n"
+            "topic_root: %s\n"
+            "mqtt:\n"
+            "  broker: %s\n"
+            "store:\n"
+            "  path: %s\n"
+            "  batch_ms: 10\n"
+            "log:\n"
+            "  level: debug\n"
+            "%s\n%s\n",
+            h->root, h->uri, h->db, tiers, extra ? extra : "");
+    fclose(f);
+}
+
+void ech_write_config(ech *h, const char *extra)
+{
+    char tiers[2048];
+    snprintf(tiers, sizeof(tiers),
+             "tiers:\n"
+             "  - name: local\n"
+             "    provider: vllm\n"
+             "    model: llama3.2-1b\n"
+             "    base_url: http://127.0.0.1:%d/v1\n"
+             "    timeout_ms: 5000\n"
+             "  - name: cloud\n"
+             "    provider: openai\n"
+             "    model: gpt-4o-mini\n"
+             "    base_url: http://127.0.0.1:%d/v1\n"
+             "    api_key_env: EC_TEST_OPENAI_KEY\n"
+             "    input_per_1m: 0.15\n"
+             "    output_per_1m: 0.60\n"
+             "    timeout_ms: 5000\n",
+             h->sim_port, h->sim_port);
+    ech_write_config_tiers(h, tiers, extra);
+}
+
+/* Waits for the retained online status that carries this process's pid. */
+static void wait_online(ech *h, ech_proc *p, const char *service)
+{
+    ec_mqtt *c = NULL;
+    ec_error err = {0};
+    char cid[64], topic[256];
+    snprintf(cid, sizeof(cid), "ech-status-%d-%s", (int)getpid(), service);
+    snprintf(topic, sizeof(topic), "%s/status/%s", h->root, service);
+    ec_mqtt_opts o = {.uri = h->uri, .client_id = cid, .clean_start = true, .session_expiry_s = 1};
+    assert_int_equal(ec_mqtt_create(&c, &o, &err), EC_OK);
+    assert_int_equal(ec_mqtt_subscribe(c, topic, 1, &err), EC_OK);
+    if (ec_mqtt_connect(c, 5000, &err) != EC_OK)
+        fail_msg("status client: %s", err.msg);
+    uint64_t deadline = ec_mono_us() + 10 * 1000000ull;
+    bool online = false;
+    while (!online && ec_mono_us() < deadline) {
+        ec_mqtt_msg *m = NULL;
+        if (ec_mqtt_next(c, &m, 100) != EC_OK) {
+            if (!ech_alive(p))
+                break;
+            continue;
+        }
+        json_t *j = json_loadb(m->payload, m->len, 0, NULL);
+        if (j && json_integer_value(json_object_get(j, "pid")) == p->pid &&
+            strcmp(json_string_value(json_object_get(j, "state")) ?: "", "online") == 0)
+            online = true;
+        json_decref(j);
+        ec_mqtt_msg_free(m);
+    }
+    ec_mqtt_destroy(c);
+    if (!online) {
+        ech_dump_logs(h);
+        fail_msg("edgecascade-%s did not come online", service);
+    }
+}
+
+void ech_start_one(ech *h, ech_proc *p, const char *name)
+{
+    char bin[512];
+    snprintf(bin, sizeof(bin), "%s/edgecascade-%s", EC_BIN_DIR, name);
+    char *argv[] = {bin, "--config", h->config, NULL};
+    spawn(h, p, name, argv);
+    wait_online(h, p, name);
+}
+
+void ech_start_services(ech *h)
+{
+    ech_start_one(h, &h->router, "router");
+    ech_start_one(h, &h->local, "local");
+    ech_start_one(h, &h->relay, "relay");
+}
+
+void ech_dump_logs(ech *h)
+{
+    ech_proc *ps[] = {&h->broker, &h->sim, &h->router, &h->local, &h->relay};
+    for (size_t i = 0; i < 5; i++) {
+        if (!ps[i]->log[0])
+            continue;
+        size_t len = 0;
+        char *text = ec_read_file(ps[i]->log, 1 << 20, &len);
+        if (!text)
+            continue;
+        const char *tail = len > 6000 ? text + len - 6000 : text;
+        fprintf(stderr, "----- %s (%s) -----\n%s\n", ps[i]->name, ps[i]->log, tail);
+        free(text);
+    }
+}
+
+void ech_teardown(ech *h)
+{
+    if (h->client) {
+        ec_mqtt_destroy(h->client);
+        h->client = NULL;
+    }
+    ech_proc *ps[] = {&h->router, &h->local, &h->relay, &h->sim, &h->broker};
+    for (size_t i = 0; i < 5; i++)
+        stop_proc(ps[i]);
+    if (getenv("EC_KEEP_TEST_DIR")) {
+        fprintf(stderr, "test files kept in %s\n", h->dir);
+        return;
+    }
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", h->dir);
+}
+
+void ech_connect_client(ech *h)
+{
+    ec_error err = {0};
+    char cid[64];
+    snprintf(cid, sizeof(cid), "ech-client-%d", (int)getpid());
+    snprintf(h->reply_topic, sizeof(h->reply_topic), "%s/test/replies", h->root);
+    ec_mqtt_opts o = {.uri = h->uri, .client_id = cid, .clean_start = true, .session_expiry_s = 1};
+    assert_int_equal(ec_mqtt_create(&h->client, &o, &err), EC_OK);
+    assert_int_equal(ec_mqtt_subscribe(h->client, h->reply_topic, 1, &err), EC_OK);
+    if (ec_mqtt_connect(h->client, 5000, &err) != EC_OK)
+        fail_msg("test client: %s", err.msg);
+}
+
+ec_mqtt_msg *ech_request(ech *h, const void *payload, size_t len, const char *corr,
+                         int timeout_ms)
+{
+    ec_error err = {0};
+    char topic[256];
+    snprintf(topic, sizeof(topic), "%s/query", h->root);
+    ec_mqtt_pubprops pp = {.response_topic = h->reply_topic, .corr = corr,
+                           .corr_len = strlen(corr)};
+    assert_int_equal(ec_mqtt_publish(h->client, topic, payload, len, 1, false, &pp, 5000, &err),
+                     EC_OK);
+    uint64_t deadline = ec_mono_us() + (uint64_t)timeout_ms * 1000u;
+    while (ec_mono_us() < deadline) {
+        ec_mqtt_msg *m = NULL;
+        if (ec_mqtt_next(h->client, &m, 50) != EC_OK)
+            continue;
+        if (m->corr && m->corr_len == strlen(corr) && memcmp(m->corr, corr, m->corr_len) == 0)
+            return m;
+        ec_mqtt_msg_free(m);
+    }
+    return NULL;
+}
+
+int ech_ask(ech *h, const char *prompt, const char *policy, ec_result *out, int timeout_ms)
+{
+    ec_query q = {0};
+    ec_buf b;
+    ec_error err = {0};
+    q.prompt = (char *)prompt;
+    if (policy)
+        assert_int_equal(ec_policy_parse(policy, &q.policy), 0);
+    ec_buf_init(&b, 0);
+    assert_int_equal(ec_query_encode(&q, &b, &err), EC_OK);
+    char corr[40];
+    ec_id_new(corr);
+    ec_mqtt_msg *m = ech_request(h, b.data, b.len, corr, timeout_ms);
+    ec_buf_free(&b);
+    if (!m)
+        return -1;
+    ec_err rc = ec_result_decode(m->payload, m->len, out, &err);
+    if (rc)
+        fprintf(stderr, "result decode: %s\n", err.msg);
+    ec_mqtt_msg_free(m);
+    return rc == EC_OK ? 0 : -1;
+}
+
+static size_t collect(char *ptr, size_t size, size_t n, void *ud)
+{
+    return ec_buf_append(ud, ptr, size * n) == EC_OK ? size * n : 0;
+}
+
+static json_t *sim_call(ech *h, const char *path, const char *body)
+{
+    CURL *c = curl_easy_init();
+    char url[256];
+    ec_buf b;
+    ec_buf_init(&b, 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", h->sim_port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    struct curl_slist *hd = NULL;
+    if (body) {
+        hd = curl_slist_append(hd, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    }
+    CURLcode rc = curl_easy_perform(c);
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK)
+        fail_msg("sim %s: %s", path, curl_easy_strerror(rc));
+    json_t *j = json_loadb(b.data ? b.data : "", b.len, 0, NULL);
+    ec_buf_free(&b);
+    return j;
+}
+
+long ech_sim_requests(ech *h, const char *model)
+{
+    json_t *j = sim_call(h, "/sim/stats", NULL);
+    assert_non_null(j);
+    json_t *m = json_object_get(json_object_get(j, "models"), model);
+    long n = m ? (long)json_integer_value(json_object_get(m, "requests")) : 0;
+    json_decref(j);
+    return n;
+}
+
+void ech_sim_fault(ech *h, const char *body)
+{
+    json_decref(sim_call(h, "/sim/faults", body));
+}
+
+char *ech_sql(ech *h, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    char *out = NULL;
+    if (sqlite3_open_v2(h->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        fail_msg("open %s: %s", h->db, sqlite3_errmsg(db));
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("sql %s: %s", sql, sqlite3_errmsg(db));
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        out = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+long ech_sql_long(ech *h, const char *sql)
+{
+    char *s = ech_sql(h, sql);
+    long v = s ? strtol(s, NULL, 10) : 0;
+    free(s);
+    return v;
+}

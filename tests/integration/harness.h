@@ -1,0 +1,84 @@
+/* Integration harness: a real Mosquitto on a free loopback port, the model
+ * simulator and the edgecascade services as separate processes, all under a
+ * fresh temporary directory. Logs of every process stay in that directory and
+ * are printed when a test fails. */
+#ifndef EC_HARNESS_H
+#define EC_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "edgecascade/mqtt.h"
+#include "edgecascade/proto.h"
+
+typedef struct ech_proc {
+    pid_t pid;
+    char name[32];
+    char log[512];
+} ech_proc;
+
+typedef struct ech {
+    char dir[256];
+    int mqtt_port;
+    int sim_port;
+    char uri[64];
+    char root[128];
+    char config[512];
+    char db[512];
+    char script[512];
+    ech_proc broker, sim, router, local, relay;
+    ec_mqtt *client; /* the test's own MQTT client */
+    char reply_topic[256];
+} ech;
+
+/* Creates the temp dir and picks ports. */
+void ech_init(ech *h, const char *test_name);
+int ech_free_port(void);
+
+/* Broker: writes mosquitto.conf (set_tcp_nodelay true) and starts it; waits
+ * until it accepts connections. */
+void ech_start_broker(ech *h);
+void ech_stop_broker(ech *h);
+
+/* Simulator with the given script file (NULL: deploy/sim-script.json). */
+void ech_start_sim(ech *h, const char *script);
+
+/* Writes h->config: topic root, broker, store path, sim tiers (local
+ * llama3.2-1b on the sim, cloud gpt-4o-mini on the sim via openai provider with
+ * an api key env) plus extra YAML appended verbatim (may be NULL). */
+void ech_write_config(ech *h, const char *extra_yaml);
+/* Same but with the tiers section given by the caller. */
+void ech_write_config_tiers(ech *h, const char *tiers_yaml, const char *extra_yaml);
+
+/* Starts router, local and relay with --config h->config and waits until
+ * each has published its retained online status. */
+void ech_start_services(ech *h);
+void ech_start_one(ech *h, ech_proc *p, const char *name);
+/* Kills everything still running and removes the temp dir (kept on failure). */
+void ech_teardown(ech *h);
+/* True if the process is still running. */
+bool ech_alive(ech_proc *p);
+void ech_dump_logs(ech *h);
+
+/* Connects the test client (h->client) and subscribes to h->reply_topic. */
+void ech_connect_client(ech *h);
+/* Publishes payload on <root>/query with Response Topic h->reply_topic and the
+ * given correlation data, and waits for the matching reply. Returns the
+ * message (caller frees) or NULL on timeout. */
+ec_mqtt_msg *ech_request(ech *h, const void *payload, size_t len, const char *corr,
+                         int timeout_ms);
+/* Sends a text query (msgpack) and decodes the result. 0 on success. */
+int ech_ask(ech *h, const char *prompt, const char *policy, ec_result *out, int timeout_ms);
+
+/* Returns the simulator's request count for a model (GET /sim/stats). */
+long ech_sim_requests(ech *h, const char *model);
+/* Sets a fault on the simulator (POST /sim/faults with the given JSON body). */
+void ech_sim_fault(ech *h, const char *json);
+
+/* Runs a query against the SQLite store and returns the first column of the
+ * first row as a heap string (NULL when no row). */
+char *ech_sql(ech *h, const char *sql);
+long ech_sql_long(ech *h, const char *sql);
+
+#endif

@@ -1,0 +1,264 @@
+/* End to end: real Mosquitto, the simulator, router + local + relay as
+ * separate processes. Each test starts its own stack. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edgecascade/util.h"
+#include "harness.h"
+
+static const char *script =
+    "{\"models\": {\n"
+    "  \"llama3.2-1b\": {\"kind\": \"local\", \"default_logprob\": -0.9},\n"
+    "  \"gpt-4o-mini\": {\"kind\": \"cloud\", \"default_logprob\": -0.05,\n"
+    "                   \"require_key\": \"sk-test-not-a-real-key\"}},\n"
+    " \"rules\": [\n"
+    "  {\"match\": \"tolerance\", \"model\": \"llama3.2-1b\",\n"
+    "   \"answer\": \"PASS: 25.04 mm is within 25.00 +/- 0.05 mm.\", \"logprob\": -0.02},\n"
+    "  {\"match\": \"vibration\", \"model\": \"llama3.2-1b\",\n"
+    "   \"answer\": \"Maybe the motor is hot.\", \"logprob\": -1.2},\n"
+    "  {\"match\": \"vibration\", \"model\": \"gpt-4o-mini\",\n"
+    "   \"answer\": \"Likely bearing wear; inspect bearings and lubrication.\", \"logprob\": -0.03}\n"
+    " ]}\n";
+
+typedef struct fixture {
+    ech h;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    ech *h = &f->h;
+    ech_init(h, "cascade");
+    char path[600];
+    snprintf(path, sizeof(path), "%s/script.json", h->dir);
+    FILE *fp = fopen(path, "w");
+    fputs(script, fp);
+    fclose(fp);
+    ech_start_broker(h);
+    ech_start_sim(h, path);
+    ech_write_config(h, NULL);
+    ech_start_services(h);
+    ech_connect_client(h);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    ech_teardown(&f->h);
+    free(f);
+    return 0;
+}
+
+/* Polls the store until the row count reaches want (the writer batches). */
+static long wait_rows(ech *h, const char *sql, long want)
+{
+    long n = 0;
+    for (int i = 0; i < 100; i++) {
+        n = ech_sql_long(h, sql);
+        if (n >= want)
+            break;
+        ec_sleep_ms(50);
+    }
+    return n;
+}
+
+static void confident_draft_stays_local(void **state)
+{
+    ech *h = &((fixture *)*state)->h;
+    ec_result r = {0};
+    assert_int_equal(ech_ask(h, "Part 4471 measured 25.04 mm. Within tolerance?", NULL, &r, 10000), 0);
+    assert_null(r.error.code);
+    assert_string_equal(r.tier, "local");
+    assert_int_equal(r.tier_index, 0);
+    assert_string_equal(r.answer, "PASS: 25.04 mm is within 25.00 +/- 0.05 mm.");
+    assert_false(r.escalated);
+    assert_true(r.confidence > 0.95 && r.confidence <= 1.0);
+    assert_true(r.threshold > 0.69 && r.threshold < 0.71);
+    assert_int_equal(r.n_attempts, 1);
+    assert_true(r.latency_ms > 0);
+    assert_true(r.cost_usd == 0.0);
+    assert_int_equal(ech_sim_requests(h, "gpt-4o-mini"), 0);
+
+    char sql[300];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM decisions WHERE query_id='%s'", r.id);
+    assert_int_equal(wait_rows(h, sql, 1), 1);
+    snprintf(sql, sizeof(sql),
+             "SELECT tier_kind || '|' || tier_index || '|' || model || '|' || escalated || '|' || "
+             "left_device FROM decisions WHERE query_id='%s'",
+             r.id);
+    char *row = ech_sql(h, sql);
+    assert_non_null(row);
+    assert_string_equal(row, "local|0|llama3.2-1b|0|0");
+    free(row);
+    ec_result_clear(&r);
+}
+
+static void low_confidence_escalates_to_cloud(void **state)
+{
+    ech *h = &((fixture *)*state)->h;
+    ec_result r = {0};
+    assert_int_equal(
+        ech_ask(h, "Motor at 85 C with 12 mm/s vibration: failure mode?", NULL, &r, 10000), 0);
+    assert_null(r.error.code);
+    assert_string_equal(r.tier, "cloud");
+    assert_int_equal(r.tier_index, 1);
+    assert_true(r.escalated);
+    assert_string_equal(r.answer, "Likely bearing wear; inspect bearings and lubrication.");
+    assert_int_equal(r.n_attempts, 2);
+    assert_false(r.attempts[0].accepted);
+    assert_true(r.attempts[0].confidence < 0.70);
+    assert_true(r.attempts[1].accepted);
+    assert_true(r.cost_usd > 0);
+    /* Cost is the cloud tier's price on the simulator's token counts. */
+    double expect = (r.attempts[1].tokens_in * 0.15 + r.attempts[1].tokens_out * 0.60) / 1e6;
+    assert_true(r.attempts[1].cost_usd > expect * 0.999 && r.attempts[1].cost_usd < expect * 1.001);
+    assert_int_equal(ech_sim_requests(h, "gpt-4o-mini"), 1);
+
+    char sql[300];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM decisions WHERE query_id='%s'", r.id);
+    assert_int_equal(wait_rows(h, sql, 1), 1);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM attempts a JOIN decisions d ON a.decision_id=d.id "
+             "WHERE d.query_id='%s'",
+             r.id);
+    assert_int_equal(ech_sql_long(h, sql), 2);
+    snprintf(sql, sizeof(sql),
+             "SELECT tier_kind || '|' || escalated || '|' || left_device || '|' || "
+             "(cost_usd > 0) || '|' || (latency_ms > 0) FROM decisions WHERE query_id='%s'",
+             r.id);
+    char *row = ech_sql(h, sql);
+    assert_non_null(row);
+    assert_string_equal(row, "cloud|1|1|1|1");
+    free(row);
+    ec_result_clear(&r);
+}
+
+static void local_only_never_reaches_cloud(void **state)
+{
+    ech *h = &((fixture *)*state)->h;
+    ec_result r = {0};
+    assert_int_equal(ech_ask(h, "Motor vibration 12 mm/s: what now?", "local_only", &r, 10000), 0);
+    assert_null(r.error.code);
+    assert_string_equal(r.tier, "local");
+    assert_false(r.escalated);
+    assert_string_equal(r.answer, "Maybe the motor is hot.");
+    assert_non_null(strstr(r.reason, "local_only"));
+    assert_int_equal(ech_sim_requests(h, "gpt-4o-mini"), 0);
+    char sql[300];
+    snprintf(sql, sizeof(sql),
+             "SELECT left_device FROM decisions WHERE query_id='%s'", r.id);
+    wait_rows(h, "SELECT count(*) FROM decisions", 1);
+    assert_int_equal(ech_sql_long(h, sql), 0);
+    ec_result_clear(&r);
+}
+
+static void correlation_and_json_ingress(void **state)
+{
+    ech *h = &((fixture *)*state)->h;
+    const char *q = "{\"id\":\"plc7-0001\",\"prompt\":\"Part 4471 tolerance check\","
+                    "\"source\":\"plc-7\",\"max_tokens\":64}";
+    ec_mqtt_msg *m = ech_request(h, q, strlen(q), "corr-json-1", 10000);
+    assert_non_null(m);
+    assert_int_equal(m->corr_len, strlen("corr-json-1"));
+    assert_memory_equal(m->corr, "corr-json-1", m->corr_len);
+    json_error_t je;
+    json_t *j = json_loadb(m->payload, m->len, 0, &je);
+    assert_non_null(j); /* JSON in, JSON out */
+    assert_string_equal(json_string_value(json_object_get(j, "id")), "plc7-0001");
+    assert_string_equal(json_string_value(json_object_get(j, "tier")), "local");
+    assert_string_equal(json_string_value(json_object_get(j, "source")), "plc-7");
+    assert_non_null(json_string_value(json_object_get(j, "answer")));
+    json_decref(j);
+    ec_mqtt_msg_free(m);
+    wait_rows(h, "SELECT count(*) FROM decisions WHERE query_id='plc7-0001'", 1);
+    char *src = ech_sql(h, "SELECT source || '|' || encoding FROM decisions WHERE query_id='plc7-0001'");
+    assert_non_null(src);
+    assert_string_equal(src, "plc-7|json");
+    free(src);
+}
+
+static void malformed_payloads_get_error_results(void **state)
+{
+    ech *h = &((fixture *)*state)->h;
+    /* Broken JSON: answered in JSON with bad_request. */
+    const char *bad_json = "{\"prompt\": \"unterminated";
+    ec_mqtt_msg *m = ech_request(h, bad_json, strlen(bad_json), "bad-1", 10000);
+    assert_non_null(m);
+    json_t *j = json_loadb(m->payload, m->len, 0, NULL);
+    assert_non_null(j);
+    json_t *e = json_object_get(j, "error");
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "code")), "bad_request");
+    json_decref(j);
+    ec_mqtt_msg_free(m);
+
+    /* Garbage msgpack (a bare integer, then random bytes). */
+    const unsigned char junk[] = {0xc1, 0xff, 0x00, 0x93, 0x01};
+    m = ech_request(h, junk, sizeof(junk), "bad-2", 10000);
+    assert_non_null(m);
+    ec_result r = {0};
+    ec_error err = {0};
+    assert_int_equal(ec_result_decode(m->payload, m->len, &r, &err), EC_OK);
+    assert_non_null(r.error.code);
+    assert_string_equal(r.error.code, "bad_request");
+    assert_non_null(r.id); /* generated, so the decision log has it */
+    ec_result_clear(&r);
+    ec_mqtt_msg_free(m);
+
+    /* A query with neither prompt nor messages. */
+    const char *empty = "{\"source\":\"plc-9\"}";
+    m = ech_request(h, empty, strlen(empty), "bad-3", 10000);
+    assert_non_null(m);
+    j = json_loadb(m->payload, m->len, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                        "bad_request");
+    json_decref(j);
+    ec_mqtt_msg_free(m);
+
+    /* Oversized payload. */
+    size_t big = 300 * 1024;
+    char *huge = malloc(big + 64);
+    int n = snprintf(huge, 64, "{\"prompt\":\"");
+    memset(huge + n, 'a', big);
+    memcpy(huge + n + big, "\"}", 3);
+    m = ech_request(h, huge, strlen(huge), "bad-4", 10000);
+    free(huge);
+    assert_non_null(m);
+    j = json_loadb(m->payload, m->len, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                        "too_large");
+    json_decref(j);
+    ec_mqtt_msg_free(m);
+
+    /* Every malformed query is in the decision log, and the services still answer. */
+    assert_int_equal(wait_rows(h, "SELECT count(*) FROM decisions WHERE error_code IS NOT NULL", 4), 4);
+    assert_true(ech_alive(&h->router) && ech_alive(&h->local) && ech_alive(&h->relay));
+    ec_result ok = {0};
+    assert_int_equal(ech_ask(h, "tolerance check after bad input", NULL, &ok, 10000), 0);
+    assert_null(ok.error.code);
+    ec_result_clear(&ok);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(confident_draft_stays_local, setup, teardown),
+        cmocka_unit_test_setup_teardown(low_confidence_escalates_to_cloud, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_only_never_reaches_cloud, setup, teardown),
+        cmocka_unit_test_setup_teardown(correlation_and_json_ingress, setup, teardown),
+        cmocka_unit_test_setup_teardown(malformed_payloads_get_error_results, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("integration.cascade", tests, NULL, NULL);
+}

@@ -1,0 +1,259 @@
+/* The MQTT layer against a real Mosquitto: TCP_NODELAY on every connection
+ * (including after a broker restart), MQTT v5 request/response properties,
+ * the outbound in-flight bound and what happens when the inbound queue is full. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "edgecascade/util.h"
+#include "harness.h"
+
+static ec_mqtt *client(ech *h, const char *name, size_t queue_cap, int max_inflight)
+{
+    ec_mqtt *c = NULL;
+    ec_error err = {0};
+    ec_mqtt_opts o = {.uri = h->uri,
+                      .client_id = name,
+                      .queue_cap = queue_cap,
+                      .max_inflight = max_inflight,
+                      .clean_start = true,
+                      .session_expiry_s = 60};
+    assert_int_equal(ec_mqtt_create(&c, &o, &err), EC_OK);
+    return c;
+}
+
+static int nodelay_of(int fd)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len) != 0)
+        return -1;
+    return v;
+}
+
+static void wait_connected(ec_mqtt *c, int ms)
+{
+    for (int i = 0; i < ms / 20 && !ec_mqtt_connected(c); i++)
+        ec_sleep_ms(20);
+    assert_true(ec_mqtt_connected(c));
+}
+
+static void roundtrip(ec_mqtt *pub, ec_mqtt *sub, const char *topic, const char *text)
+{
+    ec_error err = {0};
+    assert_int_equal(ec_mqtt_publish(pub, topic, text, strlen(text), 1, false, NULL, 2000, &err),
+                     EC_OK);
+    ec_mqtt_msg *m = NULL;
+    for (int i = 0; i < 100 && !m; i++) {
+        if (ec_mqtt_next(sub, &m, 50) == EC_OK && strcmp(m->payload, text) != 0) {
+            ec_mqtt_msg_free(m);
+            m = NULL;
+        }
+    }
+    assert_non_null(m);
+    assert_string_equal(m->payload, text);
+    ec_mqtt_msg_free(m);
+}
+
+static void nodelay_holds_after_reconnect(void **state)
+{
+    ech h;
+    ec_error err = {0};
+    ech_init(&h, "mqtt");
+    ech_start_broker(&h);
+    char topic[200];
+    snprintf(topic, sizeof(topic), "%s/t", h.root);
+    ec_mqtt *c = client(&h, "nodelay-a", 64, 16);
+    assert_int_equal(ec_mqtt_subscribe(c, topic, 1, &err), EC_OK);
+    unsigned before = ec_mqtt_nodelay_count();
+    assert_int_equal(ec_mqtt_connect(c, 5000, &err), EC_OK);
+    assert_true(ec_mqtt_nodelay_count() > before);
+    int fd1 = ec_mqtt_nodelay_last_fd();
+    assert_int_equal(nodelay_of(fd1), 1);
+    roundtrip(c, c, topic, "before restart");
+
+    unsigned count1 = ec_mqtt_nodelay_count();
+    ech_stop_broker(&h);
+    for (int i = 0; i < 100 && ec_mqtt_connected(c); i++)
+        ec_sleep_ms(20);
+    assert_false(ec_mqtt_connected(c));
+    ech_start_broker(&h);
+    wait_connected(c, 15000);
+    assert_true(ec_mqtt_nodelay_count() > count1);
+    assert_int_equal(nodelay_of(ec_mqtt_nodelay_last_fd()), 1);
+    /* The broker lost its state (no persistence): the subscription was renewed. */
+    ec_sleep_ms(200);
+    roundtrip(c, c, topic, "after restart");
+    ec_mqtt_destroy(c);
+    ech_teardown(&h);
+}
+
+static void v5_properties_travel(void **state)
+{
+    ech h;
+    ec_error err = {0};
+    ech_init(&h, "mqtt");
+    ech_start_broker(&h);
+    char topic[200];
+    snprintf(topic, sizeof(topic), "%s/req", h.root);
+    ec_mqtt *c = client(&h, "props-a", 64, 16);
+    assert_int_equal(ec_mqtt_subscribe(c, topic, 1, &err), EC_OK);
+    assert_int_equal(ec_mqtt_connect(c, 5000, &err), EC_OK);
+    const unsigned char corr[] = {0, 1, 2, 0xff, 0};
+    ec_mqtt_pubprops pp = {.response_topic = "a/b/reply",
+                           .corr = corr,
+                           .corr_len = sizeof(corr),
+                           .content_type = "application/json",
+                           .expiry_s = 120};
+    assert_int_equal(ec_mqtt_publish(c, topic, "{}", 2, 1, false, &pp, 2000, &err), EC_OK);
+    ec_mqtt_msg *m = NULL;
+    assert_int_equal(ec_mqtt_next(c, &m, 5000), EC_OK);
+    assert_string_equal(m->topic, topic);
+    assert_string_equal(m->response_topic, "a/b/reply");
+    assert_int_equal(m->corr_len, sizeof(corr));
+    assert_memory_equal(m->corr, corr, sizeof(corr));
+    assert_string_equal(m->content_type, "application/json");
+    assert_true(m->expiry_s > 0 && m->expiry_s <= 120);
+    assert_int_equal(m->len, 2);
+    ec_mqtt_msg_free(m);
+    ec_mqtt_destroy(c);
+    ech_teardown(&h);
+}
+
+static void inflight_bound_pushes_back(void **state)
+{
+    ech h;
+    ec_error err = {0};
+    ech_init(&h, "mqtt");
+    ech_start_broker(&h);
+    char topic[200];
+    snprintf(topic, sizeof(topic), "%s/bp", h.root);
+    ec_mqtt *c = client(&h, "bp-a", 64, 4);
+    assert_int_equal(ec_mqtt_connect(c, 5000, &err), EC_OK);
+    ech_stop_broker(&h);
+    for (int i = 0; i < 100 && ec_mqtt_connected(c); i++)
+        ec_sleep_ms(20);
+    /* Disconnected: publishes are buffered by Paho, and stay unacknowledged. */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(ec_mqtt_publish(c, topic, "x", 1, 1, false, NULL, 100, &err), EC_OK);
+    uint64_t t0 = ec_mono_us();
+    assert_int_equal(ec_mqtt_publish(c, topic, "x", 1, 1, false, NULL, 150, &err), EC_ERR_BUSY);
+    assert_true(ec_mono_us() - t0 >= 140000);
+    assert_non_null(strstr(err.msg, "unacknowledged"));
+    ech_start_broker(&h);
+    wait_connected(c, 15000);
+    assert_int_equal(ec_mqtt_flush(c, 5000), EC_OK); /* the buffered four went out */
+    assert_int_equal(ec_mqtt_publish(c, topic, "y", 1, 1, false, NULL, 1000, &err), EC_OK);
+    ec_mqtt_destroy(c);
+    ech_teardown(&h);
+}
+
+static ec_mqtt *flood(ech *h, const char *topic, ec_mqtt *sub, int n)
+{
+    ec_error err = {0};
+    ec_mqtt *pub = client(h, "flood-pub", 64, 64);
+    assert_int_equal(ec_mqtt_connect(pub, 5000, &err), EC_OK);
+    for (int i = 0; i < n; i++) {
+        char text[16];
+        snprintf(text, sizeof(text), "%d", i);
+        assert_int_equal(ec_mqtt_publish(pub, topic, text, strlen(text), 1, false, NULL, 5000, &err),
+                         EC_OK);
+    }
+    assert_int_equal(ec_mqtt_flush(pub, 5000), EC_OK);
+    return pub;
+}
+
+static void full_queue_without_hook_keeps_everything(void **state)
+{
+    ech h;
+    ec_error err = {0};
+    ech_init(&h, "mqtt");
+    ech_start_broker(&h);
+    char topic[200];
+    snprintf(topic, sizeof(topic), "%s/flood", h.root);
+    ec_mqtt *sub = client(&h, "flood-sub", 16, 16);
+    assert_int_equal(ec_mqtt_subscribe(sub, topic, 1, &err), EC_OK);
+    assert_int_equal(ec_mqtt_connect(sub, 5000, &err), EC_OK);
+    const int n = 300;
+    ec_mqtt *pub = flood(&h, topic, sub, n);
+    for (int i = 0; i < 200 && ec_mqtt_queue_len(sub) < (size_t)n; i++)
+        ec_sleep_ms(10); /* nobody pops meanwhile */
+    assert_int_equal(ec_mqtt_overflows(sub), n - 16);
+    assert_int_equal(ec_mqtt_queue_len(sub), n);
+    for (int i = 0; i < n; i++) {
+        ec_mqtt_msg *m = NULL;
+        assert_int_equal(ec_mqtt_next(sub, &m, 5000), EC_OK);
+        assert_int_equal(atoi(m->payload), i); /* all of them, in order */
+        ec_mqtt_msg_free(m);
+    }
+    ec_mqtt_destroy(pub);
+    ec_mqtt_destroy(sub);
+    ech_teardown(&h);
+}
+
+typedef struct hooked {
+    _Atomic int n;
+    int first;
+} hooked;
+
+static bool take_overflow(void *ctx, ec_mqtt_msg *msg)
+{
+    hooked *hk = ctx;
+    if (hk->n++ == 0)
+        hk->first = atoi(msg->payload);
+    ec_mqtt_msg_free(msg);
+    return true;
+}
+
+static void full_queue_goes_to_the_overflow_hook(void **state)
+{
+    ech h;
+    ec_error err = {0};
+    hooked hk = {0};
+    ech_init(&h, "mqtt");
+    ech_start_broker(&h);
+    char topic[200];
+    snprintf(topic, sizeof(topic), "%s/flood", h.root);
+    ec_mqtt_opts o = {.uri = h.uri,
+                      .client_id = "hook-sub",
+                      .queue_cap = 16,
+                      .clean_start = true,
+                      .session_expiry_s = 60,
+                      .on_overflow = take_overflow,
+                      .overflow_ctx = &hk};
+    ec_mqtt *sub = NULL;
+    assert_int_equal(ec_mqtt_create(&sub, &o, &err), EC_OK);
+    assert_int_equal(ec_mqtt_subscribe(sub, topic, 1, &err), EC_OK);
+    assert_int_equal(ec_mqtt_connect(sub, 5000, &err), EC_OK);
+    const int n = 200;
+    ec_mqtt *pub = flood(&h, topic, sub, n);
+    for (int i = 0; i < 200 && hk.n < n - 16; i++)
+        ec_sleep_ms(10);
+    assert_int_equal(ec_mqtt_queue_len(sub), 16); /* the queue held its bound */
+    assert_int_equal(hk.n, n - 16);               /* and the hook got every other one */
+    assert_int_equal(hk.first, 16);
+    ec_mqtt_destroy(pub);
+    ec_mqtt_destroy(sub);
+    ech_teardown(&h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(nodelay_holds_after_reconnect),
+        cmocka_unit_test(v5_properties_travel),
+        cmocka_unit_test(inflight_bound_pushes_back),
+        cmocka_unit_test(full_queue_without_hook_keeps_everything),
+        cmocka_unit_test(full_queue_goes_to_the_overflow_hook),
+    };
+    return cmocka_run_group_tests_name("integration.mqtt", tests, NULL, NULL);
+}
