@@ -6,13 +6,14 @@
 #include <strings.h>
 #include <time.h>
 
-static const char *g_component = "edgecascade";
+static char g_component[64] = "edgecascade";
 static ec_log_level g_level = EC_LOG_INFO;
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void ec_log_init(const char *component, ec_log_level level)
 {
-    g_component = component;
+    /* Copied: callers often build the name in a buffer that goes away. */
+    snprintf(g_component, sizeof(g_component), "%s", component);
     g_level = level;
 }
 
@@ -41,9 +42,10 @@ void ec_log(ec_log_level level, const char *fmt, ...)
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
     char line[2048];
-    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, g_component, level_names[level]);
+    int n = snprintf(line, sizeof(line),
+                     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, g_component, level_names[level]);
     va_list ap;
     va_start(ap, fmt);
     if (n > 0 && (size_t)n < sizeof(line))

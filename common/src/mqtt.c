@@ -119,10 +119,11 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     msg->qos = pm->qos;
     msg->retained = pm->retained != 0;
     msg->response_topic = copy_prop(&pm->properties, MQTTPROPERTY_CODE_RESPONSE_TOPIC, NULL, true);
-    msg->corr = copy_prop(&pm->properties, MQTTPROPERTY_CODE_CORRELATION_DATA, &msg->corr_len, false);
+    msg->corr =
+        copy_prop(&pm->properties, MQTTPROPERTY_CODE_CORRELATION_DATA, &msg->corr_len, false);
     msg->content_type = copy_prop(&pm->properties, MQTTPROPERTY_CODE_CONTENT_TYPE, NULL, true);
-    MQTTProperty *exp = MQTTProperties_getProperty(&pm->properties,
-                                                   MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL);
+    MQTTProperty *exp =
+        MQTTProperties_getProperty(&pm->properties, MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL);
     if (exp)
         msg->expiry_s = (uint32_t)exp->value.integer4;
     msg->received_us = ec_mono_us();
@@ -174,8 +175,9 @@ static void on_sub_success(void *ctx, MQTTAsync_successData5 *resp)
 
 static void on_sub_failure(void *ctx, MQTTAsync_failureData5 *resp)
 {
-    ec_log_error("mqtt: subscribe failed: %s",
-                 resp && resp->message ? resp->message : MQTTAsync_strerror(resp ? resp->code : -1));
+    ec_log_error("mqtt: subscribe failed: %s", resp && resp->message
+                                                   ? resp->message
+                                                   : MQTTAsync_strerror(resp ? resp->code : -1));
 }
 
 static int subscribe_one(ec_mqtt *m, const sub *s)
@@ -194,6 +196,7 @@ static void publish_status(ec_mqtt *m, const char *payload);
 static void on_connected(void *ctx, char *cause)
 {
     ec_mqtt *m = ctx;
+    (void)cause;
     pthread_mutex_lock(&m->lock);
     m->connected = true;
     m->generation++;
@@ -210,7 +213,7 @@ static void on_connected(void *ctx, char *cause)
     }
     if (m->status_topic && m->status_online)
         publish_status(m, m->status_online);
-    if (cause && strcmp(cause, "automatic reconnect") == 0)
+    if (m->generation > 1)
         ec_log_info("mqtt: reconnected to %s", m->uri);
 }
 
@@ -219,7 +222,9 @@ static void on_connect_failure(void *ctx, MQTTAsync_failureData5 *resp)
     ec_mqtt *m = ctx;
     pthread_mutex_lock(&m->lock);
     m->connect_failed = true;
-    m->connect_rc = resp ? resp->code : -1;
+    /* For a CONNACK refusal (bad credentials, not authorised) the MQTT v5
+     * reason code is the useful part. */
+    m->connect_rc = resp ? ((int)resp->reasonCode > 0 ? (int)resp->reasonCode : resp->code) : -1;
     pthread_cond_broadcast(&m->cond);
     pthread_mutex_unlock(&m->lock);
 }
@@ -240,8 +245,9 @@ static void on_pub_success(void *ctx, MQTTAsync_successData5 *resp)
 
 static void on_pub_failure(void *ctx, MQTTAsync_failureData5 *resp)
 {
-    ec_log_error("mqtt: publish failed: %s",
-                 resp && resp->message ? resp->message : MQTTAsync_strerror(resp ? resp->code : -1));
+    ec_log_error("mqtt: publish failed: %s", resp && resp->message
+                                                 ? resp->message
+                                                 : MQTTAsync_strerror(resp ? resp->code : -1));
     release_slot(ctx);
 }
 
@@ -393,8 +399,15 @@ ec_err ec_mqtt_connect(ec_mqtt *m, int timeout_ms, ec_error *err)
     pthread_mutex_lock(&m->lock);
     while (!(m->connected && m->subs_acked >= m->n_subs)) {
         if (m->connect_failed) {
+            /* Paho reports a refused or unreachable TCP connection as a bare
+             * "Failure" (-1); say what that means. */
+            const char *why = m->connect_rc == MQTTASYNC_FAILURE
+                                  ? "TCP connection refused or broker unreachable"
+                                  : MQTTAsync_strerror(m->connect_rc);
+            if (m->connect_rc > 0)
+                why = MQTTReasonCode_toString((enum MQTTReasonCodes)m->connect_rc);
             rc = ec_error_set(err, EC_ERR_UNAVAILABLE, "mqtt: cannot connect to %s: %s (code %d)",
-                              m->uri, MQTTAsync_strerror(m->connect_rc), m->connect_rc);
+                              m->uri, why, m->connect_rc);
             break;
         }
         if (pthread_cond_timedwait(&m->cond, &m->lock, &deadline) == ETIMEDOUT) {
@@ -416,9 +429,8 @@ bool ec_mqtt_connected(ec_mqtt *m)
     return c;
 }
 
-static ec_err send_message(ec_mqtt *m, const char *topic, const void *payload, size_t len,
-                           int qos, bool retain, const ec_mqtt_pubprops *pp, bool slot,
-                           ec_error *err);
+static ec_err send_message(ec_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
+                           bool retain, const ec_mqtt_pubprops *pp, bool slot, ec_error *err);
 
 ec_err ec_mqtt_publish_nowait(ec_mqtt *m, const char *topic, const void *payload, size_t len,
                               int qos, const ec_mqtt_pubprops *pp, ec_error *err)
@@ -448,9 +460,8 @@ ec_err ec_mqtt_publish(ec_mqtt *m, const char *topic, const void *payload, size_
     return send_message(m, topic, payload, len, qos, retain, pp, qos > 0, err);
 }
 
-static ec_err send_message(ec_mqtt *m, const char *topic, const void *payload, size_t len,
-                           int qos, bool retain, const ec_mqtt_pubprops *pp, bool slot,
-                           ec_error *err)
+static ec_err send_message(ec_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
+                           bool retain, const ec_mqtt_pubprops *pp, bool slot, ec_error *err)
 {
     MQTTAsync_message msg = MQTTAsync_message_initializer;
     MQTTProperties props = MQTTProperties_initializer;

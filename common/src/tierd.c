@@ -142,7 +142,7 @@ static void handle(tierd *t, ec_http *http, ec_mqtt_msg *msg, unsigned *seed)
     if (ec_infer_request_decode(msg->payload, msg->len, &req, &err) != EC_OK) {
         ec_log_warn("malformed infer request on %s: %s", msg->topic, err.msg);
         ec_wire_error_set(&rep.error, "bad_request", err.msg);
-        rep.id = strdup("");
+        rep.id = strdup("unreadable-request"); /* the id could not be read */
         goto send;
     }
     int ti = ec_config_tier_index(&t->svc->cfg, req.tier);
@@ -151,8 +151,10 @@ static void handle(tierd *t, ec_http *http, ec_mqtt_msg *msg, unsigned *seed)
     rep.tier = strdup(req.tier);
     if (ti < 0 || t->svc->cfg.tiers[ti].local != t->opts->serve_local) {
         char m[256];
-        snprintf(m, sizeof(m), "tier '%s' is not served by edgecascade-%s (check that every "
-                 "service reads the same config)", req.tier, t->svc->name);
+        snprintf(m, sizeof(m),
+                 "tier '%s' is not served by edgecascade-%s (check that every "
+                 "service reads the same config)",
+                 req.tier, t->svc->name);
         ec_wire_error_set(&rep.error, "config", m);
         goto send;
     }

@@ -7,9 +7,9 @@
 
 /* Phrases with which small models say they do not know. Lower-case. */
 static const char *const hedges[] = {
-    "i don't know", "i do not know", "i'm not sure", "i am not sure", "i cannot",
-    "i can't", "as an ai", "i'm unable", "i am unable", "not enough information",
-    "cannot determine", "unclear", NULL,
+    "i don't know",     "i do not know", "i'm not sure", "i am not sure", "i cannot",
+    "i can't",          "as an ai",      "i'm unable",   "i am unable",   "not enough information",
+    "cannot determine", "unclear",       NULL,
 };
 
 static bool contains_ci(const char *hay, const char *needle)

@@ -19,11 +19,11 @@ typedef struct ec_pending {
     void *corr;
     size_t corr_len;
 
-    uint64_t ts_ms;       /* arrival, epoch ms */
-    double t0_ms;         /* arrival, monotonic ms */
-    double hop_start_ms;  /* current hop published */
+    uint64_t ts_ms;      /* arrival, epoch ms */
+    double t0_ms;        /* arrival, monotonic ms */
+    double hop_start_ms; /* current hop published */
     double hop_deadline_ms;
-    double busy_ms;       /* time spent inside router code */
+    double busy_ms; /* time spent inside router code */
 
     int tier; /* current tier index */
     ec_attempt attempts[EC_MAX_ATTEMPTS];

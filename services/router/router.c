@@ -318,9 +318,8 @@ static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
                  a->confidence, a->threshold);
         a->accepted = true;
     } else {
-        snprintf(reason, sizeof(reason),
-                 "accepted below threshold (%.2f < %.2f): no further tier", a->confidence,
-                 a->threshold);
+        snprintf(reason, sizeof(reason), "accepted below threshold (%.2f < %.2f): no further tier",
+                 a->confidence, a->threshold);
         a->accepted = true;
     }
     a->reason = strdup(reason);
@@ -457,8 +456,7 @@ static bool on_overflow(void *ctx, ec_mqtt_msg *msg)
         return false;
     ec_pending *p = intake(r, msg, true);
     if (p)
-        finish_error(r, p, "busy",
-                     "router intake queue is full (mqtt.queue_size); retry later");
+        finish_error(r, p, "busy", "router intake queue is full (mqtt.queue_size); retry later");
     ec_mqtt_msg_free(msg);
     return true;
 }
@@ -493,8 +491,10 @@ static void *sweeper_main(void *arg)
             p->next = NULL;
             const ec_tier_cfg *t = &r->cfg->tiers[p->tier];
             char m[300];
-            snprintf(m, sizeof(m), "no reply from tier '%s' within %u ms (is edgecascade-%s "
-                     "running?)", t->name, t->timeout_ms + HOP_GRACE_MS, t->local ? "local" : "relay");
+            snprintf(m, sizeof(m),
+                     "no reply from tier '%s' within %u ms (is edgecascade-%s "
+                     "running?)",
+                     t->name, t->timeout_ms + HOP_GRACE_MS, t->local ? "local" : "relay");
             ec_infer_reply rep = {0};
             ec_wire_error_set(&rep.error, "timeout", m);
             judge(r, p, &rep);

@@ -154,8 +154,14 @@ void ech_start_sim(ech *h, const char *script)
         snprintf(h->script, sizeof(h->script), "%s", script);
     else
         snprintf(h->script, sizeof(h->script), "%s/deploy/sim-script.json", EC_SOURCE_DIR);
-    char *argv[] = {EC_BIN_DIR "/edgecascade-sim", "--port", "0", "--port-file", portfile,
-                    "--script", h->script, NULL};
+    char *argv[] = {EC_BIN_DIR "/edgecascade-sim",
+                    "--port",
+                    "0",
+                    "--port-file",
+                    portfile,
+                    "--script",
+                    h->script,
+                    NULL};
     spawn(h, &h->sim, "sim", argv);
     for (int i = 0; i < 200; i++) {
         FILE *f = fopen(portfile, "r");
@@ -317,14 +323,13 @@ void ech_connect_client(ech *h)
         fail_msg("test client: %s", err.msg);
 }
 
-ec_mqtt_msg *ech_request(ech *h, const void *payload, size_t len, const char *corr,
-                         int timeout_ms)
+ec_mqtt_msg *ech_request(ech *h, const void *payload, size_t len, const char *corr, int timeout_ms)
 {
     ec_error err = {0};
     char topic[256];
     snprintf(topic, sizeof(topic), "%s/query", h->root);
-    ec_mqtt_pubprops pp = {.response_topic = h->reply_topic, .corr = corr,
-                           .corr_len = strlen(corr)};
+    ec_mqtt_pubprops pp = {
+        .response_topic = h->reply_topic, .corr = corr, .corr_len = strlen(corr)};
     assert_int_equal(ec_mqtt_publish(h->client, topic, payload, len, 1, false, &pp, 5000, &err),
                      EC_OK);
     uint64_t deadline = ec_mono_us() + (uint64_t)timeout_ms * 1000u;

@@ -66,8 +66,7 @@ void ech_connect_client(ech *h);
 /* Publishes payload on <root>/query with Response Topic h->reply_topic and the
  * given correlation data, and waits for the matching reply. Returns the
  * message (caller frees) or NULL on timeout. */
-ec_mqtt_msg *ech_request(ech *h, const void *payload, size_t len, const char *corr,
-                         int timeout_ms);
+ec_mqtt_msg *ech_request(ech *h, const void *payload, size_t len, const char *corr, int timeout_ms);
 /* Sends a text query (msgpack) and decodes the result. 0 on success. */
 int ech_ask(ech *h, const char *prompt, const char *policy, ec_result *out, int timeout_ms);
 

@@ -25,7 +25,8 @@ static const char *script =
     "  {\"match\": \"vibration\", \"model\": \"llama3.2-1b\",\n"
     "   \"answer\": \"Maybe the motor is hot.\", \"logprob\": -1.2},\n"
     "  {\"match\": \"vibration\", \"model\": \"gpt-4o-mini\",\n"
-    "   \"answer\": \"Likely bearing wear; inspect bearings and lubrication.\", \"logprob\": -0.03}\n"
+    "   \"answer\": \"Likely bearing wear; inspect bearings and lubrication.\", \"logprob\": "
+    "-0.03}\n"
     " ]}\n";
 
 typedef struct fixture {
@@ -76,7 +77,8 @@ static void confident_draft_stays_local(void **state)
 {
     ech *h = &((fixture *)*state)->h;
     ec_result r = {0};
-    assert_int_equal(ech_ask(h, "Part 4471 measured 25.04 mm. Within tolerance?", NULL, &r, 10000), 0);
+    assert_int_equal(ech_ask(h, "Part 4471 measured 25.04 mm. Within tolerance?", NULL, &r, 10000),
+                     0);
     assert_null(r.error.code);
     assert_string_equal(r.tier, "local");
     assert_int_equal(r.tier_index, 0);
@@ -155,8 +157,7 @@ static void local_only_never_reaches_cloud(void **state)
     assert_non_null(strstr(r.reason, "local_only"));
     assert_int_equal(ech_sim_requests(h, "gpt-4o-mini"), 0);
     char sql[300];
-    snprintf(sql, sizeof(sql),
-             "SELECT left_device FROM decisions WHERE query_id='%s'", r.id);
+    snprintf(sql, sizeof(sql), "SELECT left_device FROM decisions WHERE query_id='%s'", r.id);
     wait_rows(h, "SELECT count(*) FROM decisions", 1);
     assert_int_equal(ech_sql_long(h, sql), 0);
     ec_result_clear(&r);
@@ -181,7 +182,8 @@ static void correlation_and_json_ingress(void **state)
     json_decref(j);
     ec_mqtt_msg_free(m);
     wait_rows(h, "SELECT count(*) FROM decisions WHERE query_id='plc7-0001'", 1);
-    char *src = ech_sql(h, "SELECT source || '|' || encoding FROM decisions WHERE query_id='plc7-0001'");
+    char *src =
+        ech_sql(h, "SELECT source || '|' || encoding FROM decisions WHERE query_id='plc7-0001'");
     assert_non_null(src);
     assert_string_equal(src, "plc-7|json");
     free(src);
@@ -243,7 +245,8 @@ static void malformed_payloads_get_error_results(void **state)
     ec_mqtt_msg_free(m);
 
     /* Every malformed query is in the decision log, and the services still answer. */
-    assert_int_equal(wait_rows(h, "SELECT count(*) FROM decisions WHERE error_code IS NOT NULL", 4), 4);
+    assert_int_equal(wait_rows(h, "SELECT count(*) FROM decisions WHERE error_code IS NOT NULL", 4),
+                     4);
     assert_true(ech_alive(&h->router) && ech_alive(&h->local) && ech_alive(&h->relay));
     ec_result ok = {0};
     assert_int_equal(ech_ask(h, "tolerance check after bad input", NULL, &ok, 10000), 0);

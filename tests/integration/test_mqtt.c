@@ -165,8 +165,8 @@ static ec_mqtt *flood(ech *h, const char *topic, ec_mqtt *sub, int n)
     for (int i = 0; i < n; i++) {
         char text[16];
         snprintf(text, sizeof(text), "%d", i);
-        assert_int_equal(ec_mqtt_publish(pub, topic, text, strlen(text), 1, false, NULL, 5000, &err),
-                         EC_OK);
+        assert_int_equal(
+            ec_mqtt_publish(pub, topic, text, strlen(text), 1, false, NULL, 5000, &err), EC_OK);
     }
     assert_int_equal(ec_mqtt_flush(pub, 5000), EC_OK);
     return pub;

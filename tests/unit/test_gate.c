@@ -56,7 +56,7 @@ static void without_logprobs_hedging_lowers_confidence(void **state)
     ec_infer_reply hedged = reply_with("I'm not sure, it could be the bearing.", NULL, 0);
     double a = ec_gate_confidence(&plain), b = ec_gate_confidence(&hedged);
     assert_true(a > b);
-    assert_true(a < 0.70); /* escalates under the default balanced preset */
+    assert_true(a < 0.70);  /* escalates under the default balanced preset */
     assert_true(a >= 0.60); /* passes the aggressive preset */
 }
 

@@ -20,13 +20,13 @@ typedef struct ec_tier_cfg {
     char *name;     /* unique; defaults to model */
     char *provider; /* vllm | openai-compatible | ollama | openai | anthropic */
     char *model;
-    char *base_url; /* e.g. http://127.0.0.1:8000/v1, https://api.openai.com/v1 */
-    char *api_key_env;  /* environment variable holding the key */
-    char *api_key_file; /* or a file holding it (first line) */
-    double cost_per_1k;   /* blended USD per 1K tokens (the seed's form) */
-    double input_per_1m;  /* or separate USD per 1M input tokens... */
-    double output_per_1m; /* ...and per 1M output tokens; these win when set */
-    uint32_t timeout_ms;  /* HTTP timeout for one call */
+    char *base_url;        /* e.g. http://127.0.0.1:8000/v1, https://api.openai.com/v1 */
+    char *api_key_env;     /* environment variable holding the key */
+    char *api_key_file;    /* or a file holding it (first line) */
+    double cost_per_1k;    /* blended USD per 1K tokens (the seed's form) */
+    double input_per_1m;   /* or separate USD per 1M input tokens... */
+    double output_per_1m;  /* ...and per 1M output tokens; these win when set */
+    uint32_t timeout_ms;   /* HTTP timeout for one call */
     double min_confidence; /* per-tier gate override; < 0 means use the gate's */
     bool logprobs;         /* request token logprobs (default true) */
     bool local;            /* derived from provider: served by edgecascade-local */
@@ -49,12 +49,12 @@ typedef struct ec_config {
     int store_batch_ms;
 
     /* gate */
-    char *gate_preset;        /* aggressive | balanced | conservative */
-    double min_confidence;    /* resolved: explicit value, else the preset's */
+    char *gate_preset;     /* aggressive | balanced | conservative */
+    double min_confidence; /* resolved: explicit value, else the preset's */
 
     /* router */
     int router_workers;
-    int max_pending;          /* in-flight queries before answering busy */
+    int max_pending; /* in-flight queries before answering busy */
     uint32_t query_timeout_ms;
 
     /* local / relay */

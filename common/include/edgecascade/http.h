@@ -12,8 +12,8 @@
 #define EC_HTTP_MAX_BODY    (4u * 1024u * 1024u)
 
 typedef struct ec_http_request {
-    const char *method; /* "GET" or "POST" */
-    char *url;          /* owned */
+    const char *method;                 /* "GET" or "POST" */
+    char *url;                          /* owned */
     char *headers[EC_HTTP_MAX_HEADERS]; /* owned "Name: value" lines */
     size_t n_headers;
     ec_buf body; /* request body (POST) */
@@ -22,7 +22,7 @@ typedef struct ec_http_request {
 } ec_http_request;
 
 typedef struct ec_http_response {
-    long status;      /* 0 when no response (transport error) */
+    long status; /* 0 when no response (transport error) */
     ec_buf body;
     double total_ms;
     uint32_t retry_after_s; /* parsed Retry-After (seconds or HTTP date), 0 if none */

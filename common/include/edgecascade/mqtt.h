@@ -44,14 +44,14 @@ void ec_mqtt_msg_free(ec_mqtt_msg *m);
 typedef bool (*ec_mqtt_overflow_fn)(void *ctx, ec_mqtt_msg *msg);
 
 typedef struct ec_mqtt_opts {
-    const char *uri;       /* tcp://host:port, ssl://..., mqtt://... */
-    const char *client_id; /* required, unique per process */
-    const char *username;  /* optional */
-    const char *password;  /* optional, never logged */
-    int keepalive_s;       /* default 30 */
-    size_t queue_cap;      /* inbound queue capacity, default 4096 */
-    int max_inflight;      /* outstanding QoS>0 publishes, default 256 */
-    bool clean_start;      /* default false: the broker keeps our session */
+    const char *uri;           /* tcp://host:port, ssl://..., mqtt://... */
+    const char *client_id;     /* required, unique per process */
+    const char *username;      /* optional */
+    const char *password;      /* optional, never logged */
+    int keepalive_s;           /* default 30 */
+    size_t queue_cap;          /* inbound queue capacity, default 4096 */
+    int max_inflight;          /* outstanding QoS>0 publishes, default 256 */
+    bool clean_start;          /* default false: the broker keeps our session */
     uint32_t session_expiry_s; /* default 300 */
     /* Retained status message: "online" published on connect, "offline" as Last Will
      * and on clean shutdown. NULL disables. Payload is JSON built by the caller. */

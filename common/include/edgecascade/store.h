@@ -17,8 +17,8 @@ typedef struct ec_store ec_store;
 
 /* One decision: the Result as published, plus what only the device knows. */
 typedef struct ec_decision {
-    uint64_t ts_ms;      /* when the query arrived (epoch ms) */
-    ec_result result;    /* owned by the decision */
+    uint64_t ts_ms;   /* when the query arrived (epoch ms) */
+    ec_result result; /* owned by the decision */
     ec_policy policy;
     ec_encoding encoding;
     double cost_top_usd; /* what the same tokens would have cost on the top tier */

@@ -13,8 +13,8 @@
 typedef struct ec_tierd_opts {
     bool serve_local; /* true: local tiers on <root>/infer/local; false: cloud on .../cloud */
     int workers;
-    int max_retries;      /* extra attempts on RETRY outcomes, within the deadline */
-    unsigned backoff_ms;  /* base of the capped full-jitter backoff */
+    int max_retries;     /* extra attempts on RETRY outcomes, within the deadline */
+    unsigned backoff_ms; /* base of the capped full-jitter backoff */
     unsigned backoff_max_ms;
 } ec_tierd_opts;
 

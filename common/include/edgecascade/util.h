@@ -6,9 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-uint64_t ec_now_ms(void);     /* CLOCK_REALTIME, ms since the epoch (for records) */
-uint64_t ec_mono_us(void);    /* CLOCK_MONOTONIC, µs (for latencies and deadlines) */
-double ec_mono_ms(void);      /* CLOCK_MONOTONIC, ms with fractions */
+uint64_t ec_now_ms(void);  /* CLOCK_REALTIME, ms since the epoch (for records) */
+uint64_t ec_mono_us(void); /* CLOCK_MONOTONIC, µs (for latencies and deadlines) */
+double ec_mono_ms(void);   /* CLOCK_MONOTONIC, ms with fractions */
 
 /* 26-char time-ordered unique id (ULID-like, Crockford base32). out must hold 27 bytes. */
 void ec_id_new(char out[27]);

@@ -29,8 +29,8 @@
 #define EC_MAX_ANSWER       (128u * 1024u)
 #define EC_MAX_REASON       512u
 #define EC_MAX_ERROR_MSG    1024u
-#define EC_MAX_TOKENS_LIMIT 32768          /* max_tokens upper bound */
-#define EC_MAX_ATTEMPTS     8u             /* tiers recorded in a Result */
+#define EC_MAX_TOKENS_LIMIT 32768 /* max_tokens upper bound */
+#define EC_MAX_ATTEMPTS     8u    /* tiers recorded in a Result */
 
 typedef enum ec_policy {
     EC_POLICY_AUTO = 0,       /* cascade as the gate decides */
@@ -140,9 +140,9 @@ typedef struct ec_result {
     bool escalated;
     char *reason;
     double cost_usd;
-    double latency_ms;        /* total, query received to result published */
-    double router_ms;         /* time inside the router itself */
-    ec_attempt *attempts;     /* each tier tried, in order (per-hop latencies) */
+    double latency_ms;    /* total, query received to result published */
+    double router_ms;     /* time inside the router itself */
+    ec_attempt *attempts; /* each tier tried, in order (per-hop latencies) */
     size_t n_attempts;
     uint32_t tokens_in;
     uint32_t tokens_out;
@@ -152,8 +152,8 @@ typedef struct ec_result {
 
 /* ---- Status: retained, <root>/status/<service> ---- */
 typedef struct ec_status {
-    char *service;  /* "router", "local", "relay" */
-    char *state;    /* "online", "offline" */
+    char *service; /* "router", "local", "relay" */
+    char *state;   /* "online", "offline" */
     char *version;
     char *instance; /* client id */
     uint32_t pid;
