@@ -86,25 +86,49 @@ static const char *const migrations[EC_STORE_SCHEMA_VERSION + 1] = {
     /* Foreign-key checks and per-decision lookups need this. */
     "CREATE INDEX attempts_decision ON attempts(decision_id);"
     "PRAGMA user_version = 1;",
+    /* 2: degraded answers and revisions (offline queue), the query's
+     * complexity, and per attempt the draft and the signals behind its
+     * confidence (recalibration from the device's own log). */
+    "ALTER TABLE decisions ADD COLUMN degraded INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE decisions ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE decisions ADD COLUMN complexity TEXT;"
+    "ALTER TABLE attempts ADD COLUMN answer TEXT;"
+    "ALTER TABLE attempts ADD COLUMN finish_reason TEXT;"
+    "ALTER TABLE attempts ADD COLUMN raw_confidence REAL;"
+    "ALTER TABLE attempts ADD COLUMN lp_n INTEGER;"
+    "ALTER TABLE attempts ADD COLUMN lp_mean REAL;"
+    "ALTER TABLE attempts ADD COLUMN lp_min REAL;"
+    "ALTER TABLE attempts ADD COLUMN lp_p10 REAL;"
+    "ALTER TABLE attempts ADD COLUMN lp_p25 REAL;"
+    "ALTER TABLE attempts ADD COLUMN lp_geo REAL;"
+    "ALTER TABLE attempts ADD COLUMN lp_first REAL;"
+    "PRAGMA user_version = 2;",
 };
 
 static const char sql_ins_decision[] =
     "INSERT INTO decisions (ts_ms, query_id, source, policy, encoding, tier_kind, tier_index,"
     " tier_name, model, confidence, threshold, escalated, reason, cost_usd, cost_top_usd,"
-    " latency_ms, router_ms, tokens_in, tokens_out, left_device, error_code, error_message)"
+    " latency_ms, router_ms, tokens_in, tokens_out, left_device, error_code, error_message,"
+    " degraded, revision, complexity)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"
-    " ?19, ?20, ?21, ?22)";
+    " ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
 
 static const char sql_ins_attempt[] =
     "INSERT INTO attempts (decision_id, seq, tier_index, tier_name, model, confidence,"
     " threshold, accepted, reason, latency_ms, cost_usd, tokens_in, tokens_out, error_code,"
-    " error_message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+    " error_message, answer, finish_reason, raw_confidence, lp_n, lp_mean, lp_min, lp_p10,"
+    " lp_p25, lp_geo, lp_first) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+    " ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
 
 void ec_decision_clear(ec_decision *d)
 {
     if (!d)
         return;
     ec_result_clear(&d->result);
+    for (size_t i = 0; i < d->n_details && i < EC_MAX_ATTEMPTS; i++) {
+        free(d->details[i].answer);
+        free(d->details[i].finish_reason);
+    }
     memset(d, 0, sizeof(*d));
 }
 
@@ -342,7 +366,7 @@ static const char *encoding_name(ec_encoding e)
 }
 
 static ec_err insert_attempt(ec_store *s, sqlite3_int64 decision_id, size_t seq,
-                             const ec_attempt *a, ec_error *err)
+                             const ec_attempt *a, const ec_attempt_detail *dt, ec_error *err)
 {
     sqlite3_stmt *st = s->st_ins_attempt;
     sqlite3_bind_int64(st, 1, decision_id);
@@ -360,6 +384,20 @@ static ec_err insert_attempt(ec_store *s, sqlite3_int64 decision_id, size_t seq,
     sqlite3_bind_int64(st, 13, a->tokens_out);
     bind_text(st, 14, a->error.code);
     bind_text(st, 15, a->error.message);
+    if (dt) {
+        bind_text(st, 16, dt->answer);
+        bind_text(st, 17, dt->finish_reason);
+        bind_confidence(st, 18, dt->raw_confidence);
+        if (dt->lp.present) {
+            sqlite3_bind_int64(st, 19, dt->lp.n_tokens);
+            sqlite3_bind_double(st, 20, dt->lp.mean);
+            sqlite3_bind_double(st, 21, dt->lp.min);
+            sqlite3_bind_double(st, 22, dt->lp.p10);
+            sqlite3_bind_double(st, 23, dt->lp.p25);
+            sqlite3_bind_double(st, 24, dt->lp.geo_prob);
+            sqlite3_bind_double(st, 25, dt->lp.first_prob);
+        }
+    }
     ec_err rc = step_done(s, st, "inserting attempt", err);
     sqlite3_clear_bindings(st);
     return rc;
@@ -394,13 +432,17 @@ static ec_err insert_decision(ec_store *s, const ec_decision *d, ec_error *err)
     sqlite3_bind_int(st, 20, d->left_device);
     bind_text(st, 21, r->error.code);
     bind_text(st, 22, r->error.message);
+    sqlite3_bind_int(st, 23, r->degraded);
+    sqlite3_bind_int64(st, 24, r->revision ? r->revision : 1);
+    bind_text(st, 25, r->complexity);
     ec_err rc = step_done(s, st, "inserting decision", err);
     sqlite3_clear_bindings(st);
     if (rc)
         return rc;
     sqlite3_int64 id = sqlite3_last_insert_rowid(s->db);
     for (size_t i = 0; i < r->n_attempts; i++) {
-        if ((rc = insert_attempt(s, id, i, &r->attempts[i], err)))
+        const ec_attempt_detail *dt = i < d->n_details ? &d->details[i] : NULL;
+        if ((rc = insert_attempt(s, id, i, &r->attempts[i], dt, err)))
             return rc;
     }
     return EC_OK;

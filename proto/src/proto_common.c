@@ -166,6 +166,25 @@ void ec_lp_stats_compute(const double *logprobs, size_t n, ec_lp_stats *out)
     out->min = min;
     out->geo_prob = exp(out->mean);
     out->first_prob = exp(clamp_lp(logprobs[0]));
+    /* Nearest-rank quantiles need a sorted copy; answers are short, and a
+     * small insertion sort on the stack avoids an allocation per reply. */
+    double local[256];
+    double *v = n <= 256 ? local : malloc(n * sizeof(double));
+    if (!v) {
+        out->p10 = out->p25 = out->min;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double x = clamp_lp(logprobs[i]);
+        size_t j = i;
+        for (; j > 0 && v[j - 1] > x; j--)
+            v[j] = v[j - 1];
+        v[j] = x;
+    }
+    out->p10 = v[(size_t)ceil(0.10 * (double)n) - 1];
+    out->p25 = v[(size_t)ceil(0.25 * (double)n) - 1];
+    if (v != local)
+        free(v);
 }
 
 static void lp_clear_v(void *m)
@@ -179,6 +198,8 @@ static const ec_field lp_fields[] = {
     {.name = "min", .kind = EC_FK_DBL, .off = offsetof(ec_lp_stats, min)},
     {.name = "geo_prob", .kind = EC_FK_DBL, .off = offsetof(ec_lp_stats, geo_prob)},
     {.name = "first_prob", .kind = EC_FK_DBL, .off = offsetof(ec_lp_stats, first_prob)},
+    {.name = "p10", .kind = EC_FK_DBL, .off = offsetof(ec_lp_stats, p10)},
+    {.name = "p25", .kind = EC_FK_DBL, .off = offsetof(ec_lp_stats, p25)},
 };
 
 const ec_msgdef ec_def_lp = {

@@ -57,6 +57,7 @@ static const ec_field query_fields[] = {
      .hi = 2.0},
     {.name = "policy", .kind = EC_FK_POLICY, .off = offsetof(ec_query, policy)},
     {.name = "source", .kind = EC_FK_STR, .off = offsetof(ec_query, source), .limit = EC_MAX_ID},
+    {.name = "deadline_ms", .kind = EC_FK_U32, .off = offsetof(ec_query, deadline_ms)},
 };
 
 const ec_msgdef ec_def_query = {

@@ -35,9 +35,11 @@ void ec_pending_free(ec_pending *p)
     ec_query_clear(&p->query);
     free(p->response_topic);
     free(p->corr);
-    for (size_t i = 0; i < p->n_attempts; i++)
+    for (size_t i = 0; i < p->n_attempts; i++) {
         ec_attempt_clear(&p->attempts[i]);
-    free(p->best_answer);
+        free(p->details[i].answer);
+        free(p->details[i].finish_reason);
+    }
     free(p);
 }
 

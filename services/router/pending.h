@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "edgecascade/proto.h"
+#include "edgecascade/store.h"
 
 typedef struct ec_pending {
     struct ec_pending *next; /* table chain */
@@ -27,9 +28,9 @@ typedef struct ec_pending {
 
     int tier; /* current tier index */
     ec_attempt attempts[EC_MAX_ATTEMPTS];
+    ec_attempt_detail details[EC_MAX_ATTEMPTS]; /* drafts and signals, per attempt */
     size_t n_attempts;
-    int best;          /* attempt index of the best draft, -1 if none */
-    char *best_answer; /* its text (owned) */
+    int best; /* attempt index of the most confident draft, -1 if none */
     bool left_device;
     bool nowait; /* answered from Paho's thread: publish and record without waiting */
 } ec_pending;

@@ -96,7 +96,11 @@ static void record(ec_router *r, ec_pending *p, ec_result *res)
         .policy = p->query.policy,
         .encoding = p->enc,
         .left_device = p->left_device,
+        .n_details = p->n_attempts,
     };
+    /* The drafts move into the decision; p no longer owns them. */
+    memcpy(d.details, p->details, sizeof(d.details));
+    memset(p->details, 0, sizeof(p->details));
     const ec_tier_cfg *top = &r->cfg->tiers[r->cfg->n_tiers - 1];
     if (!res->error.code)
         d.cost_top_usd = ec_tier_cost(top, res->tokens_in, res->tokens_out);
@@ -115,8 +119,9 @@ static void record(ec_router *r, ec_pending *p, ec_result *res)
 }
 
 /* Publishes the final Result for p, records the decision and frees p.
- * answer_attempt is the attempt whose draft is served (-1: none). */
-static void finish(ec_router *r, ec_pending *p, int answer_attempt, const char *answer,
+ * answer_attempt is the attempt whose draft is served (-1: none); degraded
+ * says a better tier failed and a lower tier's draft stands in. */
+static void finish(ec_router *r, ec_pending *p, int answer_attempt, bool degraded,
                    const char *reason, const char *err_code, const char *err_msg)
 {
     double t_in = ec_mono_ms();
@@ -125,8 +130,11 @@ static void finish(ec_router *r, ec_pending *p, int answer_attempt, const char *
     res.source = ec_strdup0(p->query.source);
     res.reason = strdup(reason);
     res.confidence = -1;
+    res.revision = 1;
+    res.degraded = degraded;
     if (answer_attempt >= 0) {
         const ec_attempt *a = &p->attempts[answer_attempt];
+        const char *answer = p->details[answer_attempt].answer;
         res.answer = strdup(answer ? answer : "");
         res.tier = strdup(tier_kind(&r->cfg->tiers[a->tier_index]));
         res.tier_index = a->tier_index;
@@ -162,7 +170,7 @@ static void finish_error(ec_router *r, ec_pending *p, const char *code, const ch
 {
     char reason[300];
     snprintf(reason, sizeof(reason), "not answered: %s", code);
-    finish(r, p, -1, NULL, reason, code, msg);
+    finish(r, p, -1, false, reason, code, msg);
 }
 
 /* ---- dispatch ---- */
@@ -262,6 +270,8 @@ static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
     char reason[EC_MAX_REASON];
     add_attempt(p, t, ti, ec_mono_ms() - p->hop_start_ms);
     ec_attempt *a = &p->attempts[p->n_attempts - 1];
+    ec_attempt_detail *dt = &p->details[p->n_attempts - 1];
+    dt->raw_confidence = -1;
     a->threshold = ec_gate_threshold(r->cfg, (size_t)ti);
     a->cost_usd = rep->cost_usd;
     a->tokens_in = rep->tokens_in;
@@ -289,20 +299,23 @@ static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
             snprintf(why, sizeof(why),
                      "serving the best draft (tier %u '%s', confidence %.2f): %.300s",
                      b->tier_index, b->tier, b->confidence, reason);
-            finish(r, p, p->best, p->best_answer, why, NULL, NULL);
+            finish(r, p, p->best, true, why, NULL, NULL);
             return;
         }
-        finish(r, p, -1, NULL, reason, rep->error.code,
+        finish(r, p, -1, false, reason, rep->error.code,
                rep->error.message ? rep->error.message : "");
         return;
     }
 
     a->confidence = ec_gate_confidence(rep);
-    if (p->best < 0 || a->confidence > p->attempts[p->best].confidence) {
+    dt->raw_confidence = a->confidence;
+    dt->lp = rep->lp;
+    dt->answer = rep->answer; /* taken over from the reply */
+    dt->finish_reason = rep->finish_reason;
+    rep->answer = NULL;
+    rep->finish_reason = NULL;
+    if (p->best < 0 || a->confidence > p->attempts[p->best].confidence)
         p->best = (int)(p->n_attempts - 1);
-        free(p->best_answer);
-        p->best_answer = ec_strdup0(rep->answer);
-    }
     if (a->confidence >= a->threshold) {
         snprintf(reason, sizeof(reason), "accepted: confidence %.2f >= threshold %.2f",
                  a->confidence, a->threshold);
@@ -325,7 +338,7 @@ static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
     a->reason = strdup(reason);
     p->busy_ms += ec_mono_ms() - t_in;
     if (a->accepted) {
-        finish(r, p, (int)(p->n_attempts - 1), rep->answer, reason, NULL, NULL);
+        finish(r, p, (int)(p->n_attempts - 1), false, reason, NULL, NULL);
         return;
     }
     dispatch(r, p, next);

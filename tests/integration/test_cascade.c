@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +135,20 @@ static void low_confidence_escalates_to_cloud(void **state)
              "WHERE d.query_id='%s'",
              r.id);
     assert_int_equal(ech_sql_long(h, sql), 2);
+    /* The local draft is kept beside the cloud answer, with its signals. */
+    snprintf(sql, sizeof(sql),
+             "SELECT a.answer || '|' || (a.lp_n > 0) || '|' || round(a.raw_confidence, 3) FROM "
+             "attempts a JOIN decisions d ON a.decision_id=d.id WHERE d.query_id='%s' AND a.seq=0",
+             r.id);
+    char *draft = ech_sql(h, sql);
+    assert_non_null(draft);
+    char want[200];
+    snprintf(want, sizeof(want), "Maybe the motor is hot.|1|%g",
+             round(r.attempts[0].confidence * 1000) / 1000);
+    assert_string_equal(draft, want);
+    free(draft);
+    assert_int_equal(r.revision, 1);
+    assert_false(r.degraded);
     snprintf(sql, sizeof(sql),
              "SELECT tier_kind || '|' || escalated || '|' || left_device || '|' || "
              "(cost_usd > 0) || '|' || (latency_ms > 0) FROM decisions WHERE query_id='%s'",

@@ -73,6 +73,7 @@ static void cloud_failure_serves_the_local_draft(void **state)
     assert_int_equal(r.n_attempts, 2);
     assert_non_null(r.attempts[1].error.code);
     assert_non_null(strstr(r.reason, "best draft"));
+    assert_true(r.degraded);
     /* The relay retried the 500s (1 call + 2 retries) before giving up. */
     assert_int_equal(ech_sim_requests(&h, "gpt-4o-mini"), 3);
     ec_result_clear(&r);

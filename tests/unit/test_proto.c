@@ -514,8 +514,8 @@ static void test_vectors_spot_check(void **state)
     anymsg m;
 
     read_vector("query_minimal", &b);
-    /* {"v":1,"id":nil,"prompt":"...",...}: 8 keys, v first. */
-    assert_int_equal((unsigned char)b.data[0], 0x88);
+    /* {"v":1,"id":nil,"prompt":"...",...}: 9 keys, v first. */
+    assert_int_equal((unsigned char)b.data[0], 0x89);
     assert_memory_equal(b.data + 1, "\xa1v\x01\xa2id\xc0\xa6prompt", 14);
     expect_ok(K_QUERY, b.data, b.len, &m);
     assert_null(m.q.id);

@@ -280,9 +280,10 @@ static void test_encode_exact(void **state)
     (void)state;
     ec_query q = fx_query_minimal();
     char *json = encode_query_json(&q);
-    assert_string_equal(json, "{\"v\":1,\"id\":null,\"prompt\":\"What is the maximum spindle speed "
-                              "of CNC-4 in rpm?\",\"messages\":null,\"max_tokens\":null,"
-                              "\"temperature\":null,\"policy\":\"auto\",\"source\":null}");
+    assert_string_equal(
+        json, "{\"v\":1,\"id\":null,\"prompt\":\"What is the maximum spindle speed "
+              "of CNC-4 in rpm?\",\"messages\":null,\"max_tokens\":null,"
+              "\"temperature\":null,\"policy\":\"auto\",\"source\":null,\"deadline_ms\":0}");
     free(json);
 
     q = fx_query_full();
@@ -293,7 +294,8 @@ static void test_encode_exact(void **state)
               "of plant 2. Answer briefly.\"},{\"role\":\"user\",\"content\":\"Alarm 4711 on press "
               "P-12: hydraulic pressure low.\"},{\"role\":\"assistant\",\"content\":\"Check the "
               "accumulator pre-charge and the pump inlet filter.\"}],\"max_tokens\":256,"
-              "\"temperature\":0.25,\"policy\":\"local_only\",\"source\":\"plc-7\"}");
+              "\"temperature\":0.25,\"policy\":\"local_only\",\"source\":\"plc-7\","
+              "\"deadline_ms\":0}");
     free(json);
 
     ec_result r = fx_result_error();
@@ -303,7 +305,8 @@ static void test_encode_exact(void **state)
               "\"tier_index\":0,\"tier_name\":null,\"model\":null,\"confidence\":0.0,"
               "\"threshold\":0.0,\"escalated\":false,\"reason\":null,\"cost_usd\":0.0,"
               "\"latency_ms\":0.0,\"router_ms\":0.0,\"attempts\":null,\"tokens_in\":0,"
-              "\"tokens_out\":0,\"source\":null,\"error\":{\"code\":\"bad_request\","
+              "\"tokens_out\":0,\"source\":null,\"degraded\":false,\"revision\":0,"
+              "\"complexity\":null,\"error\":{\"code\":\"bad_request\","
               "\"message\":\"query.max_tokens: must be an integer 0..32768\"}}");
     free(json);
 

@@ -15,6 +15,16 @@
 
 typedef struct ec_store ec_store;
 
+/* What only the router saw of one attempt, kept so the gate can be
+ * recalibrated from the device's own log (edgecascade calibrate --from-store):
+ * the draft itself and the signals behind its confidence. */
+typedef struct ec_attempt_detail {
+    char *answer;          /* the tier's draft; NULL on error */
+    char *finish_reason;
+    ec_lp_stats lp;
+    double raw_confidence; /* the gate's signal before calibration; -1 if none */
+} ec_attempt_detail;
+
 /* One decision: the Result as published, plus what only the device knows. */
 typedef struct ec_decision {
     uint64_t ts_ms;   /* when the query arrived (epoch ms) */
@@ -23,6 +33,9 @@ typedef struct ec_decision {
     ec_encoding encoding;
     double cost_top_usd; /* what the same tokens would have cost on the top tier */
     bool left_device;    /* whether any tier outside the device was called */
+    /* details[i] belongs to result.attempts[i]; n_details may be 0 (not kept). */
+    ec_attempt_detail details[EC_MAX_ATTEMPTS];
+    size_t n_details;
 } ec_decision;
 
 void ec_decision_clear(ec_decision *d);

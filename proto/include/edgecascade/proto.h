@@ -68,7 +68,8 @@ typedef struct ec_query {
     double temperature;
     bool has_temperature;
     ec_policy policy;
-    char *source; /* optional: who asked ("plc-7", "scada") */
+    char *source;         /* optional: who asked ("plc-7", "scada") */
+    uint32_t deadline_ms; /* optional: answer within this many ms of arrival, 0 = config */
 } ec_query;
 
 /* ---- InferRequest: router -> a tier (topics <root>/infer/local, <root>/infer/cloud) ---- */
@@ -93,6 +94,8 @@ typedef struct ec_lp_stats {
     double min;        /* lowest token logprob */
     double geo_prob;   /* exp(mean): geometric-mean token probability */
     double first_prob; /* probability of the first answer token */
+    double p10;        /* 10th percentile of the token logprobs (nearest rank) */
+    double p25; /* 25th percentile: low quantiles defer better than the mean on long answers */
 } ec_lp_stats;
 
 /* ---- InferReply: a tier -> router (on the request's Response Topic) ---- */
@@ -147,6 +150,9 @@ typedef struct ec_result {
     uint32_t tokens_in;
     uint32_t tokens_out;
     char *source;
+    bool degraded;     /* a lower tier's draft served because a better tier was unavailable */
+    uint32_t revision; /* 1; 2 when a queued escalation later brings a better answer */
+    char *complexity;  /* the query's estimated complexity, or NULL */
     ec_wire_error error;
 } ec_result;
 
