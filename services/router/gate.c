@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -67,4 +68,50 @@ double ec_gate_threshold(const ec_config *cfg, size_t ti)
 {
     double t = cfg->tiers[ti].min_confidence;
     return t >= 0 ? t : cfg->min_confidence;
+}
+
+struct ec_gate {
+    const ec_config *cfg;
+};
+
+static const char *const complexity_names[] = {NULL,       "trivial", "simple",
+                                               "moderate", "hard",    "expert"};
+
+const char *ec_complexity_name(ec_complexity c)
+{
+    if ((int)c < 0 || c > EC_COMPLEXITY_EXPERT)
+        return NULL;
+    return complexity_names[c];
+}
+
+ec_err ec_gate_create(ec_gate **out, const ec_config *cfg, ec_error *err)
+{
+    ec_gate *g = calloc(1, sizeof(*g));
+    if (!g)
+        return ec_error_set(err, EC_ERR_NOMEM, "gate: out of memory");
+    g->cfg = cfg;
+    *out = g;
+    return EC_OK;
+}
+
+void ec_gate_destroy(ec_gate *g)
+{
+    free(g);
+}
+
+void ec_gate_classify(const ec_gate *g, const ec_query *q, ec_gate_query *out)
+{
+    (void)g;
+    (void)q;
+    out->complexity = EC_COMPLEXITY_UNKNOWN;
+    out->preroute_cloud = false;
+}
+
+void ec_gate_judge(const ec_gate *g, size_t tier_index, const ec_gate_query *gq,
+                   const ec_infer_reply *rep, ec_gate_verdict *out)
+{
+    (void)gq;
+    out->raw = ec_gate_confidence(rep);
+    out->confidence = out->raw;
+    out->threshold = ec_gate_threshold(g->cfg, tier_index);
 }

@@ -1,11 +1,15 @@
 /* The quality gate: how confident is a draft, and is that enough?
  *
- * With token logprobs the confidence is the geometric-mean token probability
- * (exp of the mean logprob), capped by the first token's probability for very
- * short answers (a one-letter or pass/fail answer is only as good as that
- * token). Without logprobs (Ollama's native API, Anthropic) a conservative
- * text heuristic stands in. A truncated answer (finish_reason "length") is
- * penalised. Issue #3 replaces these raw numbers with a calibrated mapping. */
+ * ec_gate_confidence() is the raw signal: with token logprobs, the
+ * geometric-mean token probability, capped by the first token's probability
+ * for very short answers; without logprobs a conservative text heuristic. A
+ * truncated answer (finish_reason "length") is penalised.
+ *
+ * An ec_gate turns that into a decision for the router: it classifies each
+ * query (complexity, and whether to send it straight to the cloud), and judges
+ * each reply: a calibrated confidence (when a calibration file is configured:
+ * the probability that the draft is correct) against the threshold for that
+ * tier and complexity. The router only compares the two numbers. */
 #ifndef EC_GATE_H
 #define EC_GATE_H
 
@@ -14,7 +18,41 @@
 #include "edgecascade/config.h"
 #include "edgecascade/proto.h"
 
-/* Confidence in [0,1] of a successful reply. */
+typedef enum ec_complexity {
+    EC_COMPLEXITY_UNKNOWN = 0,
+    EC_COMPLEXITY_TRIVIAL,
+    EC_COMPLEXITY_SIMPLE,
+    EC_COMPLEXITY_MODERATE,
+    EC_COMPLEXITY_HARD,
+    EC_COMPLEXITY_EXPERT,
+} ec_complexity;
+
+const char *ec_complexity_name(ec_complexity c); /* NULL for UNKNOWN */
+
+typedef struct ec_gate ec_gate;
+
+/* What the gate says about a query before any tier is asked. */
+typedef struct ec_gate_query {
+    ec_complexity complexity;
+    bool preroute_cloud; /* skip the local tiers (gate.preroute, hard/expert queries) */
+} ec_gate_query;
+
+/* What the gate says about one reply. */
+typedef struct ec_gate_verdict {
+    double raw;        /* the uncalibrated signal, in [0,1] */
+    double confidence; /* calibrated when a calibration is loaded, else raw */
+    double threshold;  /* for this tier and complexity */
+} ec_gate_verdict;
+
+/* Builds the gate from the config (loading the calibration file it names). */
+ec_err ec_gate_create(ec_gate **out, const ec_config *cfg, ec_error *err);
+void ec_gate_destroy(ec_gate *g);
+
+void ec_gate_classify(const ec_gate *g, const ec_query *q, ec_gate_query *out);
+void ec_gate_judge(const ec_gate *g, size_t tier_index, const ec_gate_query *gq,
+                   const ec_infer_reply *rep, ec_gate_verdict *out);
+
+/* Raw confidence in [0,1] of a successful reply. */
 double ec_gate_confidence(const ec_infer_reply *r);
 
 /* The threshold that applies to tier ti: its own min_confidence when set, else

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include "edgecascade/proto.h"
 #include "edgecascade/store.h"
+#include "gate.h"
 
 typedef struct ec_pending {
     struct ec_pending *next; /* table chain */
@@ -26,7 +27,8 @@ typedef struct ec_pending {
     double hop_deadline_ms;
     double busy_ms; /* time spent inside router code */
 
-    int tier; /* current tier index */
+    int tier;         /* current tier index */
+    ec_gate_query gq; /* the gate's view of the query */
     ec_attempt attempts[EC_MAX_ATTEMPTS];
     ec_attempt_detail details[EC_MAX_ATTEMPTS]; /* drafts and signals, per attempt */
     size_t n_attempts;

@@ -19,6 +19,7 @@ struct ec_router {
     ec_service *svc;
     ec_config *cfg;
     ec_store *store;
+    ec_gate *gate;
     ec_pending_table *pending;
     atomic_uint_fast64_t next_key;
     char reply_topic[300];
@@ -132,6 +133,7 @@ static void finish(ec_router *r, ec_pending *p, int answer_attempt, bool degrade
     res.confidence = -1;
     res.revision = 1;
     res.degraded = degraded;
+    res.complexity = ec_strdup0(ec_complexity_name(p->gq.complexity));
     if (answer_attempt >= 0) {
         const ec_attempt *a = &p->attempts[answer_attempt];
         const char *answer = p->details[answer_attempt].answer;
@@ -272,7 +274,12 @@ static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
     ec_attempt *a = &p->attempts[p->n_attempts - 1];
     ec_attempt_detail *dt = &p->details[p->n_attempts - 1];
     dt->raw_confidence = -1;
-    a->threshold = ec_gate_threshold(r->cfg, (size_t)ti);
+    ec_gate_verdict v = {.raw = -1, .confidence = -1};
+    if (!rep->error.code)
+        ec_gate_judge(r->gate, (size_t)ti, &p->gq, rep, &v);
+    else
+        v.threshold = ec_gate_threshold(r->cfg, (size_t)ti);
+    a->threshold = v.threshold;
     a->cost_usd = rep->cost_usd;
     a->tokens_in = rep->tokens_in;
     a->tokens_out = rep->tokens_out;
@@ -307,8 +314,8 @@ static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
         return;
     }
 
-    a->confidence = ec_gate_confidence(rep);
-    dt->raw_confidence = a->confidence;
+    a->confidence = v.confidence;
+    dt->raw_confidence = v.raw;
     dt->lp = rep->lp;
     dt->answer = rep->answer; /* taken over from the reply */
     dt->finish_reason = rep->finish_reason;
@@ -424,7 +431,16 @@ static void on_query(ec_router *r, ec_mqtt_msg *msg)
         finish_error(r, p, "busy", m);
         return;
     }
+    ec_gate_classify(r->gate, &p->query, &p->gq);
     int first = next_tier(r, p, -1);
+    if (p->gq.preroute_cloud && p->query.policy != EC_POLICY_LOCAL_ONLY) {
+        /* Hard queries go straight to the first cloud tier (gate.preroute). */
+        int c = first;
+        while (c >= 0 && r->cfg->tiers[c].local)
+            c = next_tier(r, p, c);
+        if (c >= 0)
+            first = c;
+    }
     if (first < 0) {
         finish_error(r, p, "config",
                      "no tier allowed for this query (policy local_only needs a local tier)");
@@ -534,6 +550,11 @@ ec_err ec_router_create(ec_router **out, ec_service *svc, ec_store *store, ec_er
         free(r);
         return ec_error_set(err, EC_ERR_NOMEM, "router: out of memory");
     }
+    ec_err rc = ec_gate_create(&r->gate, r->cfg, err);
+    if (rc) {
+        ec_router_destroy(r);
+        return rc;
+    }
     char suffix[200];
     snprintf(suffix, sizeof(suffix), "reply/router/%s", svc->client_id);
     if (!ec_topic(r->cfg, r->reply_topic, sizeof(r->reply_topic), suffix) ||
@@ -575,6 +596,7 @@ void ec_router_destroy(ec_router *r)
     if (ec_pending_count(r->pending))
         ec_log_warn("%zu queries still in flight at shutdown", ec_pending_count(r->pending));
     ec_pending_table_destroy(r->pending);
+    ec_gate_destroy(r->gate);
     free(r);
 }
 
