@@ -45,6 +45,7 @@ static const char *const provider_names[] = {"vllm",   "openai-compatible", "oll
 static const char *const preset_names[] = {"aggressive", "balanced", "conservative", NULL};
 static const double preset_thresholds[] = {0.60, 0.70, 0.85};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const queue_full_names[] = {"reject_new", "drop_oldest", NULL};
 
 static const provider_info *provider_find(const char *name)
 {
@@ -149,6 +150,9 @@ static const ec_cm_entry tier_table[] = {
      .desc = "per-tier gate threshold; -1 uses the gate's", .min = -1, .max = 1},
     {.type = EC_CM_BOOL, .key = "logprobs", .offset = TIER(logprobs), .def = "true",
      .desc = "ask for token logprobs"},
+    {.type = EC_CM_STR, .key = "failover_of", .offset = TIER(failover_of), .def = "",
+     .desc = "name of an earlier tier this one replaces when that one fails (e.g. Anthropic "
+             "for OpenAI); used only then", .check = check_printable},
     {0},
 };
 
@@ -165,6 +169,12 @@ static const ec_cm_entry mqtt_table[] = {
      .desc = "outstanding QoS 1 publishes per client", .min = 1, .max = 65535},
     {.type = EC_CM_INT, .key = "queue_size", .offset = CFG(queue_size), .def = "4096",
      .desc = "inbound message queue per service", .min = 16, .max = 1000000},
+    {.type = EC_CM_STR, .key = "client_id", .offset = CFG(client_id), .def = "",
+     .desc = "client id prefix; empty: edgecascade-<service>-<site>-<host>. Must stay the same "
+             "across restarts so the broker keeps the session", .check = check_printable},
+    {.type = EC_CM_U32, .key = "session_expiry_s", .offset = CFG(session_expiry_s),
+     .def = "3600", .desc = "how long the broker keeps a stopped service's messages",
+     .min = 0, .max = 604800},
     {0},
 };
 
@@ -193,6 +203,21 @@ static const ec_cm_entry router_table[] = {
     {.type = EC_CM_U32, .key = "query_timeout_ms", .offset = CFG(query_timeout_ms),
      .def = "60000", .desc = "deadline of a whole query, all tiers", .min = 100,
      .max = 3600000},
+    {.type = EC_CM_BOOL, .key = "offline_queue", .offset = CFG(offline_queue), .def = "true",
+     .desc = "cloud unavailable: answer with the local draft (degraded) and queue the "
+             "escalation; the cloud answer follows as revision 2"},
+    {.type = EC_CM_U32, .key = "queue_ttl_s", .offset = CFG(queue_ttl_s), .def = "86400",
+     .desc = "how long a queued escalation may wait (MQTT Message Expiry wins when shorter)",
+     .min = 1, .max = 2592000},
+    {.type = EC_CM_INT, .key = "queue_max", .offset = CFG(queue_max), .def = "10000",
+     .desc = "queued escalations kept at most", .min = 1, .max = 10000000},
+    {.type = EC_CM_STR, .key = "queue_full", .offset = CFG(queue_full), .def = "reject_new",
+     .desc = "when the queue is full", .choices = queue_full_names},
+    {.type = EC_CM_U32, .key = "replay_interval_ms", .offset = CFG(replay_interval_ms),
+     .def = "5000", .desc = "how often the queue is retried while the cloud is down",
+     .min = 50, .max = 3600000},
+    {.type = EC_CM_BOOL, .key = "journal", .offset = CFG(journal), .def = "true",
+     .desc = "write each query to the store on arrival so a crash loses none"},
     {0},
 };
 
@@ -202,9 +227,43 @@ static const ec_cm_entry local_table[] = {
     {0},
 };
 
+static const ec_cm_entry breaker_table[] = {
+    {.type = EC_CM_INT, .key = "consecutive", .offset = CFG(breaker.consecutive), .def = "5",
+     .desc = "consecutive failed calls that open the breaker", .min = 1, .max = 1000},
+    {.type = EC_CM_INT, .key = "window", .offset = CFG(breaker.window), .def = "20",
+     .desc = "calls in the sliding window for the rates", .min = 1, .max = 1000},
+    {.type = EC_CM_INT, .key = "min_calls", .offset = CFG(breaker.min_calls), .def = "10",
+     .desc = "calls in the window before a rate can open it", .min = 1, .max = 1000},
+    {.type = EC_CM_DOUBLE, .key = "failure_rate", .offset = CFG(breaker.failure_rate),
+     .def = "0.5", .desc = "share of failed calls in the window that opens it", .min = 0.01,
+     .max = 1},
+    {.type = EC_CM_U32, .key = "slow_call_ms", .offset = CFG(breaker.slow_call_ms),
+     .def = "20000", .desc = "a call slower than this counts as slow", .min = 1,
+     .max = 600000},
+    {.type = EC_CM_DOUBLE, .key = "slow_rate", .offset = CFG(breaker.slow_rate), .def = "0.8",
+     .desc = "share of slow calls in the window that opens it", .min = 0.01, .max = 1},
+    {.type = EC_CM_U32, .key = "open_ms", .offset = CFG(breaker.open_ms), .def = "30000",
+     .desc = "how long it stays open before letting probes through", .min = 10,
+     .max = 3600000},
+    {.type = EC_CM_INT, .key = "half_open_probes", .offset = CFG(breaker.half_open_probes),
+     .def = "1", .desc = "probe calls let through when half-open; all must succeed to close",
+     .min = 1, .max = 100},
+    {0},
+};
+
 static const ec_cm_entry relay_table[] = {
     {.type = EC_CM_INT, .key = "workers", .offset = CFG(relay_workers), .def = "4",
      .desc = "concurrent cloud model calls", .min = 1, .max = 64},
+    {.type = EC_CM_INT, .key = "retries", .offset = CFG(relay_retries), .def = "2",
+     .desc = "extra attempts on timeouts, 429 and 5xx, within the query's deadline", .min = 0,
+     .max = 10},
+    {.type = EC_CM_U32, .key = "backoff_ms", .offset = CFG(backoff_ms), .def = "200",
+     .desc = "backoff base (capped exponential, full jitter; Retry-After wins)", .min = 1,
+     .max = 60000},
+    {.type = EC_CM_U32, .key = "backoff_max_ms", .offset = CFG(backoff_max_ms), .def = "4000",
+     .desc = "backoff cap", .min = 1, .max = 600000},
+    {.type = EC_CM_SECTION, .key = "breaker", .sub = breaker_table,
+     .desc = "circuit breaker per cloud tier"},
     {0},
 };
 
@@ -514,7 +573,28 @@ ec_err ec_config_validate(ec_config *cfg, ec_error *err)
                                     "tiers[%zu])",
                                     i, t->name, j);
         t->local = ec_provider_is_local(t->provider); /* derived: keep it in step */
+        if (nonempty(t->failover_of)) {
+            /* A stand-in must come after the tier it replaces, or the cascade
+             * would reach it first. */
+            size_t j = 0;
+            while (j < i && strcmp(cfg->tiers[j].name, t->failover_of) != 0)
+                j++;
+            if (j == i)
+                return ec_error_set(err, EC_ERR_CONFIG,
+                                    "tiers[%zu].failover_of: \"%s\" is not the name of an "
+                                    "earlier tier",
+                                    i, t->failover_of);
+            if (nonempty(cfg->tiers[j].failover_of))
+                return ec_error_set(err, EC_ERR_CONFIG,
+                                    "tiers[%zu].failover_of: \"%s\" is itself a failover tier; "
+                                    "name the primary",
+                                    i, t->failover_of);
+        }
     }
+    if (cfg->breaker.min_calls > cfg->breaker.window)
+        return ec_error_set(err, EC_ERR_CONFIG,
+                            "relay.breaker.min_calls: %d is more than relay.breaker.window (%d)",
+                            cfg->breaker.min_calls, cfg->breaker.window);
     return EC_OK;
 }
 

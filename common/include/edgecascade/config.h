@@ -29,8 +29,21 @@ typedef struct ec_tier_cfg {
     uint32_t timeout_ms;   /* HTTP timeout for one call */
     double min_confidence; /* per-tier gate override; < 0 means use the gate's */
     bool logprobs;         /* request token logprobs (default true) */
+    char *failover_of;     /* "" or the name of the tier this one stands in for when it fails */
     bool local;            /* derived from provider: served by edgecascade-local */
 } ec_tier_cfg;
+
+/* The relay's circuit breaker, one per cloud tier (services/relay/breaker.h). */
+typedef struct ec_breaker_cfg {
+    int consecutive;       /* consecutive failures that open it */
+    int window;            /* calls in the sliding window */
+    int min_calls;         /* calls needed before the rates count */
+    double failure_rate;   /* share of failures in the window that opens it */
+    uint32_t slow_call_ms; /* a call slower than this is slow */
+    double slow_rate;      /* share of slow calls in the window that opens it */
+    uint32_t open_ms;      /* how long it stays open before probing */
+    int half_open_probes;  /* probe calls let through when half-open */
+} ec_breaker_cfg;
 
 typedef struct ec_config {
     char *site;       /* default "site1" */
@@ -43,6 +56,8 @@ typedef struct ec_config {
     int keepalive_s;
     int max_inflight;
     int queue_size;
+    char *client_id;           /* "" = edgecascade-<service>-<site>-<host>; stable across restarts */
+    uint32_t session_expiry_s; /* how long the broker keeps a service's session and messages */
 
     /* store */
     char *db_path; /* default edgecascade.db */
@@ -56,10 +71,20 @@ typedef struct ec_config {
     int router_workers;
     int max_pending; /* in-flight queries before answering busy */
     uint32_t query_timeout_ms;
+    bool offline_queue;          /* queue escalations while the cloud is unavailable */
+    uint32_t queue_ttl_s;        /* how long a queued escalation may wait */
+    int queue_max;               /* queued escalations kept at most */
+    char *queue_full;            /* reject_new | drop_oldest */
+    uint32_t replay_interval_ms; /* how often to retry the queue while the cloud is down */
+    bool journal;                /* journal each query on arrival, replayed after a crash */
 
     /* local / relay */
     int local_workers;
     int relay_workers;
+    int relay_retries;       /* extra attempts on transient errors, within the deadline */
+    uint32_t backoff_ms;     /* full-jitter backoff base */
+    uint32_t backoff_max_ms; /* and cap */
+    ec_breaker_cfg breaker;
 
     char *log_level; /* error | warn | info | debug */
 
