@@ -186,12 +186,35 @@ static const ec_cm_entry store_table[] = {
     {0},
 };
 
+static const ec_cm_entry offset_table[] = {
+    {.type = EC_CM_DOUBLE, .key = "trivial", .offset = CFG(gate_offset[1]), .def = "0",
+     .desc = "e.g. a lookup or a yes/no", .min = -1, .max = 1},
+    {.type = EC_CM_DOUBLE, .key = "simple", .offset = CFG(gate_offset[2]), .def = "0",
+     .desc = "one short question", .min = -1, .max = 1},
+    {.type = EC_CM_DOUBLE, .key = "moderate", .offset = CFG(gate_offset[3]), .def = "0",
+     .desc = "a longer question or some domain terms", .min = -1, .max = 1},
+    {.type = EC_CM_DOUBLE, .key = "hard", .offset = CFG(gate_offset[4]), .def = "0",
+     .desc = "several steps or many domain terms", .min = -1, .max = 1},
+    {.type = EC_CM_DOUBLE, .key = "expert", .offset = CFG(gate_offset[5]), .def = "0",
+     .desc = "multi-step expert reasoning (derive, prove, design)", .min = -1, .max = 1},
+    {0},
+};
+
 static const ec_cm_entry gate_table[] = {
     {.type = EC_CM_STR, .key = "preset", .offset = CFG(gate_preset), .def = "balanced",
      .desc = "threshold preset, 0.60 / 0.70 / 0.85", .choices = preset_names},
     {.type = EC_CM_DOUBLE, .key = "min_confidence", .offset = CFG(min_confidence),
      .desc = "confidence threshold, overrides the preset when given",
      .def_doc = "the preset's", .min = 0, .max = 1},
+    {.type = EC_CM_STR, .key = "calibration", .offset = CFG(gate_calibration), .def = "",
+     .desc = "calibration file written by `edgecascade calibrate`: confidences become the "
+             "probability that a local draft is correct, and the preset picks the file's "
+             "threshold (balanced: its target); an explicit min_confidence still wins",
+     .check = check_printable},
+    {.type = EC_CM_BOOL, .key = "preroute", .offset = CFG(gate_preroute), .def = "false",
+     .desc = "send hard and expert queries straight to the first cloud tier"},
+    {.type = EC_CM_SECTION, .key = "complexity_offset", .sub = offset_table,
+     .desc = "added to the threshold by query complexity (estimated from the query text)"},
     {0},
 };
 

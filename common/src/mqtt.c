@@ -53,6 +53,7 @@ struct ec_mqtt {
     bool stopping;
 
     ec_mqtt_overflow_fn on_overflow;
+    ec_mqtt_arrival_fn on_arrival;
     void *overflow_ctx;
     atomic_uint_fast64_t overflows;
 };
@@ -130,6 +131,8 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
 
     MQTTAsync_freeMessage(&pm);
     MQTTAsync_free(topic);
+    if (m->on_arrival)
+        m->on_arrival(m->overflow_ctx, msg);
     ec_err rc = ec_queue_try_push(m->inbound, msg);
     if (rc == EC_ERR_BUSY) {
         atomic_fetch_add(&m->overflows, 1);
@@ -292,9 +295,10 @@ ec_err ec_mqtt_create(ec_mqtt **out, const ec_mqtt_opts *o, ec_error *err)
     m->status_offline = ec_strdup0(o->status_offline);
     m->keepalive_s = o->keepalive_s > 0 ? o->keepalive_s : 30;
     m->clean_start = o->clean_start;
-    m->session_expiry_s = o->session_expiry_s ? o->session_expiry_s : 300;
+    m->session_expiry_s = o->session_expiry_s;
     m->max_inflight = o->max_inflight > 0 ? o->max_inflight : 256;
     m->on_overflow = o->on_overflow;
+    m->on_arrival = o->on_arrival;
     m->overflow_ctx = o->overflow_ctx;
     if ((rc = ec_queue_create(&m->inbound, o->queue_cap ? o->queue_cap : 4096)) != EC_OK) {
         ec_error_set(err, rc, "mqtt: cannot create inbound queue");

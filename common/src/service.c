@@ -27,11 +27,13 @@ bool ec_service_stopping(void)
 static void usage(FILE *out, const char *prog, const char *summary)
 {
     fprintf(out,
-            "usage: %s [--config FILE] [--broker URI] [--help] [--version]\n"
+            "usage: %s [--config FILE] [--broker URI] [--instance NAME] [--help] [--version]\n"
             "\n%s\n\n"
             "  --config FILE   YAML configuration (every key has a default; see\n"
             "                  deploy/edgecascade.example.yaml or `edgecascade config --example`)\n"
             "  --broker URI    MQTT broker, overrides mqtt.broker (tcp://host:1883)\n"
+            "  --instance NAME when running several copies on one host: each needs its own\n"
+            "                  name, which becomes part of its stable MQTT client id\n"
             "  --help          this text\n"
             "  --version       print the version\n",
             prog, summary);
@@ -40,26 +42,27 @@ static void usage(FILE *out, const char *prog, const char *summary)
 int ec_service_init(ec_service *s, const char *name, const char *summary, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"broker", required_argument, NULL, 'b'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},   {"broker", required_argument, NULL, 'b'},
+        {"instance", required_argument, NULL, 'i'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
     };
-    const char *config_path = NULL, *broker = NULL;
+    const char *config_path = NULL, *broker = NULL, *instance = NULL;
     char prog[64];
     snprintf(prog, sizeof(prog), "edgecascade-%s", name);
     memset(s, 0, sizeof(*s));
     s->name = name;
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "c:b:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:b:i:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config_path = optarg;
             break;
         case 'b':
             broker = optarg;
+            break;
+        case 'i':
+            instance = optarg;
             break;
         case 'h':
             usage(stdout, prog, summary);
@@ -100,9 +103,17 @@ int ec_service_init(ec_service *s, const char *name, const char *summary, int ar
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* The id stays the same across restarts, so the broker keeps this
+     * service's session (subscriptions and queued QoS 1 messages) while it is
+     * down: a restarted service picks up where it left off. */
     char host[64] = "host";
     gethostname(host, sizeof(host) - 1);
-    snprintf(s->client_id, sizeof(s->client_id), "edgecascade-%s-%s-%d", name, host, (int)getpid());
+    if (s->cfg.client_id && *s->cfg.client_id)
+        snprintf(s->client_id, sizeof(s->client_id), "%s-%s%s%s", s->cfg.client_id, name,
+                 instance ? "-" : "", instance ? instance : "");
+    else
+        snprintf(s->client_id, sizeof(s->client_id), "edgecascade-%s-%s-%s%s%s", name, s->cfg.site,
+                 host, instance ? "-" : "", instance ? instance : "");
     char suffix[64];
     snprintf(suffix, sizeof(suffix), "status/%s", name);
     ec_topic(&s->cfg, s->status_topic, sizeof(s->status_topic), suffix);
@@ -141,11 +152,12 @@ ec_err ec_service_connect(ec_service *s, const char *const *filters, ec_error *e
         .queue_cap = (size_t)s->cfg.queue_size,
         .max_inflight = s->cfg.max_inflight,
         .clean_start = false,
-        .session_expiry_s = 300,
+        .session_expiry_s = s->cfg.session_expiry_s,
         .status_topic = s->status_topic,
         .status_online = online,
         .status_offline = offline,
         .on_overflow = s->on_overflow,
+        .on_arrival = s->on_arrival,
         .overflow_ctx = s->overflow_ctx,
     };
     ec_err rc = ec_mqtt_create(&s->mqtt, &o, err);

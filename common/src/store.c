@@ -103,7 +103,64 @@ static const char *const migrations[EC_STORE_SCHEMA_VERSION + 1] = {
     "ALTER TABLE attempts ADD COLUMN lp_geo REAL;"
     "ALTER TABLE attempts ADD COLUMN lp_first REAL;"
     "PRAGMA user_version = 2;",
+    /* 3: resilience. journal: each query as it arrived, until its decision
+     * is written (replayed after a crash). outbox: escalations waiting for the
+     * cloud. breaker_events: every circuit-breaker transition. queue_events:
+     * what happened to each queued escalation (queued, replayed, expired,
+     * dropped, rejected). */
+    "CREATE TABLE journal ("
+    "  id INTEGER PRIMARY KEY,"
+    "  received_ms INTEGER NOT NULL,"
+    "  topic TEXT,"
+    "  payload BLOB NOT NULL,"
+    "  response_topic TEXT,"
+    "  corr BLOB,"
+    "  expiry_s INTEGER);"
+    "CREATE TABLE outbox ("
+    "  id INTEGER PRIMARY KEY,"
+    "  query_id TEXT NOT NULL,"
+    "  enqueued_ms INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL,"
+    "  arrived_ms INTEGER NOT NULL,"
+    "  tier_index INTEGER NOT NULL,"
+    "  prior_cost_usd REAL NOT NULL DEFAULT 0,"
+    "  query BLOB NOT NULL,"
+    "  encoding INTEGER NOT NULL,"
+    "  response_topic TEXT,"
+    "  corr BLOB,"
+    "  state TEXT NOT NULL DEFAULT 'queued'," /* queued | answered */
+    "  reply BLOB,"
+    "  tries INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX outbox_query ON outbox(query_id);"
+    "CREATE TABLE breaker_events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  ts_ms INTEGER NOT NULL,"
+    "  instance TEXT,"
+    "  tier TEXT NOT NULL,"
+    "  model TEXT,"
+    "  state TEXT NOT NULL,"
+    "  seq INTEGER,"
+    "  reason TEXT,"
+    "  UNIQUE(instance, tier, seq));"
+    "CREATE TABLE queue_events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  ts_ms INTEGER NOT NULL,"
+    "  query_id TEXT NOT NULL,"
+    "  event TEXT NOT NULL,"
+    "  detail TEXT);"
+    "PRAGMA user_version = 3;",
 };
+
+static const char sql_upd_decision[] =
+    "UPDATE decisions SET tier_kind = ?2, tier_index = ?3, tier_name = ?4, model = ?5,"
+    " confidence = ?6, threshold = ?7, escalated = ?8, reason = ?9, cost_usd = ?10,"
+    " cost_top_usd = ?11, latency_ms = ?12, tokens_in = ?13, tokens_out = ?14,"
+    " left_device = 1, error_code = ?15, error_message = ?16, degraded = ?17, revision = ?18"
+    " WHERE id = ?1";
+static const char sql_find_decision[] =
+    "SELECT d.id, (SELECT count(*) FROM attempts a WHERE a.decision_id = d.id) FROM decisions d"
+    " WHERE d.query_id = ?1 ORDER BY d.id DESC LIMIT 1";
+static const char sql_del_journal[] = "DELETE FROM journal WHERE id = ?1";
 
 static const char sql_ins_decision[] =
     "INSERT INTO decisions (ts_ms, query_id, source, policy, encoding, tier_kind, tier_index,"
@@ -266,6 +323,18 @@ static ec_err configure_writer(ec_store *s, ec_error *err)
     ec_err rc = migrate(s->db, s->path, err);
     if (rc)
         return rc;
+    /* Test hook for disk-full (tests/integration/test_limits.c): cap the file
+     * at EC_STORE_MAX_PAGES pages (SQLite keeps it at least its current size,
+     * so the schema always fits); past that every write fails SQLITE_FULL. */
+    const char *max_pages = getenv("EC_STORE_MAX_PAGES");
+    if (max_pages && *max_pages) {
+        char sql[64];
+        sqlite3_snprintf((int)sizeof(sql), sql, "PRAGMA max_page_count=%lld",
+                         (sqlite3_int64)strtoll(max_pages, NULL, 10));
+        if ((rc = exec(s->db, sql, err)))
+            return rc;
+        ec_log_warn("store: %s limited to %s pages (EC_STORE_MAX_PAGES)", s->path, max_pages);
+    }
     /* journal_mode answers with the mode now in force; an in-memory store
      * cannot use WAL and needs no durability anyway. */
     sqlite3_stmt *st = NULL;
@@ -288,9 +357,14 @@ static ec_err configure_writer(ec_store *s, ec_error *err)
         sqlite3_stmt **st;
         const char *sql;
     } stmts[] = {
-        {&s->st_begin, "BEGIN IMMEDIATE"},     {&s->st_commit, "COMMIT"},
-        {&s->st_rollback, "ROLLBACK"},         {&s->st_ins_decision, sql_ins_decision},
+        {&s->st_begin, "BEGIN IMMEDIATE"},
+        {&s->st_commit, "COMMIT"},
+        {&s->st_rollback, "ROLLBACK"},
+        {&s->st_ins_decision, sql_ins_decision},
         {&s->st_ins_attempt, sql_ins_attempt},
+        {&s->st_upd_decision, sql_upd_decision},
+        {&s->st_find_decision, sql_find_decision},
+        {&s->st_del_journal, sql_del_journal},
     };
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         if (sqlite3_prepare_v3(s->db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, stmts[i].st,
@@ -403,9 +477,80 @@ static ec_err insert_attempt(ec_store *s, sqlite3_int64 decision_id, size_t seq,
     return rc;
 }
 
+/* The newest decision row of a query id and its attempt count; id 0 if none. */
+static ec_err find_decision(ec_store *s, const char *query_id, sqlite3_int64 *id, size_t *n_att,
+                            ec_error *err)
+{
+    sqlite3_stmt *st = s->st_find_decision;
+    *id = 0;
+    *n_att = 0;
+    bind_text(st, 1, query_id);
+    int src = sqlite3_step(st);
+    ec_err rc = EC_OK;
+    if (src == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        *n_att = (size_t)sqlite3_column_int64(st, 1);
+    } else if (src != SQLITE_DONE) {
+        rc = db_fail(s->db, err, "finding decision");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* A later revision of a decision already written: update it in place. */
+static ec_err update_decision(ec_store *s, sqlite3_int64 id, size_t n_att, const ec_decision *d,
+                              ec_error *err)
+{
+    const ec_result *r = &d->result;
+    sqlite3_stmt *st = s->st_upd_decision;
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, r->tier ? r->tier : "none");
+    if (r->tier)
+        sqlite3_bind_int64(st, 3, r->tier_index);
+    bind_text(st, 4, r->tier_name);
+    bind_text(st, 5, r->model);
+    bind_confidence(st, 6, r->confidence);
+    sqlite3_bind_double(st, 7, r->threshold);
+    sqlite3_bind_int(st, 8, r->escalated);
+    bind_text(st, 9, r->reason);
+    sqlite3_bind_double(st, 10, r->cost_usd);
+    sqlite3_bind_double(st, 11, d->cost_top_usd);
+    sqlite3_bind_double(st, 12, r->latency_ms);
+    sqlite3_bind_int64(st, 13, r->tokens_in);
+    sqlite3_bind_int64(st, 14, r->tokens_out);
+    bind_text(st, 15, r->error.code);
+    bind_text(st, 16, r->error.message);
+    sqlite3_bind_int(st, 17, r->degraded);
+    sqlite3_bind_int64(st, 18, r->revision);
+    ec_err rc = step_done(s, st, "updating decision", err);
+    sqlite3_clear_bindings(st);
+    for (size_t i = 0; !rc && i < r->n_attempts; i++) {
+        const ec_attempt_detail *dt = i < d->n_details ? &d->details[i] : NULL;
+        rc = insert_attempt(s, id, n_att + i, &r->attempts[i], dt, err);
+    }
+    return rc;
+}
+
 static ec_err insert_decision(ec_store *s, const ec_decision *d, ec_error *err)
 {
     const ec_result *r = &d->result;
+    ec_err rc;
+    if (d->journal_id) {
+        sqlite3_bind_int64(s->st_del_journal, 1, d->journal_id);
+        rc = step_done(s, s->st_del_journal, "clearing journal", err);
+        sqlite3_clear_bindings(s->st_del_journal);
+        if (rc)
+            return rc;
+    }
+    if (r->revision >= 2) {
+        sqlite3_int64 id;
+        size_t n_att;
+        if ((rc = find_decision(s, r->id, &id, &n_att, err)))
+            return rc;
+        if (id)
+            return update_decision(s, id, n_att, d, err);
+    }
     sqlite3_stmt *st = s->st_ins_decision;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)d->ts_ms);
     bind_text(st, 2, r->id);
@@ -435,7 +580,7 @@ static ec_err insert_decision(ec_store *s, const ec_decision *d, ec_error *err)
     sqlite3_bind_int(st, 23, r->degraded);
     sqlite3_bind_int64(st, 24, r->revision ? r->revision : 1);
     bind_text(st, 25, r->complexity);
-    ec_err rc = step_done(s, st, "inserting decision", err);
+    rc = step_done(s, st, "inserting decision", err);
     sqlite3_clear_bindings(st);
     if (rc)
         return rc;
@@ -676,6 +821,9 @@ void ec_store_close(ec_store *s)
     sqlite3_finalize(s->st_rollback);
     sqlite3_finalize(s->st_ins_decision);
     sqlite3_finalize(s->st_ins_attempt);
+    sqlite3_finalize(s->st_upd_decision);
+    sqlite3_finalize(s->st_find_decision);
+    sqlite3_finalize(s->st_del_journal);
     if (s->db) {
         /* Fold the WAL into the main file so a reader (or a copy of the file)
          * needs nothing else. */

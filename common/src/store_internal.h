@@ -11,7 +11,7 @@
 #include "edgecascade/queue.h"
 #include "edgecascade/store.h"
 
-#define EC_STORE_SCHEMA_VERSION 2
+#define EC_STORE_SCHEMA_VERSION 3
 
 struct ec_store {
     char *path;
@@ -26,6 +26,9 @@ struct ec_store {
     sqlite3_stmt *st_rollback;
     sqlite3_stmt *st_ins_decision;
     sqlite3_stmt *st_ins_attempt;
+    sqlite3_stmt *st_upd_decision; /* revision 2 of an existing decision */
+    sqlite3_stmt *st_find_decision;
+    sqlite3_stmt *st_del_journal;
 
     /* The read connection (stats, counts): a separate connection so readers
      * see committed snapshots (WAL) and never step inside the writer's open

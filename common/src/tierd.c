@@ -9,10 +9,13 @@
 #include "edgecascade/provider.h"
 #include "edgecascade/util.h"
 
+#define EC_TIERD_MAX_FILTERS 4
+
 typedef struct tierd {
     ec_service *svc;
     const ec_tierd_opts *opts;
     char *keys[EC_MAX_TIERS]; /* API keys read once at start; never logged */
+    char infer_topic[300];
 } tierd;
 
 /* Full jitter (AWS architecture blog): sleep uniform(0, min(cap, base*2^n)). */
@@ -57,6 +60,14 @@ static void call_tier(tierd *t, ec_http *http, int ti, const ec_infer_request *r
     double start = ec_mono_ms();
     double deadline = start + budget;
     ec_err last_rc = EC_ERR_UNAVAILABLE;
+    const ec_tierd_hooks *hk = &t->opts->hooks;
+    if (hk->admit && hk->admit(hk->ctx, ti, ec_now_ms() + budget, &err) != EC_OK) {
+        /* Fail fast: no network wait while the endpoint is known to be down. */
+        ec_infer_reply_clear(rep);
+        ec_wire_error_set(&rep->error, "unavailable", err.msg);
+        rep->latency_ms = ec_mono_ms() - start;
+        return;
+    }
 
     for (int attempt = 0;; attempt++) {
         ec_http_request hr;
@@ -107,6 +118,12 @@ static void call_tier(tierd *t, ec_http *http, int ti, const ec_infer_request *r
         ec_wire_error_set(&rep->error, wire_code(last_rc), err.msg[0] ? err.msg : "tier failed");
     }
     rep->latency_ms = ec_mono_ms() - start;
+    if (hk->report) {
+        ec_tierd_outcome oc = last_rc == EC_OK           ? EC_TIERD_OK
+                              : last_rc == EC_ERR_CONFIG ? EC_TIERD_CONFIG
+                                                         : EC_TIERD_FAILED;
+        hk->report(hk->ctx, ti, oc, rep->latency_ms);
+    }
     rep->cost_usd = ec_tier_cost(tier, rep->tokens_in, rep->tokens_out);
 }
 
@@ -186,7 +203,10 @@ static void *worker(void *arg)
             break;
         if (rc != EC_OK)
             continue;
-        handle(t, http, msg, &seed);
+        if (t->opts->hooks.on_message && !ec_streq(msg->topic, t->infer_topic))
+            t->opts->hooks.on_message(t->opts->hooks.ctx, msg);
+        else
+            handle(t, http, msg, &seed);
         ec_mqtt_msg_free(msg);
     }
     ec_http_destroy(http);
@@ -228,10 +248,14 @@ int ec_tierd_run(ec_service *s, const ec_tierd_opts *o)
         ec_log_warn("no %s tier in the configuration; requests will be answered with errors",
                     o->serve_local ? "local" : "cloud");
 
-    char topic[300], filter[340];
-    ec_topic(&s->cfg, topic, sizeof(topic), o->serve_local ? "infer/local" : "infer/cloud");
-    snprintf(filter, sizeof(filter), "$share/edgecascade-%s/%s", s->name, topic);
-    const char *filters[] = {filter, NULL};
+    char filter[340];
+    ec_topic(&s->cfg, t.infer_topic, sizeof(t.infer_topic),
+             o->serve_local ? "infer/local" : "infer/cloud");
+    snprintf(filter, sizeof(filter), "$share/edgecascade-%s/%s", s->name, t.infer_topic);
+    const char *filters[EC_TIERD_MAX_FILTERS + 2] = {filter};
+    for (size_t i = 0;
+         o->hooks.extra_filters && o->hooks.extra_filters[i] && i < EC_TIERD_MAX_FILTERS; i++)
+        filters[i + 1] = o->hooks.extra_filters[i];
     if (ec_http_global_init() != EC_OK) {
         ec_log_error("libcurl initialisation failed");
         goto out;
@@ -240,6 +264,8 @@ int ec_tierd_run(ec_service *s, const ec_tierd_opts *o)
         ec_log_error("%s", err.msg);
         goto out;
     }
+    if (o->hooks.on_ready)
+        o->hooks.on_ready(o->hooks.ctx);
     for (; started < n; started++) {
         if (pthread_create(&th[started], NULL, worker, &t) != 0) {
             ec_log_error("cannot start worker thread");

@@ -55,11 +55,27 @@ int cli_cmd_query(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_models(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_config(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_calibrate(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_eval(cli_ctx *ctx, int argc, char **argv);
 
 /* Per-command help text (stdout for --help). */
 void cli_help_query(void);
 void cli_help_stats(void);
 void cli_help_models(void);
 void cli_help_config(void);
+void cli_help_calibrate(void);
+void cli_help_eval(void);
+
+/* Shared by calibrate and eval (cmd_calibrate.c). */
+struct ec_corpus;
+struct ec_calib_sample;
+struct ec_calib;
+/* One sample per corpus row: raw signal of the local answer, both labels and
+ * costs. EC_ERR_NOTFOUND when a model is missing from the corpus. */
+ec_err cli_corpus_samples(const struct ec_corpus *c, const char *local, const char *cloud,
+                          struct ec_calib_sample **out, ec_error *err);
+void cli_print_curve(const struct ec_calib *c);
+/* Agreement of two short answers: 1 agree, 0 differ, -1 not both short. */
+int cli_short_agreement(const char *a, const char *b);
 
 #endif

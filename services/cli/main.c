@@ -31,6 +31,9 @@ static const command commands[] = {
      "cost savings and latency from the decision log"},
     {"models", cli_cmd_models, cli_help_models, true, "models offered by the local tiers' servers"},
     {"config", cli_cmd_config, cli_help_config, false, "print an example config or check one"},
+    {"calibrate", cli_cmd_calibrate, cli_help_calibrate, true,
+     "fit the gate's calibration on recorded answers or the decision log"},
+    {"eval", cli_cmd_eval, cli_help_eval, false, "measure the gate on a corpus of recorded answers"},
 };
 
 static void usage(FILE *out)
@@ -39,7 +42,7 @@ static void usage(FILE *out)
                  "\n"
                  "commands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n"
                  "global options (before or after the command):\n"
                  "  --config FILE   YAML configuration (default: built-in defaults)\n"

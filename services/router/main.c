@@ -35,7 +35,8 @@ int main(int argc, char **argv)
     /* Shared, so that a second router on the same broker splits the load
      * instead of answering every query twice. */
     snprintf(query_filter, sizeof(query_filter), "$share/edgecascade-router/%s", query_topic);
-    const char *filters[] = {query_filter, ec_router_reply_topic(router), NULL};
+    const char *filters[] = {query_filter, ec_router_reply_topic(router),
+                             ec_router_breaker_filter(router), NULL};
     if (ec_service_connect(&svc, filters, &err)) {
         ec_log_error("%s", err.msg);
         goto out;

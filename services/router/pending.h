@@ -35,6 +35,14 @@ typedef struct ec_pending {
     int best; /* attempt index of the most confident draft, -1 if none */
     bool left_device;
     bool nowait; /* answered from Paho's thread: publish and record without waiting */
+
+    double deadline_ms;    /* monotonic: the whole query must be answered by then */
+    uint32_t expiry_s;     /* MQTT Message Expiry of the query, 0 if none */
+    int64_t journal_id;    /* row in the arrival journal, 0 if none */
+    int64_t outbox_id;     /* a replayed escalation: its outbox row, else 0 */
+    uint32_t revision;     /* 1, or 2 for a replayed escalation */
+    double prior_cost_usd; /* spent before a replay (revision 1's attempts) */
+    uint64_t arrived_ms;   /* epoch ms of the first arrival (replays: the original) */
 } ec_pending;
 
 typedef struct ec_pending_table ec_pending_table;

@@ -1,38 +1,12 @@
-#include "router.h"
+#include "router_internal.h"
 
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "edgecascade/log.h"
 #include "edgecascade/util.h"
-#include "gate.h"
-#include "pending.h"
-
-#define HOP_GRACE_MS 2000 /* on top of a tier's own timeout: MQTT hops and queueing */
-#define MAX_WORKERS  64
-
-struct ec_router {
-    ec_service *svc;
-    ec_config *cfg;
-    ec_store *store;
-    ec_gate *gate;
-    ec_pending_table *pending;
-    atomic_uint_fast64_t next_key;
-    char reply_topic[300];
-    char query_topic[300];
-    char infer_local[300];
-    char infer_cloud[300];
-    pthread_t workers[MAX_WORKERS];
-    int n_workers;
-    pthread_t sweeper;
-    bool sweeper_started;
-};
-
-static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep);
 
 /* ---- results ---- */
 
@@ -65,7 +39,7 @@ static ec_err publish(ec_router *r, const ec_pending *p, const char *topic, cons
     return ec_mqtt_publish(r->svc->mqtt, topic, b->data, b->len, 1, false, pp, 10000, err);
 }
 
-static void publish_result(ec_router *r, ec_pending *p, const ec_result *res)
+void ec_router_publish_result(ec_router *r, ec_pending *p, const ec_result *res)
 {
     ec_buf b;
     ec_error err = {0};
@@ -98,6 +72,7 @@ static void record(ec_router *r, ec_pending *p, ec_result *res)
         .encoding = p->enc,
         .left_device = p->left_device,
         .n_details = p->n_attempts,
+        .journal_id = p->journal_id,
     };
     /* The drafts move into the decision; p no longer owns them. */
     memcpy(d.details, p->details, sizeof(d.details));
@@ -131,7 +106,7 @@ static void finish(ec_router *r, ec_pending *p, int answer_attempt, bool degrade
     res.source = ec_strdup0(p->query.source);
     res.reason = strdup(reason);
     res.confidence = -1;
-    res.revision = 1;
+    res.revision = p->revision ? p->revision : 1;
     res.degraded = degraded;
     res.complexity = ec_strdup0(ec_complexity_name(p->gq.complexity));
     if (answer_attempt >= 0) {
@@ -156,16 +131,21 @@ static void finish(ec_router *r, ec_pending *p, int answer_attempt, bool degrade
         res.cost_usd += p->attempts[i].cost_usd;
     }
     res.n_attempts = res.attempts ? p->n_attempts : 0;
+    res.cost_usd += p->prior_cost_usd;
     double now = ec_mono_ms();
-    res.latency_ms = now - p->t0_ms;
+    /* A replayed escalation counts from the query's first arrival. */
+    res.latency_ms = p->outbox_id ? (double)(ec_now_ms() - p->arrived_ms) : now - p->t0_ms;
     res.router_ms = p->busy_ms + (now - t_in);
-    publish_result(r, p, &res);
+    ec_router_publish_result(r, p, &res);
     ec_log_debug("query %s: %s tier %u, confidence %.3f, %.2f ms: %s", res.id,
                  res.tier ? res.tier : "none", res.tier_index, res.confidence, res.latency_ms,
                  res.reason);
     record(r, p, &res);
     ec_result_clear(&res);
-    ec_pending_free(p);
+    if (p->outbox_id)
+        ec_router_replay_done(r, p, true); /* frees p */
+    else
+        ec_pending_free(p);
 }
 
 static void finish_error(ec_router *r, ec_pending *p, const char *code, const char *msg)
@@ -177,13 +157,43 @@ static void finish_error(ec_router *r, ec_pending *p, const char *code, const ch
 
 /* ---- dispatch ---- */
 
-/* Next tier after `after` that the query's policy allows, or -1. */
+/* Next tier after `after` in the cascade that the query's policy allows, or
+ * -1. Failover tiers are not part of the cascade: they stand in for their
+ * primary only when it fails (failover_next). */
 static int next_tier(const ec_router *r, const ec_pending *p, int after)
 {
     for (size_t i = (size_t)(after + 1); i < r->cfg->n_tiers; i++) {
         if (p->query.policy == EC_POLICY_LOCAL_ONLY && !r->cfg->tiers[i].local)
             continue;
+        if (r->cfg->tiers[i].failover_of && *r->cfg->tiers[i].failover_of)
+            continue;
         return (int)i;
+    }
+    return -1;
+}
+
+/* The cascade position a tier holds: itself, or the primary it stands in for. */
+static int primary_of(const ec_router *r, int ti)
+{
+    const char *f = r->cfg->tiers[ti].failover_of;
+    if (f && *f) {
+        int j = ec_config_tier_index(r->cfg, f);
+        if (j >= 0)
+            return j;
+    }
+    return ti;
+}
+
+/* After tier ti failed: the next stand-in for its primary, or -1. */
+static int failover_next(const ec_router *r, const ec_pending *p, int ti)
+{
+    const char *primary = r->cfg->tiers[primary_of(r, ti)].name;
+    for (size_t i = (size_t)ti + 1; i < r->cfg->n_tiers; i++) {
+        const ec_tier_cfg *t = &r->cfg->tiers[i];
+        if (p->query.policy == EC_POLICY_LOCAL_ONLY && !t->local)
+            continue;
+        if (t->failover_of && strcmp(t->failover_of, primary) == 0)
+            return (int)i;
     }
     return -1;
 }
@@ -200,7 +210,7 @@ static void add_attempt(ec_pending *p, const ec_tier_cfg *t, int ti, double late
 }
 
 /* Sends p to tier ti. On failure the hop is judged as an error at once. */
-static void dispatch(ec_router *r, ec_pending *p, int ti)
+void ec_router_dispatch(ec_router *r, ec_pending *p, int ti)
 {
     const ec_tier_cfg *t = &r->cfg->tiers[ti];
     double t_in = ec_mono_ms();
@@ -222,6 +232,28 @@ static void dispatch(ec_router *r, ec_pending *p, int ti)
     req.logprobs = t->logprobs;
     req.timeout_ms = t->timeout_ms;
 
+    /* The query's deadline bounds this hop and every retry behind it; a tier
+     * that cannot answer in the time left is not asked at all. */
+    double left = p->deadline_ms - t_in;
+    pthread_mutex_lock(&r->stats_lock);
+    double typical = r->ewma_ms[ti];
+    pthread_mutex_unlock(&r->stats_lock);
+    if (left < 1 || (!t->local && typical > 0 && left < typical)) {
+        p->tier = ti;
+        p->hop_start_ms = t_in;
+        ec_infer_reply rep = {0};
+        char m[200];
+        snprintf(m, sizeof(m),
+                 "deadline: %.0f ms left, tier '%s' typically needs %.0f ms; not sent", left,
+                 t->name, typical);
+        ec_wire_error_set(&rep.error, "deadline", m);
+        ec_router_judge(r, p, &rep);
+        ec_infer_reply_clear(&rep);
+        return;
+    }
+    if ((double)req.timeout_ms > left)
+        req.timeout_ms = (uint32_t)left;
+
     ec_buf b;
     ec_error err = {0};
     ec_buf_init(&b, EC_MAX_PAYLOAD + 64 * 1024);
@@ -230,7 +262,7 @@ static void dispatch(ec_router *r, ec_pending *p, int ti)
     p->tier = ti;
     p->key = atomic_fetch_add(&r->next_key, 1);
     p->hop_start_ms = ec_mono_ms();
-    p->hop_deadline_ms = p->hop_start_ms + t->timeout_ms + HOP_GRACE_MS;
+    p->hop_deadline_ms = p->hop_start_ms + req.timeout_ms + HOP_GRACE_MS;
     if (!t->local)
         p->left_device = true;
     uint64_t key = p->key;
@@ -258,13 +290,13 @@ static void dispatch(ec_router *r, ec_pending *p, int ti)
     ec_buf_free(&b);
     ec_infer_reply rep = {0};
     ec_wire_error_set(&rep.error, rc == EC_ERR_BUSY ? "busy" : "internal", err.msg);
-    judge(r, p, &rep);
+    ec_router_judge(r, p, &rep);
     ec_infer_reply_clear(&rep);
 }
 
 /* ---- the gate ---- */
 
-static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
+void ec_router_judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
 {
     double t_in = ec_mono_ms();
     int ti = p->tier;
@@ -287,7 +319,7 @@ static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
         free(a->model);
         a->model = strdup(rep->model);
     }
-    int next = next_tier(r, p, ti);
+    int next = next_tier(r, p, primary_of(r, ti));
     bool room = p->n_attempts < EC_MAX_ATTEMPTS;
 
     if (rep->error.code) {
@@ -296,13 +328,48 @@ static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
                  rep->error.code, rep->error.message ? rep->error.message : "");
         a->reason = strdup(reason);
         p->busy_ms += ec_mono_ms() - t_in;
-        if (next >= 0 && room) {
-            dispatch(r, p, next);
+        if (p->outbox_id) {
+            /* A replayed escalation that failed again stays queued. */
+            ec_router_replay_done(r, p, false);
             return;
+        }
+        int stand_in = failover_next(r, p, ti);
+        if (stand_in >= 0 && room) {
+            ec_router_dispatch(r, p, stand_in);
+            return;
+        }
+        if (next >= 0 && room) {
+            ec_router_dispatch(r, p, next);
+            return;
+        }
+        /* Nothing left to try now. A cloud outage (not a configuration
+         * error, not a deadline) leaves the escalation in the offline queue:
+         * the caller gets the best draft now and the cloud answer later. */
+        const char *code = rep->error.code;
+        bool outage = !t->local && strcmp(code, "config") != 0 && strcmp(code, "deadline") != 0 &&
+                      strcmp(code, "bad_request") != 0 && strcmp(code, "too_large") != 0;
+        char why[EC_MAX_REASON];
+        ec_error qerr = {0};
+        if (outage && r->cfg->offline_queue && p->query.policy == EC_POLICY_AUTO && r->ledger) {
+            if (ec_router_enqueue(r, p, primary_of(r, ti), &qerr)) {
+                if (p->best >= 0) {
+                    snprintf(why, sizeof(why),
+                             "cloud unavailable, escalation queued (revision 2 follows); serving "
+                             "the local draft: %.300s",
+                             reason);
+                    finish(r, p, p->best, true, why, NULL, NULL);
+                } else {
+                    finish(r, p, -1, true, reason, "queued",
+                           "the cloud is unavailable; the query is queued and its answer will "
+                           "follow as revision 2");
+                }
+                return;
+            }
+            snprintf(why, sizeof(why), "%.200s; not queued: %.200s", reason, qerr.msg);
+            snprintf(reason, sizeof(reason), "%s", why);
         }
         if (p->best >= 0) {
             const ec_attempt *b = &p->attempts[p->best];
-            char why[EC_MAX_REASON];
             snprintf(why, sizeof(why),
                      "serving the best draft (tier %u '%s', confidence %.2f): %.300s",
                      b->tier_index, b->tier, b->confidence, reason);
@@ -314,6 +381,10 @@ static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
         return;
     }
 
+    pthread_mutex_lock(&r->stats_lock);
+    r->ewma_ms[ti] =
+        r->ewma_ms[ti] > 0 ? 0.8 * r->ewma_ms[ti] + 0.2 * a->latency_ms : a->latency_ms;
+    pthread_mutex_unlock(&r->stats_lock);
     a->confidence = v.confidence;
     dt->raw_confidence = v.raw;
     dt->lp = rep->lp;
@@ -331,6 +402,11 @@ static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
         snprintf(reason, sizeof(reason),
                  "escalated: confidence %.2f < threshold %.2f, next tier %d '%s'", a->confidence,
                  a->threshold, next, r->cfg->tiers[next].name);
+    } else if (p->outbox_id) {
+        snprintf(reason, sizeof(reason),
+                 "replayed from the offline queue: confidence %.2f (threshold %.2f)", a->confidence,
+                 a->threshold);
+        a->accepted = true;
     } else if (p->query.policy == EC_POLICY_LOCAL_ONLY && (size_t)ti + 1 < r->cfg->n_tiers) {
         snprintf(reason, sizeof(reason),
                  "accepted below threshold (%.2f < %.2f): policy local_only keeps the query on "
@@ -348,7 +424,7 @@ static void judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
         finish(r, p, (int)(p->n_attempts - 1), false, reason, NULL, NULL);
         return;
     }
-    dispatch(r, p, next);
+    ec_router_dispatch(r, p, next);
 }
 
 /* ---- intake ---- */
@@ -378,7 +454,12 @@ static ec_pending *intake(ec_router *r, ec_mqtt_msg *msg, bool nowait)
     p->best = -1;
     p->nowait = nowait;
     p->ts_ms = ec_now_ms();
+    p->arrived_ms = p->ts_ms;
+    p->revision = 1;
+    p->journal_id = msg->tag;
+    p->expiry_s = msg->expiry_s;
     p->t0_ms = (double)msg->received_us / 1000.0;
+    p->deadline_ms = p->t0_ms + r->cfg->query_timeout_ms;
     p->response_topic = msg->response_topic;
     p->corr = msg->corr;
     p->corr_len = msg->corr_len;
@@ -418,7 +499,7 @@ static ec_pending *intake(ec_router *r, ec_mqtt_msg *msg, bool nowait)
     return p;
 }
 
-static void on_query(ec_router *r, ec_mqtt_msg *msg)
+void ec_router_on_query(ec_router *r, ec_mqtt_msg *msg)
 {
     ec_pending *p = intake(r, msg, false);
     if (!p)
@@ -431,6 +512,8 @@ static void on_query(ec_router *r, ec_mqtt_msg *msg)
         finish_error(r, p, "busy", m);
         return;
     }
+    if (p->query.deadline_ms)
+        p->deadline_ms = p->t0_ms + p->query.deadline_ms;
     ec_gate_classify(r->gate, &p->query, &p->gq);
     int first = next_tier(r, p, -1);
     if (p->gq.preroute_cloud && p->query.policy != EC_POLICY_LOCAL_ONLY) {
@@ -446,7 +529,7 @@ static void on_query(ec_router *r, ec_mqtt_msg *msg)
                      "no tier allowed for this query (policy local_only needs a local tier)");
         return;
     }
-    dispatch(r, p, first);
+    ec_router_dispatch(r, p, first);
 }
 
 static void on_reply(ec_router *r, ec_mqtt_msg *msg)
@@ -470,9 +553,22 @@ static void on_reply(ec_router *r, ec_mqtt_msg *msg)
     if (rc != EC_OK) {
         ec_infer_reply_clear(&rep);
         ec_wire_error_set(&rep.error, "internal", err.msg);
+    } else if (p->outbox_id && !rep.error.code && r->ledger) {
+        /* Keep the cloud's answer before anything is published: a crash from
+         * here on republishes it instead of calling (and paying) again. */
+        ec_error e = {0};
+        if (ec_outbox_answered(r->ledger, p->outbox_id, msg->payload, msg->len, &e))
+            ec_log_error("queued escalation %s: %s", p->query.id, e.msg);
     }
-    judge(r, p, &rep);
+    ec_router_judge(r, p, &rep);
     ec_infer_reply_clear(&rep);
+}
+
+static void on_arrival(void *ctx, ec_mqtt_msg *msg)
+{
+    ec_router *r = ctx;
+    if (strcmp(msg->topic, r->query_topic) == 0)
+        ec_router_journal_arrival(r, msg);
 }
 
 /* Paho's thread, inbound queue full: answer the query "busy" at once rather
@@ -502,8 +598,10 @@ static void *worker_main(void *arg)
             continue;
         if (strcmp(msg->topic, r->reply_topic) == 0)
             on_reply(r, msg);
+        else if (strncmp(msg->topic, r->breaker_prefix, strlen(r->breaker_prefix)) == 0)
+            ec_router_on_breaker(r, msg);
         else
-            on_query(r, msg);
+            ec_router_on_query(r, msg);
         ec_mqtt_msg_free(msg);
     }
     return NULL;
@@ -521,12 +619,12 @@ static void *sweeper_main(void *arg)
             const ec_tier_cfg *t = &r->cfg->tiers[p->tier];
             char m[300];
             snprintf(m, sizeof(m),
-                     "no reply from tier '%s' within %u ms (is edgecascade-%s "
+                     "no reply from tier '%s' within %.0f ms (is edgecascade-%s "
                      "running?)",
-                     t->name, t->timeout_ms + HOP_GRACE_MS, t->local ? "local" : "relay");
+                     t->name, p->hop_deadline_ms - p->hop_start_ms, t->local ? "local" : "relay");
             ec_infer_reply rep = {0};
             ec_wire_error_set(&rep.error, "timeout", m);
-            judge(r, p, &rep);
+            ec_router_judge(r, p, &rep);
             ec_infer_reply_clear(&rep);
             p = next;
         }
@@ -543,15 +641,27 @@ ec_err ec_router_create(ec_router **out, ec_service *svc, ec_store *store, ec_er
     r->cfg = &svc->cfg;
     r->store = store;
     atomic_init(&r->next_key, ((uint64_t)ec_now_ms() << 16));
+    pthread_mutex_init(&r->stats_lock, NULL);
+    pthread_mutex_init(&r->replay_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->replay_cond, &ca);
+    pthread_condattr_destroy(&ca);
     svc->on_overflow = on_overflow;
+    svc->on_arrival = on_arrival;
     svc->overflow_ctx = r;
     r->pending = ec_pending_table_create((size_t)r->cfg->max_pending * 2);
     if (!r->pending) {
-        free(r);
+        ec_router_destroy(r);
         return ec_error_set(err, EC_ERR_NOMEM, "router: out of memory");
     }
     ec_err rc = ec_gate_create(&r->gate, r->cfg, err);
     if (rc) {
+        ec_router_destroy(r);
+        return rc;
+    }
+    if (store && (rc = ec_ledger_open(&r->ledger, r->cfg->db_path, err))) {
         ec_router_destroy(r);
         return rc;
     }
@@ -560,7 +670,9 @@ ec_err ec_router_create(ec_router **out, ec_service *svc, ec_store *store, ec_er
     if (!ec_topic(r->cfg, r->reply_topic, sizeof(r->reply_topic), suffix) ||
         !ec_topic(r->cfg, r->query_topic, sizeof(r->query_topic), "query") ||
         !ec_topic(r->cfg, r->infer_local, sizeof(r->infer_local), "infer/local") ||
-        !ec_topic(r->cfg, r->infer_cloud, sizeof(r->infer_cloud), "infer/cloud")) {
+        !ec_topic(r->cfg, r->infer_cloud, sizeof(r->infer_cloud), "infer/cloud") ||
+        !ec_topic(r->cfg, r->breaker_prefix, sizeof(r->breaker_prefix), "status/breaker/") ||
+        !ec_topic(r->cfg, r->breaker_filter, sizeof(r->breaker_filter), "status/breaker/+")) {
         ec_router_destroy(r);
         return ec_error_set(err, EC_ERR_CONFIG, "topic_root is too long");
     }
@@ -582,6 +694,12 @@ ec_err ec_router_start(ec_router *r, ec_error *err)
     if (pthread_create(&r->sweeper, NULL, sweeper_main, r) != 0)
         return ec_error_set(err, EC_ERR_NOMEM, "router: cannot start the sweeper thread");
     r->sweeper_started = true;
+    if (r->ledger) {
+        ec_router_journal_replay(r);
+        if (pthread_create(&r->replayer, NULL, ec_router_replayer_main, r) != 0)
+            return ec_error_set(err, EC_ERR_NOMEM, "router: cannot start the replay thread");
+        r->replayer_started = true;
+    }
     return EC_OK;
 }
 
@@ -593,16 +711,29 @@ void ec_router_destroy(ec_router *r)
         pthread_join(r->workers[i], NULL);
     if (r->sweeper_started)
         pthread_join(r->sweeper, NULL);
+    if (r->replayer_started) {
+        ec_router_replay_wake(r);
+        pthread_join(r->replayer, NULL);
+    }
     if (ec_pending_count(r->pending))
         ec_log_warn("%zu queries still in flight at shutdown", ec_pending_count(r->pending));
     ec_pending_table_destroy(r->pending);
     ec_gate_destroy(r->gate);
+    ec_ledger_close(r->ledger);
+    pthread_cond_destroy(&r->replay_cond);
+    pthread_mutex_destroy(&r->replay_lock);
+    pthread_mutex_destroy(&r->stats_lock);
     free(r);
 }
 
 const char *ec_router_reply_topic(const ec_router *r)
 {
     return r->reply_topic;
+}
+
+const char *ec_router_breaker_filter(const ec_router *r)
+{
+    return r->breaker_filter;
 }
 
 size_t ec_router_inflight(ec_router *r)

@@ -29,6 +29,9 @@ void ec_router_destroy(ec_router *r);
 /* Queries waiting on a tier. */
 size_t ec_router_inflight(ec_router *r);
 
+/* The filter for the relay's breaker states, which the router records. */
+const char *ec_router_breaker_filter(const ec_router *r);
+
 /* The topic the router listens on for tier replies. */
 const char *ec_router_reply_topic(const ec_router *r);
 

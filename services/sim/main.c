@@ -16,6 +16,7 @@
 
 #include "edgecascade/log.h"
 #include "sim.h"
+#include "sim_replay.h"
 
 #define EXIT_USAGE 2
 
@@ -32,6 +33,10 @@ static void usage(FILE *f)
           "                    claude-3-5-haiku-latest with default answers\n"
           "  --port-file FILE  once listening, write the port and a newline to FILE\n"
           "  --log-level L     error, warn, info (default; one line per request), debug\n"
+          "  --replay FILE     replay mode: answer the recorded prompts of a corpus (JSONL)\n"
+          "                    with recorded answers (OpenAI API only; see README.md)\n"
+          "  --replay-map M    served=corpusmodel[,served=corpusmodel...] (with --replay)\n"
+          "  --replay-latency-scale X  sleep the recorded latency x X (default 0)\n"
           "  --help, --version\n"
           "\n"
           "Endpoints: POST /v1/chat/completions, GET /v1/models, POST /v1/messages,\n"
@@ -74,9 +79,15 @@ int main(int argc, char **argv)
         {"port", required_argument, NULL, 'p'},      {"bind", required_argument, NULL, 'b'},
         {"script", required_argument, NULL, 's'},    {"port-file", required_argument, NULL, 'f'},
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, 'V'},         {"replay", required_argument, NULL, 'r'},
+        {"replay-map", required_argument, NULL, 'm'},
+        {"replay-latency-scale", required_argument, NULL, 'x'},
+        {NULL, 0, NULL, 0},
     };
     const char *bind = "127.0.0.1", *script_path = NULL, *port_file = NULL;
+    const char *replay_path = NULL, *replay_map = NULL;
+    double replay_scale = 0;
+    sim_replay *replay = NULL;
     uint16_t port = 0;
     bool have_port = false;
     ec_log_level level = EC_LOG_INFO;
@@ -108,6 +119,22 @@ int main(int argc, char **argv)
             }
             ec_log_set_level(level);
             break;
+        case 'r':
+            replay_path = optarg;
+            break;
+        case 'm':
+            replay_map = optarg;
+            break;
+        case 'x': {
+            char *end;
+            replay_scale = strtod(optarg, &end);
+            if (*end || !(replay_scale >= 0 && replay_scale <= 100)) {
+                fprintf(stderr, "edgecascade-sim: --replay-latency-scale %s: expected 0..100\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -129,17 +156,33 @@ int main(int argc, char **argv)
 
     ec_error err = {0};
     sim_script *script = NULL;
-    ec_err rc = script_path ? sim_script_load(script_path, &script, &err)
-                            : sim_script_defaults(&script, &err);
-    if (rc) {
-        ec_log_error("script: %s", err.msg);
-        return EXIT_USAGE;
+    ec_err rc;
+    if (replay_path) {
+        if (script_path || !replay_map) {
+            fputs("edgecascade-sim: --replay needs --replay-map and excludes --script\n", stderr);
+            return EXIT_USAGE;
+        }
+        if (sim_replay_load(replay_path, replay_map, replay_scale, &replay, &err) ||
+            sim_replay_script(replay, &script, &err)) {
+            ec_log_error("replay: %s", err.msg);
+            sim_replay_free(replay);
+            return EXIT_USAGE;
+        }
+    } else {
+        rc = script_path ? sim_script_load(script_path, &script, &err)
+                         : sim_script_defaults(&script, &err);
+        if (rc) {
+            ec_log_error("script: %s", err.msg);
+            return EXIT_USAGE;
+        }
     }
     static sim_server srv; /* outlives every connection thread */
     if (sim_server_init(&srv, script, &err)) {
         ec_log_error("%s", err.msg);
+        sim_replay_free(replay);
         return 1;
     }
+    srv.replay = replay;
 
     sigset_t set;
     sigemptyset(&set);
@@ -156,8 +199,9 @@ int main(int argc, char **argv)
         goto out;
     }
     ec_log_info("listening on http://%s:%u (%zu models, %zu rules%s%s)", bind, (unsigned)bound,
-                script->n_models, script->n_rules, script_path ? ", script " : ", built-in",
-                script_path ? script_path : "");
+                script->n_models, script->n_rules,
+                replay_path ? ", replay " : script_path ? ", script " : ", built-in",
+                replay_path ? replay_path : script_path ? script_path : "");
     if (port_file && write_port_file(port_file, bound) != 0) {
         ec_log_error("--port-file %s: %s", port_file, strerror(errno));
         goto stop;
@@ -173,5 +217,6 @@ stop:
     MHD_stop_daemon(d);
 out:
     sim_server_clear(&srv);
+    sim_replay_free(replay);
     return status;
 }

@@ -26,6 +26,7 @@ typedef struct sim_server {
     uint64_t *requests;   /* chat requests per model, on any API */
     uint64_t *faulted;    /* of which a fault answered */
     atomic_bool stopping; /* set before the daemon stops: sleeping handlers give up */
+    struct sim_replay *replay; /* replay mode (sim_replay.h): not owned; NULL = script */
 } sim_server;
 
 /* Takes ownership of script (also on failure). */

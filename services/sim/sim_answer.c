@@ -41,7 +41,7 @@ static const char *const closers[] = {
     "; no action is needed beyond routine monitoring.",
     "; verify the sensor before acting on it.",
 };
-#define PICK(table, h, shift) table[((h) >> (shift)) % (sizeof(table) / sizeof(table[0]))]
+#define PICK(table, h, shift) (table)[((h) >> (shift)) % (sizeof(table) / sizeof((table)[0]))]
 
 static const char *const alternatives[] = {" the", " a", " and", " is", ",", " of", " to", "."};
 

@@ -10,6 +10,7 @@
 
 #include "edgecascade/util.h"
 #include "sim_answer.h"
+#include "sim_replay.h"
 
 /* Stable "created" for listed models, so listings are byte-identical. */
 #define SIM_MODEL_CREATED 1700000000
@@ -141,14 +142,33 @@ enum MHD_Result sim_openai_chat(sim_req *r)
         res = sim_reply_error(r, sim_openai_error, 400, "%s", err.msg);
         goto out;
     }
-    if (sim_answer_make(srv->script, mod, &prompt, max_tokens, &ans)) {
-        res = sim_reply_error(r, sim_openai_error, 500, "out of memory");
-        goto out;
+    unsigned pt, ct;
+    if (srv->replay) {
+        sim_replay_hit hit;
+        if (sim_replay_answer(srv->replay, model, &prompt, &ans, &hit, &err)) {
+            res = sim_reply_json(
+                r, err.code == EC_ERR_NOTFOUND ? 404 : 500,
+                openai_error_code(404, err.msg, err.code == EC_ERR_NOTFOUND ? "not_recorded" : NULL),
+                false, 0);
+            goto out;
+        }
+        if (hit.latency_ms && !sim_sleep(srv, hit.latency_ms)) {
+            res = sim_reset(r);
+            goto out;
+        }
+        pt = hit.tokens_in;
+        ct = hit.tokens_out;
+    } else {
+        if (sim_answer_make(srv->script, mod, &prompt, max_tokens, &ans)) {
+            res = sim_reply_error(r, sim_openai_error, 500, "out of memory");
+            goto out;
+        }
+        pt = sim_prompt_tokens(&prompt);
+        ct = (unsigned)ans.n;
     }
 
     char id[27];
     ec_id_new(id);
-    unsigned pt = sim_prompt_tokens(&prompt);
     json_t *choice = json_pack("{s:i, s:{s:s, s:s, s:n}, s:o, s:s}", "index", 0, "message", "role",
                                "assistant", "content", ans.text, "refusal", "logprobs",
                                want_lp ? logprobs_json(&ans, top) : json_null(), "finish_reason",
@@ -156,8 +176,8 @@ enum MHD_Result sim_openai_chat(sim_req *r)
     json_t *body = json_pack(
         "{s:s+, s:s, s:I, s:s, s:[o], s:{s:i, s:i, s:i}, s:s, s:b}", "id", "chatcmpl-sim", id,
         "object", "chat.completion", "created", (json_int_t)time(NULL), "model", model, "choices",
-        choice, "usage", "prompt_tokens", (int)pt, "completion_tokens", (int)ans.n, "total_tokens",
-        (int)(pt + ans.n), "system_fingerprint", "edgecascade-sim", "simulated", 1);
+        choice, "usage", "prompt_tokens", (int)pt, "completion_tokens", (int)ct, "total_tokens",
+        (int)(pt + ct), "system_fingerprint", "edgecascade-sim", "simulated", 1);
     res = sim_reply_json(r, 200, body, malformed, 0);
 out:
     sim_answer_clear(&ans);

@@ -259,7 +259,9 @@ static ec_err parse_root(json_t *root, sim_script *s, ec_error *err)
         {
             if ((rc = parse_rule(i, v, &s->rules[i], err)))
                 return rc;
-            if (strcmp(s->rules[i].model, "*") && sim_script_model_index(s, s->rules[i].model) < 0)
+            /* parse_rule sets model (to "*" when absent) whenever it succeeds. */
+            if (strcmp(s->rules[i].model, "*") && // NOLINT(clang-analyzer-core.NonNullParamChecker)
+                sim_script_model_index(s, s->rules[i].model) < 0)
                 return ec_error_set(err, EC_ERR_CONFIG, "rules[%zu].model: no model \"%s\"", i,
                                     s->rules[i].model);
         }

@@ -16,6 +16,9 @@ typedef struct ech_proc {
     pid_t pid;
     char name[32];
     char log[512];
+    bool reaped;    /* exited and waited for (by ech_alive or the stop) */
+    int status;     /* its wait status once reaped */
+    bool stop_kill; /* the harness had to SIGKILL it: it ignored SIGTERM */
 } ech_proc;
 
 typedef struct ech {
@@ -55,8 +58,23 @@ void ech_write_config_tiers(ech *h, const char *tiers_yaml, const char *extra_ya
  * each has published its retained online status. */
 void ech_start_services(ech *h);
 void ech_start_one(ech *h, ech_proc *p, const char *name);
-/* Kills everything still running and removes the temp dir (kept on failure). */
+/* Stops everything still running (SIGTERM, then SIGKILL), checks how the
+ * edgecascade processes ended, and removes the temp dir. Fails the test,
+ * keeping the dir and printing the reports, when a service (or the
+ * simulator) exited non-zero, died of a signal other than a SIGKILL sent by
+ * the test itself, ignored SIGTERM, or wrote a sanitizer report.
+ *
+ * Every process the harness starts (but Mosquitto) gets ASAN_OPTIONS and
+ * UBSAN_OPTIONS with log_path=<dir>/<name>.san (halt on the first error, leak
+ * check at exit); outside a sanitizer build they are ignored. With
+ * EC_SERVICE_WRAPPER set (e.g. "valgrind --leak-check=full --error-exitcode=99"),
+ * its words are put in front of each such command line; see `make valgrind`. */
 void ech_teardown(ech *h);
+/* Stops one process (SIGTERM, then SIGKILL after a while) and returns its
+ * wait status; ech_teardown still checks how it ended. */
+int ech_stop(ech_proc *p);
+/* Resident set size of a running process in kB (VmRSS), -1 if unknown. */
+long ech_rss_kb(const ech_proc *p);
 /* True if the process is still running. */
 bool ech_alive(ech_proc *p);
 void ech_dump_logs(ech *h);

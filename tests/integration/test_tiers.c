@@ -63,7 +63,7 @@ static void start(ech *h, const char *tiers_fmt, const char *extra)
 static void cloud_failure_serves_the_local_draft(void **state)
 {
     ech h;
-    start(&h, NULL, NULL);
+    start(&h, NULL, "router:\n  offline_queue: false\n");
     ech_sim_fault(&h, "{\"model\": \"gpt-4o-mini\", \"status\": 500}");
     ec_result r = {0};
     assert_int_equal(ech_ask(&h, "a hard question", NULL, &r, 20000), 0);

@@ -66,6 +66,9 @@ typedef struct ec_config {
     /* gate */
     char *gate_preset;     /* aggressive | balanced | conservative */
     double min_confidence; /* resolved: explicit value, else the preset's */
+    char *gate_calibration; /* calibration file from `edgecascade calibrate`; "" = none */
+    bool gate_preroute;     /* send hard and expert queries straight to the first cloud tier */
+    double gate_offset[6];  /* threshold offset per query complexity (ec_complexity 1..5) */
 
     /* router */
     int router_workers;

@@ -35,9 +35,14 @@ typedef struct ec_mqtt_msg {
     char *content_type;   /* MQTT v5 Content Type, or NULL */
     uint32_t expiry_s;    /* Message Expiry Interval, 0 if none */
     uint64_t received_us; /* ec_mono_us() when the callback saw it */
+    int64_t tag;          /* the owner's (set by on_arrival; the router's journal id) */
 } ec_mqtt_msg;
 
 void ec_mqtt_msg_free(ec_mqtt_msg *m);
+
+/* Called on Paho's thread for every message before it is queued and before
+ * Paho acknowledges it to the broker: the place to make it durable. */
+typedef void (*ec_mqtt_arrival_fn)(void *ctx, ec_mqtt_msg *msg);
 
 /* Called on Paho's thread when the inbound queue is full. Must not block.
  * Return true after taking ownership of msg (free it with ec_mqtt_msg_free). */
@@ -52,7 +57,7 @@ typedef struct ec_mqtt_opts {
     size_t queue_cap;          /* inbound queue capacity, default 4096 */
     int max_inflight;          /* outstanding QoS>0 publishes, default 256 */
     bool clean_start;          /* default false: the broker keeps our session */
-    uint32_t session_expiry_s; /* default 300 */
+    uint32_t session_expiry_s; /* 0: the session ends with the connection */
     /* Retained status message: "online" published on connect, "offline" as Last Will
      * and on clean shutdown. NULL disables. Payload is JSON built by the caller. */
     const char *status_topic;
@@ -60,6 +65,7 @@ typedef struct ec_mqtt_opts {
     const char *status_offline;
     ec_mqtt_overflow_fn on_overflow; /* optional */
     void *overflow_ctx;
+    ec_mqtt_arrival_fn on_arrival; /* optional, same ctx as overflow */
 } ec_mqtt_opts;
 
 typedef struct ec_mqtt_pubprops {

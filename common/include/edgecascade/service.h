@@ -17,6 +17,7 @@ typedef struct ec_service {
     char client_id[96];
     char status_topic[256];
     ec_mqtt_overflow_fn on_overflow; /* optional, set before ec_service_connect */
+    ec_mqtt_arrival_fn on_arrival;   /* optional, same ctx */
     void *overflow_ctx;
 } ec_service;
 

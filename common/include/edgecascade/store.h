@@ -33,12 +33,20 @@ typedef struct ec_decision {
     ec_encoding encoding;
     double cost_top_usd; /* what the same tokens would have cost on the top tier */
     bool left_device;    /* whether any tier outside the device was called */
+    /* The query's row in the arrival journal (ec_journal), deleted in the same
+     * transaction that writes this decision; 0 when not journaled. */
+    int64_t journal_id;
     /* details[i] belongs to result.attempts[i]; n_details may be 0 (not kept). */
     ec_attempt_detail details[EC_MAX_ATTEMPTS];
     size_t n_details;
 } ec_decision;
 
 void ec_decision_clear(ec_decision *d);
+
+/* A decision whose result.revision is 2 or more updates the row of the same
+ * query id (tier, model, cost, latency, error, revision) and appends its
+ * attempts, so each query keeps exactly one decision row; without such a row
+ * it is inserted. */
 
 /* Opens (creating the schema when writable). */
 ec_err ec_store_open(ec_store **out, const char *path, bool readonly, ec_error *err);

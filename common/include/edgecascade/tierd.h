@@ -10,12 +10,35 @@
 #include <stdbool.h>
 #include "edgecascade/service.h"
 
+/* How a finished call went, for a circuit breaker. */
+typedef enum ec_tierd_outcome {
+    EC_TIERD_OK = 0,
+    EC_TIERD_FAILED, /* timeout, connection error, 429, 5xx, malformed answer */
+    EC_TIERD_CONFIG, /* 4xx: a configuration error, not an outage */
+} ec_tierd_outcome;
+
+/* Optional hooks (the relay's circuit breakers). All run on worker threads. */
+typedef struct ec_tierd_hooks {
+    void *ctx;
+    /* Before a call to tier ti with the given deadline (ec_now_ms() clock):
+     * EC_OK to go ahead, else fill err and the request fails fast. */
+    ec_err (*admit)(void *ctx, int ti, uint64_t deadline_ms, ec_error *err);
+    /* After an admitted call, retries included. */
+    void (*report)(void *ctx, int ti, ec_tierd_outcome outcome, double ms);
+    /* A message on one of extra_filters; the hook owns nothing. */
+    void (*on_message)(void *ctx, const ec_mqtt_msg *msg);
+    const char *const *extra_filters; /* NULL-terminated, may be NULL */
+    /* Once connected, before the workers start. */
+    void (*on_ready)(void *ctx);
+} ec_tierd_hooks;
+
 typedef struct ec_tierd_opts {
     bool serve_local; /* true: local tiers on <root>/infer/local; false: cloud on .../cloud */
     int workers;
     int max_retries;     /* extra attempts on RETRY outcomes, within the deadline */
     unsigned backoff_ms; /* base of the capped full-jitter backoff */
     unsigned backoff_max_ms;
+    ec_tierd_hooks hooks;
 } ec_tierd_opts;
 
 /* Runs until SIGTERM/SIGINT; returns the process exit code. */

@@ -1,0 +1,229 @@
+/* The final report: merges the phase files of one bench/run into the JSON
+ * object of issue 6, judges the targets and prints the table. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loadgen.h"
+
+static json_t *load(const char *dir, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return json_load_file(path, 0, NULL); /* NULL when the phase was not run */
+}
+
+static double num(json_t *j)
+{
+    return json_is_number(j) ? json_number_value(j) : NAN;
+}
+
+static double at(json_t *o, const char *a, const char *b)
+{
+    json_t *j = json_object_get(o, a);
+    return num(b ? json_object_get(j, b) : j);
+}
+
+static json_t *jnum(double v)
+{
+    return isnan(v) ? json_null() : json_real(round(v * 1000.0) / 1000.0);
+}
+
+/* CPU ms of the named processes per 1,000 answered queries of a phase. */
+static double cpu_per_1k(json_t *phase, const char *const *names)
+{
+    json_t *cpu = json_object_get(phase, "cpu_ms");
+    double ok = at(phase, "ok", NULL), sum = 0;
+    if (!cpu || !(ok > 0))
+        return NAN;
+    for (size_t i = 0; names[i]; i++)
+        sum += num(json_object_get(cpu, names[i]));
+    return sum / ok * 1000.0;
+}
+
+static void target(json_t *t, const char *name, const char *goal, double value, bool met)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "target", json_string(goal));
+    json_object_set_new(o, "value", jnum(value));
+    json_object_set_new(o, "met", isnan(value) ? json_null() : json_boolean(met));
+    json_object_set_new(t, name, o);
+}
+
+json_t *lg_report(const char *dir)
+{
+    json_t *null_sw = load(dir, "null_sweep.json"), *local_sw = load(dir, "local_sweep.json");
+    json_t *mixed_sw = load(dir, "mixed_sweep.json"), *null_fx = load(dir, "null_fixed.json");
+    json_t *fx = load(dir, "fixed.json"), *mixed_fx = load(dir, "mixed_fixed.json");
+    json_t *ov = load(dir, "overload.json"), *meta = load(dir, "meta.json");
+    json_t *r = json_object();
+
+    double null_qps = at(null_sw, "qps", NULL), local_qps = at(local_sw, "qps", NULL);
+    double mixed_qps = at(mixed_sw, "qps", NULL);
+    double ratio = null_qps > 0 ? local_qps / null_qps : NAN;
+    /* What is subtracted: the simulator's own mean time per chat request
+     * (its log line), one request per all-local query. */
+    double sim_ms = at(json_object_get(fx, "sim"), "mean_ms", NULL);
+    if (isnan(sim_ms))
+        sim_ms = 0;
+    double p50 = at(json_object_get(fx, "latency_ok"), "p50_ms", NULL) - sim_ms;
+    double p99 = at(json_object_get(fx, "latency_ok"), "p99_ms", NULL) - sim_ms;
+    double p999 = at(json_object_get(fx, "latency_ok"), "p999_ms", NULL) - sim_ms;
+    double ov_good = at(ov, "goodput_qps", NULL), ov_ratio = NAN;
+    if (local_qps > 0)
+        ov_ratio = ov_good / local_qps;
+    double ov_unans = at(ov, "unanswered", NULL);
+    static const char *const svc[] = {"router", "local", "relay", NULL};
+    static const char *const nullsvc[] = {"null_router", "null_local", NULL};
+    double cpu = cpu_per_1k(fx, svc), cpu_mixed = cpu_per_1k(mixed_fx, svc);
+    double cpu_null = cpu_per_1k(null_fx, nullsvc);
+
+    json_object_set_new(r, "null_qps", jnum(null_qps));
+    json_object_set_new(r, "local_qps", jnum(local_qps));
+    json_object_set_new(r, "mixed_qps", jnum(mixed_qps));
+    json_object_set_new(r, "ratio_to_null", jnum(ratio));
+    json_object_set_new(r, "mixed_ratio_to_null", jnum(null_qps > 0 ? mixed_qps / null_qps : NAN));
+    json_object_set_new(r, "p50_ms", jnum(p50 < 0 ? 0 : p50));
+    json_object_set_new(r, "p99_ms", jnum(p99 < 0 ? 0 : p99));
+    json_object_set_new(r, "p999_ms", jnum(p999 < 0 ? 0 : p999));
+    json_object_set_new(r, "sim_subtracted_ms", jnum(sim_ms));
+    json_object_set_new(r, "overload_goodput_ratio", jnum(ov_ratio));
+    json_object_set_new(r, "overload_unanswered", jnum(ov_unans));
+    json_object_set_new(r, "overload_p99_ms",
+                        jnum(at(json_object_get(ov, "latency_ok"), "p99_ms", NULL)));
+    json_object_set_new(r, "overload_busy", jnum(at(ov, "busy", NULL)));
+    json_object_set_new(r, "overload_offered_qps", jnum(at(ov, "offered_qps", NULL)));
+    json_object_set_new(r, "cpu_ms_per_1k", jnum(cpu));
+    json_object_set_new(r, "cpu_ms_per_1k_mixed", jnum(cpu_mixed));
+    json_object_set_new(r, "cpu_ms_per_1k_null", jnum(cpu_null));
+    json_t *rss = json_object_get(meta, "rss_kb");
+    json_t *startup = json_object_get(meta, "startup_ms");
+    json_object_set(r, "rss_kb", rss ? rss : json_null());
+    json_object_set(r, "startup_ms", startup ? startup : json_null());
+
+    json_t *t = json_object();
+    target(t, "ratio_to_null", ">= 0.80", ratio, ratio >= 0.80);
+    target(t, "p50_ms", "< 1 ms at 1000 q/s", p50, p50 < 1.0);
+    target(t, "p99_ms", "< 5 ms at 1000 q/s", p99, p99 < 5.0);
+    target(t, "overload_goodput_ratio", ">= 0.90", ov_ratio, ov_ratio >= 0.90);
+    target(t, "overload_unanswered", "== 0", ov_unans, ov_unans == 0);
+    target(t, "cpu_ms_per_1k", "< 250 ms (router+local+relay)", cpu, cpu < 250);
+    const char *names[] = {"router", "local", "relay"};
+    for (int i = 0; i < 3; i++) {
+        char key[64];
+        double kb = num(json_object_get(json_object_get(meta, "rss_steady_kb"), names[i]));
+        snprintf(key, sizeof(key), "rss_steady_kb.%s", names[i]);
+        target(t, key, "< 10240 kB (10 MB) at steady state", kb, kb < 10240);
+        double ms = num(json_object_get(startup, names[i]));
+        snprintf(key, sizeof(key), "startup_ms.%s", names[i]);
+        target(t, key, "< 100 ms", ms, ms < 100);
+    }
+    json_object_set_new(r, "targets", t);
+
+    json_t *d = json_object();
+    if (meta)
+        json_object_set(d, "meta", meta);
+    json_t *parts[] = {null_sw, local_sw, mixed_sw, null_fx, fx, mixed_fx, ov};
+    const char *keys[] = {"null_sweep",       "local_sweep",      "mixed_sweep", "null_fixed_1000",
+                          "local_fixed_1000", "mixed_fixed_1000", "overload"};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        if (parts[i])
+            json_object_set(d, keys[i], parts[i]);
+    }
+    json_object_set_new(r, "detail", d);
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        json_decref(parts[i]);
+    json_decref(meta);
+    return r;
+}
+
+static void cell(FILE *out, double v, const char *fmt)
+{
+    if (isnan(v))
+        fprintf(out, "%12s", "-");
+    else
+        fprintf(out, fmt, v);
+}
+
+static const char *verdict(json_t *r, const char *key)
+{
+    json_t *m = json_object_get(json_object_get(json_object_get(r, "targets"), key), "met");
+    return json_is_true(m) ? "met" : json_is_false(m) ? "NOT MET" : "-";
+}
+
+static void row(FILE *out, json_t *r, const char *label, double v, const char *fmt,
+                const char *goal, const char *key)
+{
+    fprintf(out, "  %-44s", label);
+    cell(out, v, fmt);
+    fprintf(out, "   %-28s %s\n", goal ? goal : "", key ? verdict(r, key) : "");
+}
+
+void lg_report_table(json_t *r, FILE *out)
+{
+    json_t *d = json_object_get(r, "detail");
+    json_t *meta = json_object_get(d, "meta");
+    json_t *nf = json_object_get(d, "null_fixed_1000");
+    json_t *fx = json_object_get(d, "local_fixed_1000");
+    fprintf(out, "\nedgecascade benchmark  (%s, %s CPUs, git %s, %s)\n\n",
+            json_string_value(json_object_get(meta, "cpu_model")) ?: "?",
+            json_string_value(json_object_get(meta, "cpus")) ?: "?",
+            json_string_value(json_object_get(meta, "git")) ?: "?",
+            json_string_value(json_object_get(meta, "date")) ?: "?");
+    fprintf(out, "  %-44s%12s   %-28s %s\n", "", "measured", "target (issue 6)", "");
+    row(out, r, "sustainable q/s, null pipeline", num(json_object_get(r, "null_qps")), "%12.0f",
+        "(this stack's limit)", NULL);
+    row(out, r, "sustainable q/s, edgecascade all-local", num(json_object_get(r, "local_qps")),
+        "%12.0f", NULL, NULL);
+    row(out, r, "sustainable q/s, edgecascade 30% escalated", num(json_object_get(r, "mixed_qps")),
+        "%12.0f", NULL, NULL);
+    row(out, r, "all-local / null", num(json_object_get(r, "ratio_to_null")), "%12.2f", ">= 0.80",
+        "ratio_to_null");
+    row(out, r, "30% escalated / null", num(json_object_get(r, "mixed_ratio_to_null")), "%12.2f",
+        NULL, NULL);
+    fprintf(out, "  at 1,000 q/s all-local (minus sim %.3f ms):\n",
+            num(json_object_get(r, "sim_subtracted_ms")));
+    row(out, r, "  p50 ms", num(json_object_get(r, "p50_ms")), "%12.3f", "< 1", "p50_ms");
+    row(out, r, "  p99 ms", num(json_object_get(r, "p99_ms")), "%12.3f", "< 5", "p99_ms");
+    row(out, r, "  p99.9 ms", num(json_object_get(r, "p999_ms")), "%12.3f", NULL, NULL);
+    row(out, r, "  null pipeline p50 ms", at(json_object_get(nf, "latency_ok"), "p50_ms", NULL),
+        "%12.3f", NULL, NULL);
+    row(out, r, "  null pipeline p99 ms", at(json_object_get(nf, "latency_ok"), "p99_ms", NULL),
+        "%12.3f", NULL, NULL);
+    row(out, r, "  router's own time per query, mean ms", at(fx, "router_ms_mean", NULL), "%12.3f",
+        NULL, NULL);
+    fprintf(out, "  overload, %.0f q/s offered for 10 s:\n",
+            num(json_object_get(r, "overload_offered_qps")));
+    row(out, r, "  goodput / sustainable", num(json_object_get(r, "overload_goodput_ratio")),
+        "%12.2f", ">= 0.90", "overload_goodput_ratio");
+    row(out, r, "  p99 of answered ms", num(json_object_get(r, "overload_p99_ms")), "%12.1f", NULL,
+        NULL);
+    row(out, r, "  refused busy", num(json_object_get(r, "overload_busy")), "%12.0f", NULL, NULL);
+    row(out, r, "  no answer at all", num(json_object_get(r, "overload_unanswered")), "%12.0f", "0",
+        "overload_unanswered");
+    row(out, r, "CPU ms / 1k queries, router+local+relay", num(json_object_get(r, "cpu_ms_per_1k")),
+        "%12.1f", "< 250", "cpu_ms_per_1k");
+    row(out, r, "  same, 30% escalated", num(json_object_get(r, "cpu_ms_per_1k_mixed")), "%12.1f",
+        NULL, NULL);
+    row(out, r, "  null router+local", num(json_object_get(r, "cpu_ms_per_1k_null")), "%12.1f",
+        NULL, NULL);
+    const char *names[] = {"router", "local", "relay"};
+    for (int i = 0; i < 3; i++) {
+        char label[80], key[64];
+        snprintf(label, sizeof(label), "RSS kB %s, steady / peak (VmHWM)", names[i]);
+        snprintf(key, sizeof(key), "rss_steady_kb.%s", names[i]);
+        fprintf(out, "  %-44s", label);
+        double steady = num(json_object_get(json_object_get(meta, "rss_steady_kb"), names[i]));
+        double peak = num(json_object_get(json_object_get(r, "rss_kb"), names[i]));
+        fprintf(out, "%6.0f/%-6.0f   %-28s %s\n", steady, peak, "< 10240 steady", verdict(r, key));
+    }
+    for (int i = 0; i < 3; i++) {
+        char label[80], key[64];
+        snprintf(label, sizeof(label), "start-up ms %s (spawn to online)", names[i]);
+        snprintf(key, sizeof(key), "startup_ms.%s", names[i]);
+        row(out, r, label, num(json_object_get(json_object_get(r, "startup_ms"), names[i])),
+            "%12.1f", "< 100", key);
+    }
+    fputc('\n', out);
+}
