@@ -6,7 +6,8 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libpaho-mqtt-dev libmsgpack-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
       libcmocka-dev libjansson-dev libyaml-dev libmicrohttpd-dev
-      mosquitto mosquitto-clients sqlite3)
+      mosquitto mosquitto-clients sqlite3
+      clang libclang-rt-14-dev cppcheck clang-tidy valgrind python3)
 
 missing=()
 for p in "${PKGS[@]}"; do

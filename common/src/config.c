@@ -241,6 +241,11 @@ static const ec_cm_entry router_table[] = {
      .min = 50, .max = 3600000},
     {.type = EC_CM_BOOL, .key = "journal", .offset = CFG(journal), .def = "true",
      .desc = "write each query to the store on arrival so a crash loses none"},
+    {.type = EC_CM_BOOL, .key = "shared_subscription", .offset = CFG(shared_subscription),
+     .def = "false",
+     .desc = "let several routers split the queries ($share/edgecascade-router/...). Off by "
+             "default: Mosquitto 2.0 does not keep shared-subscription messages for a router "
+             "across a broker restart"},
     {0},
 };
 

@@ -32,9 +32,11 @@ int main(int argc, char **argv)
     }
     char query_filter[340], query_topic[300];
     ec_topic(&svc.cfg, query_topic, sizeof(query_topic), "query");
-    /* Shared, so that a second router on the same broker splits the load
-     * instead of answering every query twice. */
-    snprintf(query_filter, sizeof(query_filter), "$share/edgecascade-router/%s", query_topic);
+    /* A plain subscription by default: the broker keeps its messages for a
+     * stopped router, also across a broker restart with persistence. Shared
+     * (router.shared_subscription) lets a second router split the load. */
+    snprintf(query_filter, sizeof(query_filter), "%s%s",
+             svc.cfg.shared_subscription ? "$share/edgecascade-router/" : "", query_topic);
     const char *filters[] = {query_filter, ec_router_reply_topic(router),
                              ec_router_breaker_filter(router), NULL};
     if (ec_service_connect(&svc, filters, &err)) {

@@ -661,7 +661,8 @@ ec_err ec_router_create(ec_router **out, ec_service *svc, ec_store *store, ec_er
         ec_router_destroy(r);
         return rc;
     }
-    if (store && (rc = ec_ledger_open(&r->ledger, r->cfg->db_path, err))) {
+    if (store && ((rc = ec_ledger_open(&r->ledger, r->cfg->db_path, err)) ||
+                  (rc = ec_router_journal_load(r, err)))) {
         ec_router_destroy(r);
         return rc;
     }
@@ -720,6 +721,9 @@ void ec_router_destroy(ec_router *r)
     ec_pending_table_destroy(r->pending);
     ec_gate_destroy(r->gate);
     ec_ledger_close(r->ledger);
+    for (size_t i = 0; i < r->n_recovered; i++)
+        ec_mqtt_msg_free(r->recovered[i]);
+    free(r->recovered);
     pthread_cond_destroy(&r->replay_cond);
     pthread_mutex_destroy(&r->replay_lock);
     pthread_mutex_destroy(&r->stats_lock);

@@ -47,6 +47,10 @@ struct ec_router {
     int replay_inflight;
     int replay_failed; /* in the current round */
     bool replay_wake;
+
+    /* queries found in the journal at start, re-run once connected */
+    ec_mqtt_msg **recovered;
+    size_t n_recovered;
 };
 
 /* router.c */
@@ -63,7 +67,9 @@ bool ec_router_enqueue(ec_router *r, ec_pending *p, int ti, ec_error *err);
 void ec_router_replay_done(ec_router *r, ec_pending *p, bool ok);
 void ec_router_on_breaker(ec_router *r, const ec_mqtt_msg *msg);
 void ec_router_journal_arrival(ec_router *r, ec_mqtt_msg *msg);
-/* Re-runs queries journaled before a crash. */
+/* Reads the queries journaled before a crash (before connecting), and
+ * re-runs them (once connected). */
+ec_err ec_router_journal_load(ec_router *r, ec_error *err);
 void ec_router_journal_replay(ec_router *r);
 void *ec_router_replayer_main(void *arg);
 void ec_router_replay_wake(ec_router *r);

@@ -289,18 +289,35 @@ void ec_router_journal_arrival(ec_router *r, ec_mqtt_msg *msg)
                      err.msg);
 }
 
-static void rerun(void *ctx, ec_mqtt_msg *m)
+static void keep(void *ctx, ec_mqtt_msg *m)
 {
-    ec_router_on_query(ctx, m);
-    ec_mqtt_msg_free(m);
+    ec_router *r = ctx;
+    ec_mqtt_msg **grown = realloc(r->recovered, (r->n_recovered + 1) * sizeof(*grown));
+    if (!grown) {
+        ec_log_error("out of memory: journaled query %lld not re-run", (long long)m->tag);
+        ec_mqtt_msg_free(m);
+        return;
+    }
+    r->recovered = grown;
+    r->recovered[r->n_recovered++] = m;
+}
+
+ec_err ec_router_journal_load(ec_router *r, ec_error *err)
+{
+    /* Read before the broker connection exists: whatever arrives after that
+     * is journaled anew and must not be run twice. */
+    return ec_journal_each(r->ledger, keep, r, NULL, err);
 }
 
 void ec_router_journal_replay(ec_router *r)
 {
-    size_t n = 0;
-    ec_error err = {0};
-    if (ec_journal_each(r->ledger, rerun, r, &n, &err))
-        ec_log_error("journal replay: %s", err.msg);
-    else if (n)
-        ec_log_warn("re-ran %zu queries journaled before the last stop", n);
+    if (r->n_recovered)
+        ec_log_warn("re-running %zu queries journaled before the last stop", r->n_recovered);
+    for (size_t i = 0; i < r->n_recovered; i++) {
+        ec_router_on_query(r, r->recovered[i]);
+        ec_mqtt_msg_free(r->recovered[i]);
+    }
+    free(r->recovered);
+    r->recovered = NULL;
+    r->n_recovered = 0;
 }

@@ -211,6 +211,17 @@ done:
     return status;
 }
 
+void ech_kill9(ech_proc *p)
+{
+    if (p->pid <= 0 || p->reaped)
+        return;
+    kill(p->pid, SIGKILL);
+    int st = 0;
+    waitpid(p->pid, &st, 0);
+    p->reaped = true;
+    p->status = st;
+}
+
 int ech_stop(ech_proc *p)
 {
     return stop_proc(p);
@@ -226,10 +237,17 @@ void ech_start_broker(ech *h)
             "listener %d 127.0.0.1\n"
             "allow_anonymous true\n"
             "set_tcp_nodelay true\n"
-            "persistence false\n"
             "max_queued_messages 10000\n"
             "log_dest stderr\n",
             h->mqtt_port);
+    if (h->broker_persist) {
+        fprintf(f, "persistence true\npersistence_location %s/\nautosave_interval 1\n", h->dir);
+        /* As root Mosquitto drops to user "mosquitto", who cannot write into
+         * our private test directory. */
+        if (geteuid() == 0)
+            fputs("user root\n", f);
+    } else
+        fputs("persistence false\n", f);
     fclose(f);
     char *argv[] = {"/usr/sbin/mosquitto", "-c", conf, NULL};
     spawn(h, &h->broker, "mosquitto", argv);

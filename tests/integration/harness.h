@@ -31,7 +31,8 @@ typedef struct ech {
     char db[512];
     char script[512];
     ech_proc broker, sim, router, local, relay;
-    ec_mqtt *client; /* the test's own MQTT client */
+    bool broker_persist; /* Mosquitto keeps sessions and messages across restarts */
+    ec_mqtt *client;     /* the test's own MQTT client */
     char reply_topic[256];
 } ech;
 
@@ -75,6 +76,8 @@ void ech_teardown(ech *h);
 int ech_stop(ech_proc *p);
 /* Resident set size of a running process in kB (VmRSS), -1 if unknown. */
 long ech_rss_kb(const ech_proc *p);
+/* kill -9, as a crash would; reaped at once. */
+void ech_kill9(ech_proc *p);
 /* True if the process is still running. */
 bool ech_alive(ech_proc *p);
 void ech_dump_logs(ech *h);

@@ -80,6 +80,7 @@ typedef struct ec_config {
     char *queue_full;            /* reject_new | drop_oldest */
     uint32_t replay_interval_ms; /* how often to retry the queue while the cloud is down */
     bool journal;                /* journal each query on arrival, replayed after a crash */
+    bool shared_subscription;    /* several routers split <root>/query ($share/...) */
 
     /* local / relay */
     int local_workers;
