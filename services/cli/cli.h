@@ -57,6 +57,7 @@ int cli_cmd_models(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_config(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_calibrate(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_eval(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_status(cli_ctx *ctx, int argc, char **argv);
 
 /* Per-command help text (stdout for --help). */
 void cli_help_query(void);
@@ -65,6 +66,7 @@ void cli_help_models(void);
 void cli_help_config(void);
 void cli_help_calibrate(void);
 void cli_help_eval(void);
+void cli_help_status(void);
 
 /* Shared by calibrate and eval (cmd_calibrate.c). */
 struct ec_corpus;

@@ -30,6 +30,8 @@ static const command commands[] = {
     {"stats", cli_cmd_stats, cli_help_stats, true,
      "cost savings and latency from the decision log"},
     {"models", cli_cmd_models, cli_help_models, true, "models offered by the local tiers' servers"},
+    {"status", cli_cmd_status, cli_help_status, true,
+     "services online, cloud breakers, offline queue depth"},
     {"config", cli_cmd_config, cli_help_config, false, "print an example config or check one"},
     {"calibrate", cli_cmd_calibrate, cli_help_calibrate, true,
      "fit the gate's calibration on recorded answers or the decision log"},

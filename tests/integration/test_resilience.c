@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,25 @@ static void breaker_opens_queues_and_recovers(void **state)
     assert_int_equal(ech_sim_requests(h_, "gpt-4o-mini"), 3);
     assert_true(ech_sql_long(h_, "SELECT count(*) FROM breaker_events WHERE state='open'") >= 1);
     assert_int_equal(ech_sql_long(h_, "SELECT count(*) FROM outbox"), 4);
+    /* `edgecascade status` shows it: services online, the breaker open, 4 queued */
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "%s/edgecascade --config %s status --json", EC_BIN_DIR, h_->config);
+    FILE *p = popen(cmd, "r");
+    char out[8192] = {0};
+    size_t got = fread(out, 1, sizeof(out) - 1, p);
+    out[got] = '\0';
+    assert_int_equal(WEXITSTATUS(pclose(p)), 0);
+    json_t *st = json_loads(out, 0, NULL);
+    assert_non_null(st);
+    json_t *svc = json_object_get(st, "services");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(svc, "router"), "state")),
+                        "online");
+    json_t *brk = json_object_get(json_object_get(st, "breakers"), "cloud");
+    const char *bstate = json_string_value(json_object_get(brk, "state"));
+    assert_non_null(bstate);
+    assert_true(strcmp(bstate, "open") == 0 || strcmp(bstate, "half_open") == 0);
+    assert_int_equal(json_integer_value(json_object_get(st, "queue_depth")), 4);
+    json_decref(st);
 
     ech_sim_fault(h_, "{\"model\": \"gpt-4o-mini\"}"); /* the cloud is back */
     collect(h_, &t, 4, 20000);
