@@ -163,6 +163,16 @@ static const ec_cm_entry mqtt_table[] = {
      .desc = "user name, empty for none", .check = check_printable},
     {.type = EC_CM_SECRET, .key = "password", .offset = CFG(password), .def = "",
      .desc = "password"},
+    {.type = EC_CM_STR, .key = "password_file", .offset = CFG(password_file), .def = "",
+     .desc = "file whose first line is the password, used when password is empty",
+     .check = check_printable},
+    {.type = EC_CM_STR, .key = "ca_file", .offset = CFG(ca_file), .def = "",
+     .desc = "TLS (ssl:// or mqtts:// broker): CA certificate(s) to trust; empty: the system's",
+     .check = check_printable},
+    {.type = EC_CM_STR, .key = "cert_file", .offset = CFG(cert_file), .def = "",
+     .desc = "TLS client certificate (PEM), empty for none", .check = check_printable},
+    {.type = EC_CM_STR, .key = "key_file", .offset = CFG(key_file), .def = "",
+     .desc = "private key of cert_file (PEM)", .check = check_printable},
     {.type = EC_CM_INT, .key = "keepalive_s", .offset = CFG(keepalive_s), .def = "30",
      .desc = "keepalive interval in seconds", .min = 5, .max = 3600},
     {.type = EC_CM_INT, .key = "max_inflight", .offset = CFG(max_inflight), .def = "256",
@@ -564,6 +574,9 @@ ec_err ec_config_validate(ec_config *cfg, ec_error *err)
         return ec_error_set(err, EC_ERR_CONFIG, "mqtt.broker: must not be empty");
     if (!nonempty(cfg->db_path))
         return ec_error_set(err, EC_ERR_CONFIG, "store.path: must not be empty");
+    if (nonempty(cfg->cert_file) != nonempty(cfg->key_file))
+        return ec_error_set(err, EC_ERR_CONFIG,
+                            "mqtt.cert_file and mqtt.key_file: give both or neither");
     if (ec_gate_preset_threshold(cfg->gate_preset, &th) != 0)
         return ec_error_set(err, EC_ERR_CONFIG,
                             "gate.preset: unknown preset (expected aggressive, balanced, "

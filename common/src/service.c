@@ -1,5 +1,6 @@
 #include "edgecascade/service.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,6 +38,38 @@ static void usage(FILE *out, const char *prog, const char *summary)
             "  --help          this text\n"
             "  --version       print the version\n",
             prog, summary);
+}
+
+/* mqtt.password_file: the first line, without surrounding blanks, becomes the
+ * password when none is given inline. Kept out of the config file so that file
+ * can be world-readable; the password itself is never logged. */
+static ec_err read_password_file(ec_config *cfg, ec_error *err)
+{
+    if ((cfg->password && *cfg->password) || !cfg->password_file || !*cfg->password_file)
+        return EC_OK;
+    size_t len = 0;
+    char *buf = ec_read_file(cfg->password_file, 64 * 1024, &len);
+    if (!buf)
+        return ec_error_set(err, EC_ERR_CONFIG, "mqtt.password_file: cannot read %s: %s",
+                            cfg->password_file, strerror(errno));
+    size_t start = strspn(buf, " \t");
+    size_t end = start + strcspn(buf + start, "\n");
+    while (end > start && strchr(" \t\r", buf[end - 1]))
+        end--;
+    ec_err rc = EC_OK;
+    char *pw = NULL;
+    if (end <= start)
+        rc = ec_error_set(err, EC_ERR_CONFIG, "mqtt.password_file: %s holds no password",
+                          cfg->password_file);
+    else if (!(pw = strndup(buf + start, end - start)))
+        rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    explicit_bzero(buf, len);
+    free(buf);
+    if (pw) {
+        free(cfg->password);
+        cfg->password = pw;
+    }
+    return rc;
 }
 
 int ec_service_init(ec_service *s, const char *name, const char *summary, int argc, char **argv)
@@ -84,6 +117,11 @@ int ec_service_init(ec_service *s, const char *name, const char *summary, int ar
     ec_error err = {0};
     if (ec_config_defaults(&s->cfg, &err) || ec_config_load(&s->cfg, config_path, &err) ||
         ec_config_validate(&s->cfg, &err)) {
+        fprintf(stderr, "%s: bad configuration: %s\n", prog, err.msg);
+        ec_config_free(&s->cfg);
+        return 2;
+    }
+    if (read_password_file(&s->cfg, &err) != EC_OK) {
         fprintf(stderr, "%s: bad configuration: %s\n", prog, err.msg);
         ec_config_free(&s->cfg);
         return 2;
@@ -159,6 +197,9 @@ ec_err ec_service_connect(ec_service *s, const char *const *filters, ec_error *e
         .on_overflow = s->on_overflow,
         .on_arrival = s->on_arrival,
         .overflow_ctx = s->overflow_ctx,
+        .ca_file = s->cfg.ca_file,
+        .cert_file = s->cfg.cert_file,
+        .key_file = s->cfg.key_file,
     };
     ec_err rc = ec_mqtt_create(&s->mqtt, &o, err);
     free(online);

@@ -53,6 +53,10 @@ typedef struct ec_config {
     char *broker; /* default tcp://127.0.0.1:1883 */
     char *username;
     char *password; /* sensitive */
+    char *password_file; /* or a file whose first line is the password; read by the service */
+    char *ca_file;       /* TLS (ssl:// or mqtts://): CA bundle that signed the broker's certificate */
+    char *cert_file;     /* TLS client certificate, "" for none */
+    char *key_file;      /* and its private key */
     int keepalive_s;
     int max_inflight;
     int queue_size;

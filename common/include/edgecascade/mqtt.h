@@ -66,6 +66,11 @@ typedef struct ec_mqtt_opts {
     ec_mqtt_overflow_fn on_overflow; /* optional */
     void *overflow_ctx;
     ec_mqtt_arrival_fn on_arrival; /* optional, same ctx as overflow */
+    /* TLS, used when uri is ssl:// or mqtts://; NULL or "" for none. The broker's
+     * certificate is always verified (ca_file, else the system's CAs). */
+    const char *ca_file;
+    const char *cert_file; /* client certificate (PEM) */
+    const char *key_file;  /* its private key (PEM) */
 } ec_mqtt_opts;
 
 typedef struct ec_mqtt_pubprops {
