@@ -9,6 +9,7 @@
  * computed in integers so it is exact for every n. */
 #include "store_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const kinds[EC_STATS_TIERS] = {"local", "cloud", "none"};
@@ -159,6 +160,213 @@ ec_err ec_store_count_query(ec_store *s, const char *query_id, int *count, ec_er
         rc = db_fail(s->rdb, err, "counting decisions");
 out:
     sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->rlock);
+    return rc;
+}
+
+/* ---- grouped ---- */
+
+/* One pass over the window sorted by group then latency: each group's rows
+ * arrive together with their latencies in order, so the totals and the
+ * nearest-rank percentiles need no second query per group. NULL latencies sort
+ * first in SQLite and are skipped. */
+static const char *const group_sql[] = {
+    [EC_STATS_BY_MODEL] = "SELECT model AS k, tier_kind, escalated, cost_usd, cost_top_usd,"
+                          " latency_ms FROM decisions WHERE ts_ms >= ?1 ORDER BY k, latency_ms",
+    [EC_STATS_BY_SOURCE] = "SELECT source AS k, tier_kind, escalated, cost_usd, cost_top_usd,"
+                           " latency_ms FROM decisions WHERE ts_ms >= ?1 ORDER BY k, latency_ms",
+    [EC_STATS_BY_DAY] = "SELECT strftime('%Y-%m-%d', ts_ms / 1000, 'unixepoch') AS k, tier_kind,"
+                        " escalated, cost_usd, cost_top_usd, latency_ms FROM decisions"
+                        " WHERE ts_ms >= ?1 ORDER BY k, latency_ms",
+};
+
+typedef struct group_acc {
+    ec_group_stats *g;
+    size_t n, cap;
+    double *lat;
+    size_t n_lat, cap_lat;
+} group_acc;
+
+static void group_finish(group_acc *a)
+{
+    if (!a->n)
+        return;
+    ec_group_stats *g = &a->g[a->n - 1];
+    if (g->queries) {
+        g->pct_local = 100.0 * (double)g->local / (double)g->queries;
+        g->pct_cloud = 100.0 * (double)g->cloud / (double)g->queries;
+    }
+    if (g->cost_top_usd > 0)
+        g->savings_pct = 100.0 * (1.0 - g->cost_usd / g->cost_top_usd);
+    g->n_latency = a->n_lat;
+    if (a->n_lat) {
+        g->p50_ms = a->lat[rank_index(50, a->n_lat)];
+        g->p95_ms = a->lat[rank_index(95, a->n_lat)];
+    }
+    a->n_lat = 0;
+}
+
+static bool same_key(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static ec_err group_start(group_acc *a, const char *key, ec_error *err)
+{
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 8;
+        ec_group_stats *g = realloc(a->g, cap * sizeof(*g));
+        if (!g)
+            return ec_error_set(err, EC_ERR_NOMEM, "store: out of memory");
+        a->g = g;
+        a->cap = cap;
+    }
+    ec_group_stats *g = &a->g[a->n];
+    memset(g, 0, sizeof(*g));
+    if (key && !(g->key = strdup(key)))
+        return ec_error_set(err, EC_ERR_NOMEM, "store: out of memory");
+    a->n++;
+    return EC_OK;
+}
+
+static ec_err group_latency(group_acc *a, double ms, ec_error *err)
+{
+    if (a->n_lat == a->cap_lat) {
+        size_t cap = a->cap_lat ? a->cap_lat * 2 : 64;
+        double *l = realloc(a->lat, cap * sizeof(*l));
+        if (!l)
+            return ec_error_set(err, EC_ERR_NOMEM, "store: out of memory");
+        a->lat = l;
+        a->cap_lat = cap;
+    }
+    a->lat[a->n_lat++] = ms;
+    return EC_OK;
+}
+
+static ec_err stats_by_locked(ec_store *s, uint64_t since_ms, ec_stats_by by, group_acc *a,
+                              ec_error *err)
+{
+    sqlite3 *db = s->rdb;
+    sqlite3_stmt *st = NULL;
+    ec_err rc = EC_OK;
+    if (sqlite3_prepare_v2(db, group_sql[by], -1, &st, NULL) != SQLITE_OK)
+        return db_fail(db, err, "preparing grouped stats");
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)since_ms);
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        if (!a->n || !same_key(a->g[a->n - 1].key, key)) {
+            group_finish(a);
+            if ((rc = group_start(a, key, err)))
+                goto out;
+        }
+        ec_group_stats *g = &a->g[a->n - 1];
+        const char *kind = (const char *)sqlite3_column_text(st, 1);
+        g->queries++;
+        if (kind && strcmp(kind, "local") == 0)
+            g->local++;
+        else if (kind && strcmp(kind, "cloud") == 0)
+            g->cloud++;
+        else
+            g->errors++;
+        if (sqlite3_column_int(st, 2))
+            g->escalated++;
+        g->cost_usd += sqlite3_column_double(st, 3);
+        g->cost_top_usd += sqlite3_column_double(st, 4);
+        if (sqlite3_column_type(st, 5) != SQLITE_NULL &&
+            (rc = group_latency(a, sqlite3_column_double(st, 5), err)))
+            goto out;
+    }
+    if (step != SQLITE_DONE) {
+        rc = db_fail(db, err, "reading grouped stats");
+        goto out;
+    }
+    group_finish(a);
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+ec_err ec_store_stats_by(ec_store *s, uint64_t since_ms, ec_stats_by by, ec_group_stats **out,
+                         size_t *n, ec_error *err)
+{
+    if (!s || !out || !n || (int)by < 0 || by > EC_STATS_BY_DAY)
+        return ec_error_set(err, EC_ERR_INVAL,
+                            "store: grouped stats need a store, a grouping and an output");
+    *out = NULL;
+    *n = 0;
+    group_acc a = {0};
+    bool own_txn = s->rdb != s->db;
+    pthread_mutex_lock(&s->rlock);
+    ec_err rc = EC_OK;
+    if (own_txn && sqlite3_exec(s->rdb, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = db_fail(s->rdb, err, "starting a read");
+        goto out;
+    }
+    rc = stats_by_locked(s, since_ms, by, &a, err);
+    if (own_txn)
+        sqlite3_exec(s->rdb, "COMMIT", NULL, NULL, NULL);
+out:
+    pthread_mutex_unlock(&s->rlock);
+    free(a.lat);
+    if (rc) {
+        ec_group_stats_free(a.g, a.n);
+        return rc;
+    }
+    *out = a.g;
+    *n = a.n;
+    return EC_OK;
+}
+
+void ec_group_stats_free(ec_group_stats *g, size_t n)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(g[i].key);
+    free(g);
+}
+
+/* ---- the file itself ---- */
+
+static ec_err count_rows(sqlite3 *db, const char *sql, uint64_t *out, ec_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    ec_err rc = EC_OK;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+        rc = db_fail(db, err, "reading the store's tables");
+    else
+        *out = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+ec_err ec_store_info_read(ec_store *s, ec_store_info *out, ec_error *err)
+{
+    if (!s || !out)
+        return ec_error_set(err, EC_ERR_INVAL, "store: info needs a store and an output");
+    memset(out, 0, sizeof(*out));
+    out->schema_version_build = EC_STORE_SCHEMA_VERSION;
+    bool own_txn = s->rdb != s->db;
+    pthread_mutex_lock(&s->rlock);
+    ec_err rc = EC_OK;
+    uint64_t v = 0;
+    if (own_txn && sqlite3_exec(s->rdb, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = db_fail(s->rdb, err, "starting a read");
+        goto out;
+    }
+    if ((rc = count_rows(s->rdb, "PRAGMA user_version", &v, err)) ||
+        (rc = count_rows(s->rdb, "SELECT COUNT(*) FROM decisions", &out->decisions, err)) ||
+        (rc = count_rows(s->rdb, "SELECT COUNT(*) FROM outbox", &out->outbox, err)) ||
+        (rc = count_rows(s->rdb, "SELECT COUNT(*) FROM journal", &out->journal, err)) ||
+        (rc = count_rows(s->rdb, "SELECT COALESCE(MAX(ts_ms), 0) FROM decisions", &out->last_ts_ms,
+                         err)))
+        goto done;
+    out->schema_version = (int)v;
+done:
+    if (own_txn)
+        sqlite3_exec(s->rdb, "COMMIT", NULL, NULL, NULL);
+out:
     pthread_mutex_unlock(&s->rlock);
     return rc;
 }

@@ -19,20 +19,31 @@ typedef struct stats_opts {
     const char *since_text;
     uint64_t since_ms; /* a duration back from now; 0 = everything */
     bool json;
+    bool csv;
+    bool by_set;
+    ec_stats_by by;
 } stats_opts;
+
+static const char *const by_names[] = {
+    [EC_STATS_BY_MODEL] = "model", [EC_STATS_BY_SOURCE] = "source", [EC_STATS_BY_DAY] = "day"};
 
 void cli_help_stats(void)
 {
-    printf("usage: edgecascade stats [--db PATH] [--since DURATION] [--json]\n"
+    printf("usage: edgecascade stats [--db PATH] [--since DURATION] [--by model|source|day]\n"
+           "                        [--format table|json|csv] [--json]\n"
            "\n"
            "Reads the router's decision log and prints how many queries each kind of\n"
            "tier answered, what they cost against sending everything to the top tier,\n"
-           "and the latency percentiles.\n"
+           "and the latency percentiles; with --by, one row per model, source or UTC day.\n"
            "\n"
            "options:\n"
            "  --db PATH          decision log (default: store.path of the config)\n"
            "  --since DURATION   only decisions newer than this: 90s, 30m, 1h, 7d, 2w\n"
-           "  --json             print the numbers as one JSON object\n");
+           "  --by KEY           group by model (that answered), source (of the query)\n"
+           "                     or day (UTC): queries, %% local, %% cloud, cost, savings,\n"
+           "                     p50/p95 latency per group\n"
+           "  --format FORMAT    table (default), json (one object) or csv (header + rows)\n"
+           "  --json             same as --format json\n");
 }
 
 static int parse_args(int argc, char **argv, stats_opts *o)
@@ -53,6 +64,24 @@ static int parse_args(int argc, char **argv, stats_opts *o)
             if (!*v)
                 return cli_usage_error("stats", "--db: empty path");
             o->db = v;
+        } else if ((m = cli_opt_value(&a, arg, "--format", &v)) != 0) {
+            if (m < 0)
+                return CLI_EXIT_USAGE;
+            o->json = strcmp(v, "json") == 0;
+            o->csv = strcmp(v, "csv") == 0;
+            if (!o->json && !o->csv && strcmp(v, "table") != 0)
+                return cli_usage_error("stats", "--format: expected table, json or csv, got '%s'",
+                                       v);
+        } else if ((m = cli_opt_value(&a, arg, "--by", &v)) != 0) {
+            if (m < 0)
+                return CLI_EXIT_USAGE;
+            size_t k = 0;
+            while (k < sizeof(by_names) / sizeof(by_names[0]) && strcmp(v, by_names[k]) != 0)
+                k++;
+            if (k == sizeof(by_names) / sizeof(by_names[0]))
+                return cli_usage_error("stats", "--by: expected model, source or day, got '%s'", v);
+            o->by = (ec_stats_by)k;
+            o->by_set = true;
         } else if ((m = cli_opt_value(&a, arg, "--since", &v)) != 0) {
             if (m < 0)
                 return CLI_EXIT_USAGE;
@@ -161,6 +190,108 @@ static void print_human(const cli_ctx *ctx, const stats_opts *o, const ec_stats 
     }
 }
 
+static void print_csv(const ec_stats *st)
+{
+    printf("queries,local,cloud,errors,escalated,pct_local,pct_cloud,cost_usd,cost_top_usd,"
+           "savings_pct\n");
+    printf("%llu,%llu,%llu,%llu,%llu,%.4f,%.4f,%.6f,%.6f,%.4f\n", (unsigned long long)st->queries,
+           (unsigned long long)st->local, (unsigned long long)st->cloud,
+           (unsigned long long)st->errors, (unsigned long long)st->escalated, st->pct_local,
+           st->pct_cloud, st->cost_usd, st->cost_top_usd, st->savings_pct);
+}
+
+/* A CSV field: quoted when it holds a separator, a quote or a line break
+ * (RFC 4180); sources are free text from the PLCs. */
+static void csv_field(const char *s)
+{
+    if (!s)
+        return;
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, stdout);
+        return;
+    }
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"')
+            putchar('"');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+static void print_groups_csv(const stats_opts *o, const ec_group_stats *g, size_t n)
+{
+    printf("%s,queries,local,cloud,errors,escalated,pct_local,pct_cloud,cost_usd,cost_top_usd,"
+           "savings_pct,p50_ms,p95_ms\n",
+           by_names[o->by]);
+    for (size_t i = 0; i < n; i++) {
+        csv_field(g[i].key);
+        printf(",%llu,%llu,%llu,%llu,%llu,%.4f,%.4f,%.6f,%.6f,%.4f,%.3f,%.3f\n",
+               (unsigned long long)g[i].queries, (unsigned long long)g[i].local,
+               (unsigned long long)g[i].cloud, (unsigned long long)g[i].errors,
+               (unsigned long long)g[i].escalated, g[i].pct_local, g[i].pct_cloud, g[i].cost_usd,
+               g[i].cost_top_usd, g[i].savings_pct, g[i].p50_ms, g[i].p95_ms);
+    }
+}
+
+static int print_groups_json(const stats_opts *o, const ec_group_stats *g, size_t n)
+{
+    int rc = CLI_EXIT_FAIL;
+    json_t *arr = json_array();
+    json_t *root = json_pack("{s:s, s:o}", "by", by_names[o->by], "groups", arr);
+    char *text = NULL;
+    if (!root)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = json_pack(
+            "{s:s?, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:o, s:o}", "key", g[i].key,
+            "queries", (json_int_t)g[i].queries, "local", (json_int_t)g[i].local, "cloud",
+            (json_int_t)g[i].cloud, "errors", (json_int_t)g[i].errors, "escalated",
+            (json_int_t)g[i].escalated, "pct_local", g[i].pct_local, "pct_cloud", g[i].pct_cloud,
+            "cost_usd", g[i].cost_usd, "cost_top_usd", g[i].cost_top_usd, "savings_pct",
+            g[i].savings_pct, "p50_ms", g[i].n_latency ? json_real(g[i].p50_ms) : json_null(),
+            "p95_ms", g[i].n_latency ? json_real(g[i].p95_ms) : json_null());
+        if (!r || json_array_append_new(arr, r) != 0)
+            goto out;
+    }
+    if (!(text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(12))))
+        goto out;
+    puts(text);
+    rc = CLI_EXIT_OK;
+out:
+    if (rc != CLI_EXIT_OK)
+        fprintf(stderr, "edgecascade stats: out of memory\n");
+    free(text);
+    json_decref(root);
+    return rc;
+}
+
+static void print_groups_table(const stats_opts *o, const ec_group_stats *g, size_t n)
+{
+    /* The key column widens to the longest key (model names vary a lot). */
+    int w = 10;
+    for (size_t i = 0; i < n; i++)
+        if (g[i].key && (int)strlen(g[i].key) > w)
+            w = (int)strlen(g[i].key) > 48 ? 48 : (int)strlen(g[i].key);
+    if (o->since_text)
+        printf("window: last %s\n", o->since_text);
+    printf("%-*s %8s %8s %8s %11s %10s %10s %10s\n", w, by_names[o->by], "queries", "local %",
+           "cloud %", "cost $", "savings %", "p50 ms", "p95 ms");
+    for (size_t i = 0; i < n; i++) {
+        char p50[24] = "-", p95[24] = "-";
+        if (g[i].n_latency) {
+            snprintf(p50, sizeof(p50), "%.1f", g[i].p50_ms);
+            snprintf(p95, sizeof(p95), "%.1f", g[i].p95_ms);
+        }
+        printf("%-*.*s %8llu %8.1f %8.1f %11.6f %10.1f %10s %10s\n", w, w,
+               g[i].key ? g[i].key : "(none)", (unsigned long long)g[i].queries, g[i].pct_local,
+               g[i].pct_cloud, g[i].cost_usd, g[i].savings_pct, p50, p95);
+    }
+    if (n == 0)
+        printf("(no decisions%s%s)\n", o->since_text ? " in the last " : "",
+               o->since_text ? o->since_text : "");
+}
+
 int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv)
 {
     int rc;
@@ -194,6 +325,24 @@ int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv)
         uint64_t now = ec_now_ms();
         since = now > o.since_ms ? now - o.since_ms : 1;
     }
+    if (o.by_set) {
+        ec_group_stats *g = NULL;
+        size_t n = 0;
+        if (ec_store_stats_by(s, since, o.by, &g, &n, &err) != EC_OK) {
+            fprintf(stderr, "edgecascade stats: cannot read the decision log at %s: %s\n", path,
+                    err.msg);
+            goto out;
+        }
+        rc = CLI_EXIT_OK;
+        if (o.json)
+            rc = print_groups_json(&o, g, n);
+        else if (o.csv)
+            print_groups_csv(&o, g, n);
+        else
+            print_groups_table(&o, g, n);
+        ec_group_stats_free(g, n);
+        goto out;
+    }
     if (ec_store_stats(s, since, &st, &err) != EC_OK) {
         fprintf(stderr, "edgecascade stats: cannot read the decision log at %s: %s\n", path,
                 err.msg);
@@ -201,7 +350,10 @@ int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv)
     }
     if (o.json)
         rc = print_json(&st);
-    else {
+    else if (o.csv) {
+        print_csv(&st);
+        rc = CLI_EXIT_OK;
+    } else {
         print_human(ctx, &o, &st);
         rc = CLI_EXIT_OK;
     }

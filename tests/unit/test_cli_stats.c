@@ -42,6 +42,7 @@
 
 static char g_dir[256];
 static char g_db[320];
+static char g_by_db[320]; /* fixed dates, several models and sources (stats --by) */
 static int g_port;
 static pid_t g_broker = -1;
 static char g_uri[64];
@@ -105,9 +106,9 @@ static void write_file(const char *path, const char *text)
 
 /* ---- the decision log ---- */
 
-static void put(ec_store *s, uint64_t ts, const char *id, const char *kind, const char *model,
-                double latency_ms, double cost, double cost_top, bool escalated,
-                const char *error_code)
+static void put_src(ec_store *s, uint64_t ts, const char *id, const char *source, const char *kind,
+                    const char *model, double latency_ms, double cost, double cost_top,
+                    bool escalated, const char *error_code)
 {
     ec_decision d;
     ec_error err = {0};
@@ -124,12 +125,19 @@ static void put(ec_store *s, uint64_t ts, const char *id, const char *kind, cons
     d.result.escalated = escalated;
     d.result.cost_usd = cost;
     d.result.latency_ms = latency_ms;
-    d.result.source = "test";
+    d.result.source = (char *)source;
     d.result.error.code = (char *)error_code;
     d.result.error.message = error_code ? "no tier answered in time" : NULL;
     d.cost_top_usd = cost_top;
     d.left_device = kind && strcmp(kind, "cloud") == 0;
     assert_int_equal(ec_store_write_now(s, &d, &err), EC_OK);
+}
+
+static void put(ec_store *s, uint64_t ts, const char *id, const char *kind, const char *model,
+                double latency_ms, double cost, double cost_top, bool escalated,
+                const char *error_code)
+{
+    put_src(s, ts, id, "test", kind, model, latency_ms, cost, cost_top, escalated, error_code);
 }
 
 /* Now: 4 local (10..40 ms, free; 0.001 each on the top tier), 2 escalated
@@ -149,6 +157,29 @@ static void write_decisions(void)
     put(s, now - 1500, "c-1", "cloud", "gpt-4o-mini", 500, 0.002, 0.002, true, NULL);
     put(s, now - 1000, "c-2", "cloud", "gpt-4o-mini", 300, 0.002, 0.002, true, NULL);
     put(s, now - 500, "e-1", NULL, NULL, 30000, 0, 0, false, "timeout");
+    ec_store_close(s);
+}
+
+/* Two UTC days, 2026-03-01 and 2026-03-02 (10:00 each):
+ *   day 1: a1 plc-1 local llama 10 ms; a2 plc-1 local llama 30 ms;
+ *          a3 plc-2 cloud gpt 400 ms $0.003 (escalated)
+ *   day 2: a4 plc-2 local llama 20 ms (top $0.002); a5 plc-2 cloud gpt 600 ms $0.002;
+ *          a6 no source, error (timeout) 5000 ms
+ * Local rows cost nothing; on the top tier a1, a2 would have cost $0.001. */
+#define DAY1_MS 1772359200000ull /* 2026-03-01T10:00:00Z */
+#define DAY_MS  (24ull * HOUR_MS)
+static void write_by_decisions(void)
+{
+    ec_store *s = NULL;
+    ec_error err = {0};
+    assert_int_equal(ec_store_open(&s, g_by_db, false, &err), EC_OK);
+    put_src(s, DAY1_MS, "a1", "plc-1", "local", "llama3.2-1b", 10, 0, 0.001, false, NULL);
+    put_src(s, DAY1_MS + 1, "a2", "plc-1", "local", "llama3.2-1b", 30, 0, 0.001, false, NULL);
+    put_src(s, DAY1_MS + 2, "a3", "plc-2", "cloud", "gpt-4o-mini", 400, 0.003, 0.003, true, NULL);
+    put_src(s, DAY1_MS + DAY_MS, "a4", "plc-2", "local", "llama3.2-1b", 20, 0, 0.002, false, NULL);
+    put_src(s, DAY1_MS + DAY_MS + 1, "a5", "plc-2", "cloud", "gpt-4o-mini", 600, 0.002, 0.002, true,
+            NULL);
+    put_src(s, DAY1_MS + DAY_MS + 2, "a6", NULL, NULL, NULL, 5000, 0, 0, false, "timeout");
     ec_store_close(s);
 }
 
@@ -217,6 +248,8 @@ static int group_setup(void **state)
         return -1;
     snprintf(g_db, sizeof(g_db), "%s/decisions.db", g_dir);
     write_decisions();
+    snprintf(g_by_db, sizeof(g_by_db), "%s/by.db", g_dir);
+    write_by_decisions();
     start_broker();
     return 0;
 }
@@ -350,6 +383,140 @@ static void stats_bad_since_is_usage_error(void **state)
     assert_int_equal(run_cli(NULL, &err, "stats --db '%s' --since yesterday", g_db), 2);
     assert_non_null(strstr(err, "--since"));
     assert_non_null(strstr(err, "yesterday"));
+    free(err);
+}
+
+/* ---- stats --by ---- */
+
+static json_t *group(json_t *root, size_t i, const char *key)
+{
+    json_t *g = json_array_get(json_object_get(root, "groups"), i);
+    assert_non_null(g);
+    json_t *k = json_object_get(g, "key");
+    if (key)
+        assert_string_equal(json_string_value(k), key);
+    else
+        assert_true(json_is_null(k));
+    return g;
+}
+
+static void stats_by_model_json(void **state)
+{
+    char *out, *err;
+    assert_int_equal(run_cli(&out, &err, "stats --db '%s' --by model --format json", g_by_db), 0);
+    json_t *j = parse_json(out);
+    assert_string_equal(json_string_value(json_object_get(j, "by")), "model");
+    assert_int_equal(json_array_size(json_object_get(j, "groups")), 3);
+    /* No model (the error) sorts first. */
+    json_t *g = group(j, 0, NULL);
+    assert_near(num(g, "queries"), 1);
+    assert_near(num(g, "errors"), 1);
+    assert_near(num(g, "pct_local"), 0);
+    assert_near(num(g, "pct_cloud"), 0);
+    assert_near(num(g, "savings_pct"), 0);
+    assert_near(num(g, "p50_ms"), 5000);
+    assert_near(num(g, "p95_ms"), 5000);
+    g = group(j, 1, "gpt-4o-mini");
+    assert_near(num(g, "queries"), 2);
+    assert_near(num(g, "cloud"), 2);
+    assert_near(num(g, "escalated"), 2);
+    assert_near(num(g, "pct_cloud"), 100);
+    assert_near(num(g, "cost_usd"), 0.005);
+    assert_near(num(g, "cost_top_usd"), 0.005);
+    assert_near(num(g, "savings_pct"), 0);
+    assert_near(num(g, "p50_ms"), 400); /* 400, 600: index 0 */
+    assert_near(num(g, "p95_ms"), 600); /* index 1 */
+    g = group(j, 2, "llama3.2-1b");
+    assert_near(num(g, "queries"), 3);
+    assert_near(num(g, "local"), 3);
+    assert_near(num(g, "pct_local"), 100);
+    assert_near(num(g, "cost_usd"), 0);
+    assert_near(num(g, "cost_top_usd"), 0.004);
+    assert_near(num(g, "savings_pct"), 100);
+    assert_near(num(g, "p50_ms"), 20); /* 10, 20, 30: index 1 */
+    assert_near(num(g, "p95_ms"), 30); /* index 2 */
+    json_decref(j);
+    assert_string_equal(err, "");
+    free(out);
+    free(err);
+
+    /* --json is --format json. */
+    char *again;
+    assert_int_equal(run_cli(&again, NULL, "stats --db '%s' --by model --json", g_by_db), 0);
+    assert_non_null(strstr(again, "\"by\":\"model\""));
+    free(again);
+}
+
+static void stats_by_source_table(void **state)
+{
+    char *out;
+    assert_int_equal(run_cli(&out, NULL, "stats --db '%s' --by source", g_by_db), 0);
+    assert_string_equal(out,
+                        "source      queries  local %  cloud %      cost $  savings %     p50 ms"
+                        "     p95 ms\n"
+                        "(none)            1      0.0      0.0    0.000000        0.0     5000.0"
+                        "     5000.0\n"
+                        "plc-1             2    100.0      0.0    0.000000      100.0       10.0"
+                        "       30.0\n"
+                        "plc-2             3     33.3     66.7    0.005000       28.6      400.0"
+                        "      600.0\n");
+    free(out);
+}
+
+static void stats_by_day_csv(void **state)
+{
+    char *out;
+    assert_int_equal(run_cli(&out, NULL, "stats --db '%s' --by day --format csv", g_by_db), 0);
+    /* Day 1: 10, 30, 400 ms; $0.003 of $0.005. Day 2: 20, 600, 5000 ms;
+     * $0.002 of $0.004; one error. */
+    assert_string_equal(out, "day,queries,local,cloud,errors,escalated,pct_local,pct_cloud,"
+                             "cost_usd,cost_top_usd,savings_pct,p50_ms,p95_ms\n"
+                             "2026-03-01,3,2,1,0,1,66.6667,33.3333,0.003000,0.005000,40.0000,"
+                             "30.000,400.000\n"
+                             "2026-03-02,3,1,1,1,1,33.3333,33.3333,0.002000,0.004000,50.0000,"
+                             "600.000,5000.000\n");
+    free(out);
+}
+
+static void stats_by_with_since(void **state)
+{
+    char *out;
+    /* The now-relative log: the 1000 ms local row is two hours old. */
+    assert_int_equal(run_cli(&out, NULL, "stats --db '%s' --since 1h --by model --json", g_db), 0);
+    json_t *j = parse_json(out);
+    assert_int_equal(json_array_size(json_object_get(j, "groups")), 3);
+    json_t *g = group(j, 2, "llama3.2-1b");
+    assert_near(num(g, "queries"), 4);
+    assert_near(num(g, "p50_ms"), 20);
+    assert_near(num(g, "p95_ms"), 40);
+    assert_near(num(g, "savings_pct"), 100);
+    json_decref(j);
+    free(out);
+
+    /* Nothing in the window: a header and a note, still exit 0. */
+    assert_int_equal(run_cli(&out, NULL, "stats --db '%s' --since 1h --by day", g_by_db), 0);
+    assert_non_null(strstr(out, "(no decisions in the last 1h)\n"));
+    free(out);
+}
+
+static void stats_totals_csv(void **state)
+{
+    char *out;
+    assert_int_equal(run_cli(&out, NULL, "stats --db '%s' --format csv", g_by_db), 0);
+    assert_string_equal(out, "queries,local,cloud,errors,escalated,pct_local,pct_cloud,cost_usd,"
+                             "cost_top_usd,savings_pct\n"
+                             "6,3,2,1,2,50.0000,33.3333,0.005000,0.009000,44.4444\n");
+    free(out);
+}
+
+static void stats_by_bad_values(void **state)
+{
+    char *err;
+    assert_int_equal(run_cli(NULL, &err, "stats --db '%s' --by tier", g_by_db), 2);
+    assert_non_null(strstr(err, "--by: expected model, source or day, got 'tier'"));
+    free(err);
+    assert_int_equal(run_cli(NULL, &err, "stats --db '%s' --format xml", g_by_db), 2);
+    assert_non_null(strstr(err, "--format: expected table, json or csv, got 'xml'"));
     free(err);
 }
 
@@ -779,6 +946,12 @@ int main(void)
         cmocka_unit_test(stats_human_table),
         cmocka_unit_test(stats_missing_db),
         cmocka_unit_test(stats_bad_since_is_usage_error),
+        cmocka_unit_test(stats_by_model_json),
+        cmocka_unit_test(stats_by_source_table),
+        cmocka_unit_test(stats_by_day_csv),
+        cmocka_unit_test(stats_by_with_since),
+        cmocka_unit_test(stats_totals_csv),
+        cmocka_unit_test(stats_by_bad_values),
         cmocka_unit_test(config_check_names_the_field),
         cmocka_unit_test(config_example_checks_ok),
         cmocka_unit_test(usage_errors_exit_2),

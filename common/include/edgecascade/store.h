@@ -103,4 +103,47 @@ ec_err ec_store_stats(ec_store *s, uint64_t since_ms, ec_stats *out, ec_error *e
 /* Count of decision rows for a query id (tests, dedup). */
 ec_err ec_store_count_query(ec_store *s, const char *query_id, int *count, ec_error *err);
 
+/* ---- reading, grouped (edgecascade stats --by) ---- */
+typedef enum ec_stats_by {
+    EC_STATS_BY_MODEL = 0, /* the model that answered (NULL key: no answer) */
+    EC_STATS_BY_SOURCE,    /* the query's source (NULL key: none given) */
+    EC_STATS_BY_DAY,       /* UTC day of arrival, "YYYY-MM-DD" */
+} ec_stats_by;
+
+typedef struct ec_group_stats {
+    char *key; /* owned; NULL for "no model" / "no source" */
+    uint64_t queries;
+    uint64_t local;
+    uint64_t cloud;
+    uint64_t errors;
+    uint64_t escalated;
+    double pct_local;
+    double pct_cloud;
+    double cost_usd;
+    double cost_top_usd;
+    double savings_pct; /* 0 when cost_top_usd is 0 */
+    uint64_t n_latency; /* rows with a latency (p50/p95 are 0 without any) */
+    double p50_ms;      /* nearest rank over every row of the group */
+    double p95_ms;
+} ec_group_stats;
+
+/* Aggregates decisions with ts_ms >= since_ms (0 = all) per group, ordered by
+ * key (NULL first; days chronologically). *out is a heap array of *n groups
+ * (NULL when none); free with ec_group_stats_free. */
+ec_err ec_store_stats_by(ec_store *s, uint64_t since_ms, ec_stats_by by, ec_group_stats **out,
+                         size_t *n, ec_error *err);
+void ec_group_stats_free(ec_group_stats *g, size_t n);
+
+/* What `edgecascade doctor` reports about the file. */
+typedef struct ec_store_info {
+    int schema_version;       /* PRAGMA user_version of the file */
+    int schema_version_build; /* the version this build writes */
+    uint64_t decisions;
+    uint64_t outbox; /* escalations waiting for the cloud */
+    uint64_t journal; /* queries not yet decided (non-zero only mid-flight or after a crash) */
+    uint64_t last_ts_ms; /* newest decision's arrival time, 0 when none */
+} ec_store_info;
+
+ec_err ec_store_info_read(ec_store *s, ec_store_info *out, ec_error *err);
+
 #endif
