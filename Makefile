@@ -5,7 +5,7 @@ JOBS  ?= $(shell nproc)
 FUZZ_SECONDS ?= 10
 VALGRIND = valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99
 
-.PHONY: all deps build test check lint sanitize fuzz-smoke valgrind demo clean format
+.PHONY: all deps build test check lint sanitize fuzz-smoke valgrind demo clean format package
 
 all: build
 
@@ -46,6 +46,10 @@ fuzz-smoke: deps
 # (not part of `make test`: about a minute on 2 cores).
 valgrind: build
 	cd $(BUILD) && EC_SERVICE_WRAPPER="$(VALGRIND)" ctest -R integration.test_cascade --output-on-failure
+
+# The Debian package: $(BUILD)/edgecascade_<version>_<arch>.deb (deploy/CMakeLists.txt).
+package: build
+	cd $(BUILD) && cpack -G DEB
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
