@@ -209,6 +209,7 @@ static void take(soak *g, const ec_mqtt_msg *msg)
                 s->degraded = res.degraded;
                 s->rev1_cloud = cloud;
                 s->rev1_error = res.error.code != NULL;
+                s->rev1_busy = res.error.code && strcmp(res.error.code, "busy") == 0;
             }
             s->rev1 += s->rev1 < UINT16_MAX;
         }

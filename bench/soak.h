@@ -19,7 +19,8 @@ typedef struct soak_slot {
     bool hard;       /* the local draft is rejected: needs the cloud */
     bool degraded;   /* its first revision 1 was marked degraded */
     bool rev1_cloud; /* its first revision 1 came from the cloud tier */
-    bool rev1_error; /* its first revision 1 carried an error code (busy, ...) */
+    bool rev1_error; /* its first revision 1 carried an error code (busy, queued, ...) */
+    bool rev1_busy;  /* ... and that code was busy: refused, not processed */
     bool rev2_cloud; /* a revision 2 came from the cloud tier */
     bool rev2_error; /* a revision 2 carried an error code (expired) */
 } soak_slot;

@@ -56,7 +56,8 @@ static json_t *latency(const soak_slot *s, size_t n)
 
 json_t *soak_figures(const soak_slot *s, size_t n, const soak_audit *a)
 {
-    long sent = 0, hard = 0, answered = 0, any = 0, degraded = 0, rev1_cloud = 0, rev1_err = 0;
+    long sent = 0, hard = 0, answered = 0, any = 0, degraded = 0, rev1_cloud = 0, rev1_err = 0,
+         busy = 0;
     long queued = 0, replayed = 0, expired = 0, dropped = 0, rejected = 0, rev2 = 0, rev2_cloud = 0,
          rev2_missing = 0, rev2_unqueued = 0, dup_results = 0, rows_missing = 0, rows_dup = 0,
          rows_rev2 = 0, hard_no_cloud = 0;
@@ -72,6 +73,7 @@ json_t *soak_figures(const soak_slot *s, size_t n, const soak_audit *a)
         degraded += x->rev1 > 0 && x->degraded;
         rev1_cloud += x->rev1 > 0 && x->rev1_cloud;
         rev1_err += x->rev1 > 0 && x->rev1_error;
+        busy += x->rev1 > 0 && x->rev1_busy;
         queued += (q & SOAK_Q_QUEUED) != 0;
         replayed += (q & SOAK_Q_REPLAYED) != 0;
         expired += (q & SOAK_Q_EXPIRED) != 0;
@@ -102,6 +104,7 @@ json_t *soak_figures(const soak_slot *s, size_t n, const soak_audit *a)
     SET("hard", hard);
     SET("escalated_at_once", rev1_cloud);
     SET("error_results", rev1_err);
+    SET("busy", busy);
     SET("revision2", rev2);
     SET("revision2_cloud", rev2_cloud);
     SET("revision2_missing", rev2_missing);
@@ -147,6 +150,8 @@ void soak_print_table(json_t *f, FILE *out)
         {"replayed", "queued escalations replayed (queue_events)"},
         {"revision2", "revision 2 received"},
         {"escalated_at_once", "answered by the cloud at once"},
+        {"error_results", "revision 1 carried an error code (counted in answered)"},
+        {"busy", "of which busy: refused under backlog, not processed"},
         {"lost", "sent, but no result at all (must be 0)"},
         {"decision_rows_not_one", "ids without exactly one decision row (must be 0)"},
         {"revision2_missing", "queued, but no revision 2 (must be 0)"},
