@@ -126,6 +126,153 @@ double ec_calib_apply(const ec_calib *c, double raw)
     return ec_calib_interp(c->kx, c->ky, c->nk, raw);
 }
 
+/* ---- Platt scaling ---- */
+
+static const char *const method_names[] = {"platt", "isotonic"};
+
+const char *ec_calib_method_name(ec_calib_method m)
+{
+    return m == EC_CALIB_ISOTONIC ? method_names[1] : method_names[0];
+}
+
+int ec_calib_method_index(const char *name)
+{
+    for (int i = 0; name && i < 2; i++)
+        if (strcmp(name, method_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static double clipped_logit(double x)
+{
+    if (!(x >= EC_CALIB_PLATT_EPS)) /* NaN too */
+        x = EC_CALIB_PLATT_EPS;
+    if (x > 1 - EC_CALIB_PLATT_EPS)
+        x = 1 - EC_CALIB_PLATT_EPS;
+    return log(x / (1 - x));
+}
+
+static double sigmoid(double z)
+{
+    return z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z));
+}
+
+double ec_calib_platt_value(double a, double b, double raw)
+{
+    return sigmoid(a + b * clipped_logit(raw));
+}
+
+/* Negative log-likelihood of soft targets t at (a, b), with a light ridge on
+ * b so that separable data (every wrong draft below every right one) keeps a
+ * finite slope. */
+#define PLATT_RIDGE 1e-3
+
+static double platt_loss(const pair *p, size_t n, double a, double b)
+{
+    double f = 0.5 * PLATT_RIDGE * b * b;
+    for (size_t i = 0; i < n; i++) {
+        double z = a + b * p[i].x;
+        /* log(1 + exp(-z)) and log(1 + exp(z)), stable on both sides */
+        double lp = z >= 0 ? log1p(exp(-z)) : -z + log1p(exp(z));
+        double ln = z >= 0 ? z + log1p(exp(-z)) : log1p(exp(z));
+        f += p[i].y * lp + (1 - p[i].y) * ln;
+    }
+    return f;
+}
+
+ec_err ec_calib_platt(const double *x, const double *y, size_t n, double *a, double *b,
+                      ec_error *err)
+{
+    *a = *b = 0;
+    if (n == 0)
+        return ec_error_set(err, EC_ERR_INVAL, "calibration: no samples");
+    pair *p = malloc(n * sizeof(*p));
+    if (!p)
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    double pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(x[i]) || !isfinite(y[i])) {
+            free(p);
+            return ec_error_set(err, EC_ERR_INVAL, "calibration: sample %zu is not a number", i);
+        }
+        p[i] = (pair){clipped_logit(x[i]), y[i] >= 0.5 ? 1.0 : 0.0};
+        pos += p[i].y;
+    }
+    /* sorted, so the sums (and the file) do not depend on the input order */
+    qsort(p, n, sizeof(*p), cmp_pair);
+    double neg = (double)n - pos, hi = (pos + 1) / (pos + 2), lo = 1 / (neg + 2);
+    for (size_t i = 0; i < n; i++)
+        p[i].y = p[i].y > 0.5 ? hi : lo;
+    /* Newton's method with step halving (Lin, Lin and Weng's Platt): the loss
+     * is convex, so this converges from the base rate. */
+    double ca = log((pos + 1) / (neg + 1)), cb = 0, f = platt_loss(p, n, ca, cb);
+    for (int it = 0; it < 100; it++) {
+        double ga = 0, gb = PLATT_RIDGE * cb, haa = 1e-12, hab = 0, hbb = PLATT_RIDGE;
+        for (size_t i = 0; i < n; i++) {
+            double q = sigmoid(ca + cb * p[i].x), d = q - p[i].y, w = q * (1 - q);
+            ga += d;
+            gb += d * p[i].x;
+            haa += w;
+            hab += w * p[i].x;
+            hbb += w * p[i].x * p[i].x;
+        }
+        double det = haa * hbb - hab * hab;
+        if (!(det > 0) || (fabs(ga) < 1e-10 && fabs(gb) < 1e-10))
+            break;
+        double da = (hbb * ga - hab * gb) / det, db = (haa * gb - hab * ga) / det;
+        double step = 1, nf = f;
+        for (; step > 1e-10; step /= 2) {
+            nf = platt_loss(p, n, ca - step * da, cb - step * db);
+            if (nf <= f - 1e-4 * step * (ga * da + gb * db)) /* Armijo */
+                break;
+        }
+        if (step <= 1e-10)
+            break;
+        ca -= step * da;
+        cb -= step * db;
+        f = nf;
+    }
+    if (!(cb > 0)) { /* no usable rise: the smoothed base rate everywhere */
+        double t = 0;
+        for (size_t i = 0; i < n; i++)
+            t += p[i].y;
+        t /= (double)n;
+        ca = log(t / (1 - t));
+        cb = 0;
+    }
+    free(p);
+    *a = ca;
+    *b = cb;
+    return EC_OK;
+}
+
+/* Platt's curve as knots, evenly spaced in logit(raw) over the clipped range:
+ * linear interpolation then stays within about 1e-3 of the curve, and the
+ * router's lookup stays a short binary search. A flat curve is one knot. */
+#define PLATT_KNOTS 129
+
+static ec_err platt_knots(ec_calib *c, ec_error *err)
+{
+    size_t nk = c->platt_b > 0 ? PLATT_KNOTS : 1;
+    c->kx = malloc(nk * sizeof(double));
+    c->ky = malloc(nk * sizeof(double));
+    if (!c->kx || !c->ky)
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    double lo = clipped_logit(0), hi = clipped_logit(1);
+    for (size_t i = 0; i < nk; i++) {
+        double u = nk == 1 ? 0 : lo + (hi - lo) * (double)i / (double)(nk - 1);
+        c->kx[i] = nk == 1 ? 0.5 : sigmoid(u);
+        c->ky[i] = ec_calib_platt_value(c->platt_a, c->platt_b, c->kx[i]);
+        if (i && c->ky[i] < c->ky[i - 1]) /* rounding must not break monotony */
+            c->ky[i] = c->ky[i - 1];
+    }
+    c->kx[0] = nk == 1 ? 0.5 : 0; /* the curve is flat below the clip anyway */
+    if (nk > 1)
+        c->kx[nk - 1] = 1;
+    c->nk = nk;
+    return EC_OK;
+}
+
 /* ---- the cascade on samples ---- */
 
 static double cloud_accuracy(const ec_calib_sample *s, size_t n)
@@ -177,20 +324,22 @@ static int cmp_scored_desc(const void *a, const void *b)
 /* Accepting the k best-scored samples (k at a tie boundary), the largest k
  * whose accuracy reaches need; -1 when none, not even k = 0. local(i) is the
  * local draft's correctness as counted: a label, or a calibrated estimate. */
-static long best_k(const scored *v, size_t n, double need, bool expected)
+static long best_k(const scored *v, size_t n, double need, bool expected, double z)
 {
     double rest = 0; /* cloud correct among the escalated */
     for (size_t i = 0; i < n; i++)
         rest += v[i].s->cloud_correct;
-    double acc_local = 0;
+    double acc_local = 0, var = 0;
     long best = rest >= need * (double)n - 1e-9 ? 0 : -1;
     for (size_t k = 1; k <= n; k++) {
         const scored *e = &v[k - 1];
         acc_local += expected ? e->q : (double)e->s->local_correct;
+        if (expected)
+            var += e->q * (1 - e->q);
         rest -= e->s->cloud_correct;
         if (k < n && v[k].q == e->q)
             continue; /* a threshold cannot split ties */
-        if (acc_local + rest >= need * (double)n - 1e-9)
+        if (acc_local - z * sqrt(var) + rest >= need * (double)n - 1e-9)
             best = (long)k;
     }
     return best;
@@ -209,6 +358,12 @@ static scored *score_all(const ec_calib *c, const ec_calib_sample *s, size_t n)
 
 double ec_calib_pick(const ec_calib *c, const ec_calib_sample *s, size_t n, double target)
 {
+    return ec_calib_pick_margin(c, s, n, target, 0);
+}
+
+double ec_calib_pick_margin(const ec_calib *c, const ec_calib_sample *s, size_t n, double target,
+                            double z)
+{
     scored *v = score_all(c, s, n);
     if (!v || n == 0) {
         free(v);
@@ -217,7 +372,7 @@ double ec_calib_pick(const ec_calib *c, const ec_calib_sample *s, size_t n, doub
     /* The local side counts the calibrated probability rather than the label:
      * the choice then follows the fitted curve instead of the last few lucky
      * or unlucky labels near the cut, which is what carries to new data. */
-    long k = best_k(v, n, target * cloud_accuracy(s, n), true);
+    long k = best_k(v, n, target * cloud_accuracy(s, n), true, z > 0 ? z : 0);
     double t;
     if (k <= 0) /* escalate everything */
         t = v[0].q + 1e-6;
@@ -236,7 +391,7 @@ double ec_calib_hindsight(const ec_calib_sample *s, size_t n, double target)
         free(v);
         return 1.0;
     }
-    long k = best_k(v, n, target * cloud_accuracy(s, n), false);
+    long k = best_k(v, n, target * cloud_accuracy(s, n), false, 0);
     free(v);
     return k < 0 ? 1.0 : (double)(n - (size_t)k) / (double)n;
 }
@@ -254,6 +409,7 @@ void ec_calib_free(ec_calib *c)
     free(c->kx);
     free(c->ky);
     free(c->curve);
+    free(c->method);
     memset(c, 0, sizeof(*c));
 }
 
@@ -278,12 +434,23 @@ static ec_err make_curve(ec_calib *c, const ec_calib_sample *s, size_t n, ec_err
 
 ec_err ec_calib_fit(const ec_calib_sample *s, size_t n, double target, ec_calib *out, ec_error *err)
 {
+    ec_calib_fit_opts o = {
+        .method = EC_CALIB_PLATT, .target = target, .margin_z = EC_CALIB_MARGIN_Z};
+    return ec_calib_fit_with(s, n, &o, out, err);
+}
+
+ec_err ec_calib_fit_with(const ec_calib_sample *s, size_t n, const ec_calib_fit_opts *o,
+                         ec_calib *out, ec_error *err)
+{
     ec_err rc;
+    double target = o->target, z = o->margin_z;
     memset(out, 0, sizeof(*out));
     if (n == 0)
         return ec_error_set(err, EC_ERR_INVAL, "calibration: no samples");
     if (!(target > 0 && target <= 1))
         return ec_error_set(err, EC_ERR_INVAL, "calibration: target must be in (0, 1]");
+    if (!(z >= 0 && z <= 10))
+        return ec_error_set(err, EC_ERR_INVAL, "calibration: margin must be in [0, 10]");
     double *x = malloc(n * sizeof(double)), *y = malloc(n * sizeof(double));
     if (!x || !y) {
         rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory");
@@ -295,23 +462,29 @@ ec_err ec_calib_fit(const ec_calib_sample *s, size_t n, double target, ec_calib 
         y[i] = s[i].local_correct ? 1.0 : 0.0;
         lok += y[i];
     }
-    if ((rc = ec_calib_isotonic(x, y, n, &out->kx, &out->ky, &out->nk, err)))
-        goto out;
-    out->version = EC_CALIB_VERSION;
+    out->method = strdup(ec_calib_method_name(o->method));
     out->feature = strdup(EC_CALIB_FEATURE);
-    if (!out->feature) {
+    if (!out->method || !out->feature) {
         rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory");
         goto out;
     }
+    if (o->method == EC_CALIB_ISOTONIC)
+        rc = ec_calib_isotonic(x, y, n, &out->kx, &out->ky, &out->nk, err);
+    else if (!(rc = ec_calib_platt(x, y, n, &out->platt_a, &out->platt_b, err)))
+        rc = platt_knots(out, err);
+    if (rc)
+        goto out;
+    out->version = EC_CALIB_VERSION;
+    out->margin_z = z;
     out->n_samples = n;
     out->local_accuracy = lok / (double)n;
     out->cloud_accuracy = cloud_accuracy(s, n);
     out->target = target;
-    out->threshold = ec_calib_pick(out, s, n, target);
+    out->threshold = ec_calib_pick_margin(out, s, n, target, z);
     preset_targets(target, out->preset_target);
     for (int p = 0; p < EC_CALIB_PRESETS; p++)
         out->preset_threshold[p] =
-            p == 1 ? out->threshold : ec_calib_pick(out, s, n, out->preset_target[p]);
+            p == 1 ? out->threshold : ec_calib_pick_margin(out, s, n, out->preset_target[p], z);
     rc = make_curve(out, s, n, err);
 out:
     free(x);
@@ -348,6 +521,12 @@ ec_err ec_calib_save(const ec_calib *c, const char *path, ec_error *err)
         c->threshold, "presets", presets, "knots", knots, "curve", curve);
     if (!root)
         return ec_error_set(err, EC_ERR_NOMEM, "calibration: cannot build the JSON");
+    /* beside version 1's keys, so that older readers take the file as it is */
+    json_object_set_new(root, "method", json_string(c->method ? c->method : "isotonic"));
+    json_object_set_new(root, "margin_z", json_real(c->margin_z));
+    if (c->method && strcmp(c->method, "platt") == 0)
+        json_object_set_new(root, "platt",
+                            json_pack("{s:f, s:f}", "a", c->platt_a, "b", c->platt_b));
     int bad = json_dump_file(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
     json_decref(root);
     if (bad)
@@ -387,6 +566,15 @@ static ec_err load_json(const char *path, json_t *root, ec_calib *c, ec_error *e
     c->local_model = get_str(root, "local_model");
     c->cloud_model = get_str(root, "cloud_model");
     c->source = get_str(root, "source");
+    const char *method = json_string_value(json_object_get(root, "method"));
+    if (method && ec_calib_method_index(method) < 0)
+        return BAD("%s: method: expected \"platt\" or \"isotonic\"", path);
+    c->method = strdup(method ? method : "isotonic");
+    get_num(root, "margin_z", 0, 10, &c->margin_z);
+    json_t *platt = json_object_get(root, "platt");
+    if (platt &&
+        (!get_num(platt, "a", -1e6, 1e6, &c->platt_a) || !get_num(platt, "b", 0, 1e6, &c->platt_b)))
+        return BAD("%s: platt: expected {a, b >= 0}", path);
     if (!get_num(root, "target", 1e-9, 1, &c->target))
         return BAD("%s: target: expected a number in (0, 1]", path);
     if (!get_num(root, "threshold", 0, 2, &c->threshold))

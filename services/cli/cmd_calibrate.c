@@ -21,26 +21,33 @@
 
 typedef struct cal_opts {
     const char *corpus, *local, *cloud, *output, *db;
-    double target;
+    double target, margin;
+    ec_calib_method method;
     bool from_store, json;
 } cal_opts;
 
 void cli_help_calibrate(void)
 {
     printf("usage: edgecascade calibrate --corpus FILE.jsonl --local MODEL --cloud MODEL\n"
-           "                             [--target 0.95] [--output FILE] [--json]\n"
+           "                             [--target 0.95] [--method platt|isotonic] [--margin Z]\n"
+           "                             [--output FILE] [--json]\n"
            "       edgecascade calibrate --from-store [--db PATH] [--target 0.95] [--output FILE]\n"
            "\n"
-           "Fits a monotone map (isotonic regression) from the gate's raw signal to the\n"
-           "probability that the local draft is correct, prints the cascade's curve\n"
-           "(escalation, accuracy and cost against always-cloud, per threshold) and picks\n"
-           "the threshold reaching TARGET x the cloud tier's accuracy with the fewest\n"
-           "escalations. --output writes the calibration file for gate.calibration.\n"
+           "Fits a monotone map (Platt scaling on logit(raw), or isotonic regression) from\n"
+           "the gate's raw signal to the probability that the local draft is correct,\n"
+           "prints the cascade's curve (escalation, accuracy and cost against always-cloud,\n"
+           "per threshold) and picks the threshold reaching TARGET x the cloud tier's\n"
+           "accuracy with the fewest escalations, with a safety margin. --output writes the\n"
+           "calibration file for gate.calibration.\n"
            "\n"
            "  --corpus FILE   recorded answers, JSON lines (see ../shared/eval/README.md)\n"
            "  --local MODEL   corpus model standing for the local tier\n"
            "  --cloud MODEL   corpus model standing for the cloud tier\n"
            "  --target X      share of the cloud tier's accuracy to keep, (0, 1] (0.95)\n"
+           "  --method M      platt (default: two parameters, steady on a few hundred rows)\n"
+           "                  or isotonic (pool adjacent violators; needs more rows)\n"
+           "  --margin Z      the expected accuracy less Z standard deviations of the\n"
+           "                  accepted drafts' right count must reach the target (1; 0: none)\n"
            "  --from-store    fit on the decision log: escalated queries whose local draft\n"
            "                  and cloud answer are both short are labelled by agreement\n"
            "  --db PATH       decision log (default: store.path of the config)\n"
@@ -54,6 +61,7 @@ static int parse_args(int argc, char **argv, cal_opts *o)
     const char *arg, *v;
     bool is_opt;
     o->target = 0.95;
+    o->margin = EC_CALIB_MARGIN_Z;
     while (cli_next(&a, &arg, &is_opt)) {
         int m = 0;
         if (!is_opt)
@@ -77,6 +85,22 @@ static int parse_args(int argc, char **argv, cal_opts *o)
                                        "--target: expected a number in (0, 1], got "
                                        "'%s'",
                                        v);
+        } else if ((m = cli_opt_value(&a, arg, "--method", &v)) != 0) {
+            int k = m < 0 ? -1 : ec_calib_method_index(v);
+            if (k < 0)
+                return m < 0 ? CLI_EXIT_USAGE
+                             : cli_usage_error("calibrate",
+                                               "--method: expected platt or isotonic, "
+                                               "got '%s'",
+                                               v);
+            o->method = (ec_calib_method)k;
+        } else if ((m = cli_opt_value(&a, arg, "--margin", &v)) != 0) {
+            if (m < 0 || !cli_parse_double(v, 0, 10, &o->margin))
+                return m < 0 ? CLI_EXIT_USAGE
+                             : cli_usage_error("calibrate",
+                                               "--margin: expected a number in "
+                                               "[0, 10], got '%s'",
+                                               v);
         } else {
             return cli_usage_error("calibrate", "unknown option %s", arg);
         }
@@ -280,7 +304,8 @@ int cli_cmd_calibrate(cli_ctx *ctx, int argc, char **argv)
         n = corpus.n_rows;
         snprintf(source, sizeof(source), "%s", o.corpus);
     }
-    if (ec_calib_fit(s, n, o.target, &cal, &err))
+    ec_calib_fit_opts fo = {.method = o.method, .target = o.target, .margin_z = o.margin};
+    if (ec_calib_fit_with(s, n, &fo, &cal, &err))
         goto fail;
     cal.local_model = strdup(o.local ? o.local : (ctx->cfg.n_tiers ? ctx->cfg.tiers[0].model : ""));
     cal.cloud_model = strdup(
@@ -313,8 +338,14 @@ int cli_cmd_calibrate(cli_ctx *ctx, int argc, char **argv)
         if (o.from_store)
             printf("labels: %zu of %zu escalated queries (short answers, cloud taken as right)\n",
                    n, seen);
-        printf("samples %zu, local accuracy %.1f %%, cloud accuracy %.1f %%, knots %zu\n\n", n,
+        printf("samples %zu, local accuracy %.1f %%, cloud accuracy %.1f %%, knots %zu\n", n,
                100 * cal.local_accuracy, 100 * cal.cloud_accuracy, cal.nk);
+        if (o.method == EC_CALIB_PLATT)
+            printf("map: platt, p = 1 / (1 + exp(-(%.4f + %.4f logit(raw))))", cal.platt_a,
+                   cal.platt_b);
+        else
+            printf("map: isotonic");
+        printf("; threshold margin %.2f sd\n\n", cal.margin_z);
         cli_print_curve(&cal);
         ec_calib_point p;
         ec_calib_evaluate(&cal, s, n, cal.threshold, &p);

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,8 @@
 
 typedef struct eval_opts {
     const char *corpus, *local, *cloud, *calibration;
-    double target, latency_scale;
+    double target, latency_scale, margin;
+    ec_calib_method method;
     long limit, folds;
     bool json, offline, bench, keep;
 } eval_opts;
@@ -68,6 +70,7 @@ void cli_help_eval(void)
 {
     printf("usage: edgecascade eval --corpus FILE.jsonl --local MODEL --cloud MODEL\n"
            "                        [--calibration FILE | --folds K] [--target 0.95]\n"
+           "                        [--method platt|isotonic] [--margin Z]\n"
            "                        [--offline] [--json] [--limit N] [--latency-scale X]\n"
            "       edgecascade eval --bench-gate --corpus FILE.jsonl --local MODEL --cloud MODEL\n"
            "\n"
@@ -80,6 +83,9 @@ void cli_help_eval(void)
            "                      gate is cross-fitted (--folds K, default 2): each fold is\n"
            "                      judged by a calibration fitted on the other folds\n"
            "  --target X          share of cloud accuracy the fitted threshold aims at (0.95)\n"
+           "  --method M          cross-fitted map: platt (default) or isotonic\n"
+           "  --margin Z          cross-fitted threshold's safety margin in standard\n"
+           "                      deviations of the accepted drafts' right count (1)\n"
            "  --offline           judge in-process with the router's gate code, without the\n"
            "                      services (default: private Mosquitto, simulator replaying the\n"
            "                      corpus, router, local and relay over MQTT)\n"
@@ -97,6 +103,7 @@ static int parse_args(int argc, char **argv, eval_opts *o)
     bool is_opt;
     o->target = 0.95;
     o->folds = 2;
+    o->margin = EC_CALIB_MARGIN_Z;
     while (cli_next(&a, &arg, &is_opt)) {
         int m = 0;
         if (!is_opt)
@@ -119,6 +126,16 @@ static int parse_args(int argc, char **argv, eval_opts *o)
             if (m < 0 || !cli_parse_double(v, 1e-6, 1, &o->target))
                 return m < 0 ? CLI_EXIT_USAGE
                              : cli_usage_error("eval", "--target: expected a number in (0, 1]");
+        } else if ((m = cli_opt_value(&a, arg, "--method", &v)) != 0) {
+            int k = m < 0 ? -1 : ec_calib_method_index(v);
+            if (k < 0)
+                return m < 0 ? CLI_EXIT_USAGE
+                             : cli_usage_error("eval", "--method: expected platt or isotonic");
+            o->method = (ec_calib_method)k;
+        } else if ((m = cli_opt_value(&a, arg, "--margin", &v)) != 0) {
+            if (m < 0 || !cli_parse_double(v, 0, 10, &o->margin))
+                return m < 0 ? CLI_EXIT_USAGE
+                             : cli_usage_error("eval", "--margin: expected a number in [0, 10]");
         } else if ((m = cli_opt_value(&a, arg, "--latency-scale", &v)) != 0) {
             if (m < 0 || !cli_parse_double(v, 0, 100, &o->latency_scale))
                 return m < 0 ? CLI_EXIT_USAGE
@@ -174,7 +191,9 @@ static ec_err make_calibrations(eval_run *r, ec_error *err)
             rc = ec_error_set(err, EC_ERR_INVAL, "too few rows for %zu folds", n_folds(r));
             break;
         }
-        if ((rc = ec_calib_fit(train, k, r->o->target, &c, err)))
+        ec_calib_fit_opts fo = {
+            .method = r->o->method, .target = r->o->target, .margin_z = r->o->margin};
+        if ((rc = ec_calib_fit_with(train, k, &fo, &c, err)))
             break;
         c.local_model = strdup(r->o->local);
         c.cloud_model = strdup(r->o->cloud);
@@ -519,15 +538,113 @@ typedef struct eval_figures {
     double accuracy, local_accuracy, cloud_accuracy, escalation_rate;
     double cost_usd, cost_all_cloud_usd, cost_all_local_usd, savings;
     double hindsight_escalation_rate, hindsight_target_escalation_rate, ece;
+    double ece_equal_mass, ece_floor;
     bool target_reached;
 } eval_figures;
+
+/* ECE with ECE_BINS bins of (nearly) equal count over confidences sorted
+ * ascending; equal confidences stay in one bin. */
+static double ece_equal_mass(const double *conf, const double *ok, size_t n)
+{
+    double e = 0;
+    size_t i = 0;
+    for (int b = 0; b < ECE_BINS && i < n; b++) {
+        size_t end = (size_t)((double)n * (b + 1) / ECE_BINS);
+        if (end <= i)
+            continue;
+        while (end < n && conf[end] == conf[end - 1])
+            end++;
+        double c = 0, k = 0;
+        for (size_t j = i; j < end; j++) {
+            c += conf[j];
+            k += ok[j];
+        }
+        e += fabs(k - c) / (double)n;
+        i = end;
+    }
+    return e;
+}
+
+static double ece_bins(const double *conf, const double *ok, size_t n)
+{
+    double bin_n[ECE_BINS] = {0}, bin_conf[ECE_BINS] = {0}, bin_ok[ECE_BINS] = {0}, e = 0;
+    for (size_t i = 0; i < n; i++) {
+        int b = (int)(conf[i] * ECE_BINS);
+        b = b < 0 ? 0 : b >= ECE_BINS ? ECE_BINS - 1 : b;
+        bin_n[b]++;
+        bin_conf[b] += conf[i];
+        bin_ok[b] += ok[i];
+    }
+    for (int b = 0; b < ECE_BINS && n; b++)
+        if (bin_n[b] > 0)
+            e += bin_n[b] / (double)n * fabs(bin_ok[b] / bin_n[b] - bin_conf[b] / bin_n[b]);
+    return e;
+}
+
+/* The 10-bin ECE a perfectly calibrated gate would show on these rows: the
+ * same confidences, labels drawn from them (fixed seed, mean of 200 draws).
+ * On a few hundred rows it is far from 0, and is the floor to read the
+ * measured ECE against. */
+static double ece_floor(const double *conf, size_t n)
+{
+    double *draw = malloc((n ? n : 1) * sizeof(double)), sum = 0;
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    enum { DRAWS = 200 };
+    if (!draw)
+        return NAN;
+    for (int d = 0; d < DRAWS; d++) {
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13; /* xorshift64 */
+            x ^= x >> 7;
+            x ^= x << 17;
+            draw[i] = (double)(x >> 11) / 9007199254740992.0 < conf[i];
+        }
+        sum += ece_bins(conf, draw, n);
+    }
+    free(draw);
+    return sum / DRAWS;
+}
+
+typedef struct conf_ok {
+    double conf, ok;
+} conf_ok;
+
+static int cmp_conf(const void *a, const void *b)
+{
+    const conf_ok *p = a, *q = b;
+    if (p->conf != q->conf)
+        return p->conf < q->conf ? -1 : 1;
+    return p->ok < q->ok ? -1 : p->ok > q->ok;
+}
+
+static void calibration_errors(const eval_run *r, eval_figures *fg)
+{
+    conf_ok *v = malloc((r->n ? r->n : 1) * sizeof(*v));
+    double *conf = malloc((r->n ? r->n : 1) * sizeof(double));
+    double *ok = malloc((r->n ? r->n : 1) * sizeof(double));
+    size_t k = 0;
+    for (size_t i = 0; v && conf && ok && i < r->n; i++)
+        if (r->rows[i].local_conf >= 0)
+            v[k++] = (conf_ok){r->rows[i].local_conf, r->s[i].local_correct};
+    if (v && conf && ok) {
+        qsort(v, k, sizeof(*v), cmp_conf);
+        for (size_t i = 0; i < k; i++) {
+            conf[i] = v[i].conf;
+            ok[i] = v[i].ok;
+        }
+        fg->ece = ece_bins(conf, ok, k);
+        fg->ece_equal_mass = ece_equal_mass(conf, ok, k);
+        fg->ece_floor = ece_floor(conf, k);
+    }
+    free(v);
+    free(conf);
+    free(ok);
+}
 
 static void figures(const eval_run *r, eval_figures *fg)
 {
     memset(fg, 0, sizeof(*fg));
     double ok = 0, lok = 0, cok = 0, esc = 0;
-    double bin_n[ECE_BINS] = {0}, bin_conf[ECE_BINS] = {0}, bin_ok[ECE_BINS] = {0};
-    size_t n_conf = 0;
     for (size_t i = 0; i < r->n; i++) {
         const eval_row *e = &r->rows[i];
         const ec_calib_sample *s = &r->s[i];
@@ -540,14 +657,6 @@ static void figures(const eval_run *r, eval_figures *fg)
         fg->cost_usd += s->local_cost + (e->served_local ? 0 : s->cloud_cost);
         fg->cost_all_cloud_usd += s->cloud_cost;
         fg->cost_all_local_usd += s->local_cost;
-        if (e->local_conf >= 0) {
-            int b = (int)(e->local_conf * ECE_BINS);
-            b = b < 0 ? 0 : b >= ECE_BINS ? ECE_BINS - 1 : b;
-            bin_n[b]++;
-            bin_conf[b] += e->local_conf;
-            bin_ok[b] += s->local_correct;
-            n_conf++;
-        }
     }
     double n = fg->n ? (double)fg->n : 1;
     fg->accuracy = ok / n;
@@ -559,10 +668,7 @@ static void figures(const eval_run *r, eval_figures *fg)
     fg->hindsight_escalation_rate = ec_calib_hindsight(r->s, r->n, share);
     fg->hindsight_target_escalation_rate = ec_calib_hindsight(r->s, r->n, r->o->target);
     fg->target_reached = fg->accuracy >= r->o->target * fg->cloud_accuracy - 1e-12;
-    for (int b = 0; b < ECE_BINS && n_conf; b++)
-        if (bin_n[b] > 0)
-            fg->ece +=
-                bin_n[b] / (double)n_conf * fabs(bin_ok[b] / bin_n[b] - bin_conf[b] / bin_n[b]);
+    calibration_errors(r, fg);
 }
 
 static void print_figures(const eval_run *r, const eval_figures *fg)
@@ -584,6 +690,12 @@ static void print_figures(const eval_run *r, const eval_figures *fg)
             fg->ece, "target_reached", fg->target_reached, "mismatches",
             (json_int_t)fg->mismatches);
         json_object_set_new(j, "folds", json_integer((json_int_t)n_folds(r)));
+        json_object_set_new(j, "ece_equal_mass", json_real(fg->ece_equal_mass));
+        json_object_set_new(j, "ece_floor", json_real(fg->ece_floor));
+        if (!o->calibration) {
+            json_object_set_new(j, "method", json_string(ec_calib_method_name(o->method)));
+            json_object_set_new(j, "margin", json_real(o->margin));
+        }
         char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
         printf("%s\n", s ? s : "{}");
         free(s);
@@ -593,6 +705,9 @@ static void print_figures(const eval_run *r, const eval_figures *fg)
     printf("eval of %s -> %s on %s (%zu rows, %s, %s)\n", o->local, o->cloud, o->corpus, fg->n,
            o->offline ? "offline" : "through the services",
            o->calibration ? o->calibration : "cross-fitted calibration");
+    if (!o->calibration)
+        printf("map                 %s, threshold margin %.2f sd\n",
+               ec_calib_method_name(o->method), o->margin);
     printf("accuracy            %6.1f %%  (%.1f %% of cloud; target %.1f %%: %s)\n",
            100 * fg->accuracy,
            100 * (fg->cloud_accuracy > 0 ? fg->accuracy / fg->cloud_accuracy : 1), 100 * o->target,
@@ -606,8 +721,9 @@ static void print_figures(const eval_run *r, const eval_figures *fg)
     printf("cost                %.6f USD  (always cloud %.6f, always local %.6f; savings %.1f "
            "%%)\n",
            fg->cost_usd, fg->cost_all_cloud_usd, fg->cost_all_local_usd, 100 * fg->savings);
-    printf("ece                 %.4f  (10 bins, calibrated confidence of the local drafts)\n",
-           fg->ece);
+    printf("ece                 %.4f  (10 equal-width bins, calibrated confidence of the local "
+           "drafts; equal-mass bins %.4f; a perfectly calibrated gate would show %.4f here)\n",
+           fg->ece, fg->ece_equal_mass, fg->ece_floor);
     if (fg->mismatches)
         printf("mismatches          %zu served answers matched no recorded answer\n",
                fg->mismatches);
