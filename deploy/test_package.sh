@@ -24,7 +24,10 @@ for f in /usr/bin/edgecascade /usr/bin/edgecascade-router /usr/bin/edgecascade-l
          /lib/systemd/system/edgecascade.target /usr/lib/sysusers.d/edgecascade.conf \
          /usr/share/doc/edgecascade/examples/vllm.service \
          /usr/share/doc/edgecascade/examples/jetson-nano-4gb.yaml \
-         /usr/share/doc/edgecascade/examples/rpi5-ollama.yaml; do
+         /usr/share/doc/edgecascade/examples/rpi5-ollama.yaml \
+         /usr/share/edgecascade/mosquitto/edgecascade.conf \
+         /usr/share/edgecascade/mosquitto/make-users.sh \
+         /usr/share/edgecascade/mosquitto/make-certs.sh; do
     grep -qx "$f" "$tmp/files" || fail "$f not in the package"
 done
 # The model server unit is an example, never an active unit.

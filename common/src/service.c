@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "edgecascade/buf.h"
 #include "edgecascade/log.h"
 #include "edgecascade/proto.h"
 #include "edgecascade/util.h"
@@ -40,11 +41,38 @@ static void usage(FILE *out, const char *prog, const char *summary)
             prog, summary);
 }
 
-/* mqtt.password_file: the first line, without surrounding blanks, becomes the
- * password when none is given inline. Kept out of the config file so that file
- * can be world-readable; the password itself is never logged. */
-static ec_err read_password_file(ec_config *cfg, ec_error *err)
+/* Replaces every "{service}" in *slot with name. */
+static ec_err expand_service(char **slot, const char *name, ec_error *err)
 {
+    static const char tag[] = "{service}";
+    if (!*slot || !strstr(*slot, tag))
+        return EC_OK;
+    ec_buf b;
+    ec_buf_init(&b, 0);
+    const char *p = *slot, *hit;
+    ec_err rc = EC_OK;
+    while (rc == EC_OK && (hit = strstr(p, tag))) {
+        if ((rc = ec_buf_append(&b, p, (size_t)(hit - p))) == EC_OK)
+            rc = ec_buf_append(&b, name, strlen(name));
+        p = hit + sizeof(tag) - 1;
+    }
+    if (rc == EC_OK)
+        rc = ec_buf_append(&b, p, strlen(p));
+    if (rc) {
+        ec_buf_free(&b);
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    }
+    free(*slot);
+    *slot = ec_buf_take(&b, NULL);
+    return EC_OK;
+}
+
+ec_err ec_service_credentials(ec_config *cfg, const char *name, ec_error *err)
+{
+    ec_err rc;
+    if ((rc = expand_service(&cfg->username, name, err)) ||
+        (rc = expand_service(&cfg->password_file, name, err)))
+        return rc;
     if ((cfg->password && *cfg->password) || !cfg->password_file || !*cfg->password_file)
         return EC_OK;
     size_t len = 0;
@@ -56,7 +84,6 @@ static ec_err read_password_file(ec_config *cfg, ec_error *err)
     size_t end = start + strcspn(buf + start, "\n");
     while (end > start && strchr(" \t\r", buf[end - 1]))
         end--;
-    ec_err rc = EC_OK;
     char *pw = NULL;
     if (end <= start)
         rc = ec_error_set(err, EC_ERR_CONFIG, "mqtt.password_file: %s holds no password",
@@ -121,7 +148,7 @@ int ec_service_init(ec_service *s, const char *name, const char *summary, int ar
         ec_config_free(&s->cfg);
         return 2;
     }
-    if (read_password_file(&s->cfg, &err) != EC_OK) {
+    if (ec_service_credentials(&s->cfg, name, &err) != EC_OK) {
         fprintf(stderr, "%s: bad configuration: %s\n", prog, err.msg);
         ec_config_free(&s->cfg);
         return 2;

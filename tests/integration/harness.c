@@ -262,6 +262,21 @@ void ech_start_broker(ech *h)
     fail_msg("mosquitto did not start on port %d", h->mqtt_port);
 }
 
+void ech_start_broker_conf(ech *h, const char *conf)
+{
+    char *argv[] = {"/usr/sbin/mosquitto", "-c", (char *)conf, NULL};
+    spawn(h, &h->broker, "mosquitto", argv);
+    for (int i = 0; i < 200; i++) {
+        if (port_open(h->mqtt_port))
+            return;
+        if (!ech_alive(&h->broker))
+            break;
+        ec_sleep_ms(25);
+    }
+    ech_dump_logs(h);
+    fail_msg("mosquitto (%s) did not start on port %d", conf, h->mqtt_port);
+}
+
 void ech_stop_broker(ech *h)
 {
     stop_proc(&h->broker);
@@ -352,7 +367,13 @@ static void wait_online(ech *h, ech_proc *p, const char *service)
     char cid[64], topic[256];
     snprintf(cid, sizeof(cid), "ech-status-%d-%s", (int)getpid(), service);
     snprintf(topic, sizeof(topic), "%s/status/%s", h->root, service);
-    ec_mqtt_opts o = {.uri = h->uri, .client_id = cid, .clean_start = true, .session_expiry_s = 1};
+    ec_mqtt_opts o = {.uri = h->uri,
+                      .client_id = cid,
+                      .clean_start = true,
+                      .session_expiry_s = 1,
+                      .username = h->mqtt_user,
+                      .password = h->mqtt_password,
+                      .ca_file = h->mqtt_ca_file};
     assert_int_equal(ec_mqtt_create(&c, &o, &err), EC_OK);
     assert_int_equal(ec_mqtt_subscribe(c, topic, 1, &err), EC_OK);
     if (ec_mqtt_connect(c, 5000, &err) != EC_OK)

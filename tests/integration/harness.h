@@ -34,6 +34,11 @@ typedef struct ech {
     bool broker_persist; /* Mosquitto keeps sessions and messages across restarts */
     ec_mqtt *client;     /* the test's own MQTT client */
     char reply_topic[256];
+    /* Credentials and CA for the harness's own status watcher (ech_start_one),
+     * for a broker with authentication and TLS; NULL (the default): none. */
+    const char *mqtt_user;
+    const char *mqtt_password;
+    const char *mqtt_ca_file;
 } ech;
 
 /* Creates the temp dir and picks ports. */
@@ -43,6 +48,10 @@ int ech_free_port(void);
 /* Broker: writes mosquitto.conf (set_tcp_nodelay true) and starts it; waits
  * until it accepts connections. */
 void ech_start_broker(ech *h);
+/* Starts Mosquitto with a configuration file the caller wrote, which must
+ * listen on h->mqtt_port (127.0.0.1); waits until the port accepts
+ * connections. The TLS and password tests use it. */
+void ech_start_broker_conf(ech *h, const char *conf);
 void ech_stop_broker(ech *h);
 
 /* Simulator with the given script file (NULL: deploy/sim-script.json). */

@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "edgecascade/config.h"
+#include "edgecascade/service.h"
 #include "edgecascade/util.h"
 
 #define EXAMPLES_DIR EC_SOURCE_DIR "/deploy/examples"
@@ -44,6 +46,7 @@ static void test_every_example_loads(void **state)
         assert_string_not_equal(cfg.ca_file, "");
         assert_string_not_equal(cfg.password_file, "");
         assert_string_equal(cfg.password, "");
+        assert_string_equal(cfg.username, "edgecascade-{service}");
         ec_config_free(&cfg);
 
         /* The serve flags the header comment promises. */
@@ -136,13 +139,58 @@ static void test_tls_keys(void **state)
     ec_config_free(&c);
 }
 
+/* "{service}" in the user name and password file, and the password read from
+ * the file (first line, trimmed). */
+static void test_service_credentials(void **state)
+{
+    char dir[] = "/tmp/ec_test_creds_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char pw[128], yaml[512];
+    snprintf(pw, sizeof(pw), "%s/edgecascade-relay.password", dir);
+    FILE *f = fopen(pw, "w");
+    assert_non_null(f);
+    fputs("  s3cret-relay-pw \r\nsecond line\n", f);
+    fclose(f);
+    snprintf(yaml, sizeof(yaml),
+             "mqtt:\n  username: edgecascade-{service}\n"
+             "  password_file: %s/edgecascade-{service}.password\n",
+             dir);
+
+    ec_config c;
+    ec_error err = {0};
+    assert_int_equal(ec_config_defaults(&c, &err), EC_OK);
+    assert_int_equal(ec_config_load_string(&c, yaml, strlen(yaml), &err), EC_OK);
+    assert_int_equal(ec_service_credentials(&c, "relay", &err), EC_OK);
+    assert_string_equal(c.username, "edgecascade-relay");
+    assert_string_equal(c.password_file, pw);
+    assert_string_equal(c.password, "s3cret-relay-pw");
+    ec_config_free(&c);
+
+    /* Another service's file is missing: the error names the file. */
+    assert_int_equal(ec_config_defaults(&c, &err), EC_OK);
+    assert_int_equal(ec_config_load_string(&c, yaml, strlen(yaml), &err), EC_OK);
+    assert_int_equal(ec_service_credentials(&c, "router", &err), EC_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "edgecascade-router.password"));
+    ec_config_free(&c);
+
+    /* An inline password wins over the file. */
+    const char *inl = "mqtt:\n  password: inline\n  password_file: /nonexistent\n";
+    assert_int_equal(ec_config_defaults(&c, &err), EC_OK);
+    assert_int_equal(ec_config_load_string(&c, inl, strlen(inl), &err), EC_OK);
+    assert_int_equal(ec_service_credentials(&c, "router", &err), EC_OK);
+    assert_string_equal(c.password, "inline");
+    ec_config_free(&c);
+
+    unlink(pw);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_example_loads),
-        cmocka_unit_test(test_generated_example_loads),
-        cmocka_unit_test(test_device_values),
-        cmocka_unit_test(test_tls_keys),
+        cmocka_unit_test(test_every_example_loads), cmocka_unit_test(test_generated_example_loads),
+        cmocka_unit_test(test_device_values),       cmocka_unit_test(test_tls_keys),
+        cmocka_unit_test(test_service_credentials),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,13 @@ int ec_service_init(ec_service *s, const char *name, const char *summary, int ar
  * and connects, retrying until the broker answers or a signal arrives. */
 ec_err ec_service_connect(ec_service *s, const char *const *filters, ec_error *err);
 
+/* Broker credentials for one program (ec_service_init calls it with the
+ * service's name; the CLI may call it with its own): every "{service}" in
+ * mqtt.username and mqtt.password_file becomes name, so one shared config
+ * gives each service its own broker user; then, when mqtt.password is empty,
+ * the first line of mqtt.password_file becomes it (never logged). */
+ec_err ec_service_credentials(ec_config *cfg, const char *name, ec_error *err);
+
 /* True once SIGTERM or SIGINT arrived. */
 bool ec_service_stopping(void);
 
