@@ -182,6 +182,11 @@ static const ec_cm_entry mqtt_table[] = {
     {.type = EC_CM_STR, .key = "client_id", .offset = CFG(client_id), .def = "",
      .desc = "client id prefix; empty: edgecascade-<service>-<site>-<host>. Must stay the same "
              "across restarts so the broker keeps the session", .check = check_printable},
+    {.type = EC_CM_BOOL, .key = "shared_subscriptions", .offset = CFG(shared_subscriptions),
+     .def = "false",
+     .desc = "several copies of a service split its work ($share/...). Off by default: "
+             "Mosquitto 2.0 does not keep shared-subscription messages for a service across a "
+             "broker restart"},
     {.type = EC_CM_U32, .key = "session_expiry_s", .offset = CFG(session_expiry_s),
      .def = "3600", .desc = "how long the broker keeps a stopped service's messages",
      .min = 0, .max = 604800},
@@ -225,6 +230,15 @@ static const ec_cm_entry gate_table[] = {
      .desc = "send hard and expert queries straight to the first cloud tier"},
     {.type = EC_CM_SECTION, .key = "complexity_offset", .sub = offset_table,
      .desc = "added to the threshold by query complexity (estimated from the query text)"},
+    {.type = EC_CM_DOUBLE, .key = "shadow_rate", .offset = CFG(shadow_rate), .def = "0",
+     .desc = "share of locally accepted queries also sent to the cloud, to measure the local "
+             "error rate (the cloud answer is recorded, not served; it costs money)",
+     .min = 0, .max = 1},
+    {.type = EC_CM_INT, .key = "samples", .offset = CFG(samples), .def = "1",
+     .desc = "self-consistency: local answers drawn per query; accepted only if they agree "
+             "(1 = off)", .min = 1, .max = 9},
+    {.type = EC_CM_DOUBLE, .key = "sample_temperature", .offset = CFG(sample_temperature),
+     .def = "0.7", .desc = "temperature of the extra samples", .min = 0, .max = 2},
     {0},
 };
 
@@ -251,11 +265,6 @@ static const ec_cm_entry router_table[] = {
      .min = 50, .max = 3600000},
     {.type = EC_CM_BOOL, .key = "journal", .offset = CFG(journal), .def = "true",
      .desc = "write each query to the store on arrival so a crash loses none"},
-    {.type = EC_CM_BOOL, .key = "shared_subscription", .offset = CFG(shared_subscription),
-     .def = "false",
-     .desc = "let several routers split the queries ($share/edgecascade-router/...). Off by "
-             "default: Mosquitto 2.0 does not keep shared-subscription messages for a router "
-             "across a broker restart"},
     {0},
 };
 

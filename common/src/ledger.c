@@ -25,6 +25,8 @@ enum {
     ST_OUTBOX_DELETE,
     ST_BREAKER_EVENT,
     ST_QUEUE_EVENT,
+    ST_SEEN_ADD,
+    ST_SEEN_PRUNE,
     ST__COUNT
 };
 
@@ -52,13 +54,43 @@ static const char *const sql[ST__COUNT] = {
                          " state, seq, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_QUEUE_EVENT] = "INSERT INTO queue_events (ts_ms, query_id, event, detail)"
                        " VALUES (?1, ?2, ?3, ?4)",
+    [ST_SEEN_ADD] = "INSERT OR IGNORE INTO seen (digest, ts_ms) VALUES (?1, ?2)",
+    [ST_SEEN_PRUNE] = "DELETE FROM seen WHERE ts_ms < ?1",
 };
+
+#define SEEN_KEEP_MS     (3600u * 1000u) /* longer than any broker redelivery delay */
+#define SEEN_PRUNE_EVERY 1024u
 
 struct ec_ledger {
     pthread_mutex_t lock;
     sqlite3 *db;
     sqlite3_stmt *st[ST__COUNT];
+    unsigned adds;
 };
+
+/* FNV-1a over the parts that make a delivery the same message. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static int64_t digest(const ec_mqtt_msg *m)
+{
+    uint64_t h = 14695981039346656037ull;
+    h = fnv(h, m->payload, m->len);
+    h = fnv(h, "|", 1);
+    if (m->corr)
+        h = fnv(h, m->corr, m->corr_len);
+    h = fnv(h, "|", 1);
+    if (m->response_topic)
+        h = fnv(h, m->response_topic, strlen(m->response_topic));
+    return (int64_t)(h >> 1); /* SQLite integers are signed */
+}
 
 static ec_err fail(ec_ledger *l, ec_error *err, const char *what)
 {
@@ -162,6 +194,20 @@ static char *col_text(sqlite3_stmt *st, int i)
 ec_err ec_journal_add(ec_ledger *l, const ec_mqtt_msg *m, int64_t *id, ec_error *err)
 {
     pthread_mutex_lock(&l->lock);
+    uint64_t now = ec_now_ms();
+    sqlite3_stmt *seen = l->st[ST_SEEN_ADD];
+    sqlite3_bind_int64(seen, 1, digest(m));
+    sqlite3_bind_int64(seen, 2, (sqlite3_int64)now);
+    ec_err rc = run(l, seen, "remembering a query", err);
+    if (rc == EC_OK && sqlite3_changes(l->db) == 0 && m->dup) {
+        *id = -1; /* the broker's redelivery of a query we already took */
+        pthread_mutex_unlock(&l->lock);
+        return EC_OK;
+    }
+    if (++l->adds % SEEN_PRUNE_EVERY == 0) {
+        sqlite3_bind_int64(l->st[ST_SEEN_PRUNE], 1, (sqlite3_int64)(now - SEEN_KEEP_MS));
+        run(l, l->st[ST_SEEN_PRUNE], "forgetting old queries", NULL);
+    }
     sqlite3_stmt *st = l->st[ST_JOURNAL_ADD];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)ec_now_ms());
     bind_text(st, 2, m->topic);
@@ -169,7 +215,7 @@ ec_err ec_journal_add(ec_ledger *l, const ec_mqtt_msg *m, int64_t *id, ec_error 
     bind_text(st, 4, m->response_topic);
     bind_blob(st, 5, m->corr, m->corr_len);
     sqlite3_bind_int64(st, 6, m->expiry_s);
-    ec_err rc = run(l, st, "journal", err);
+    rc = run(l, st, "journal", err);
     if (rc == EC_OK)
         *id = sqlite3_last_insert_rowid(l->db);
     pthread_mutex_unlock(&l->lock);

@@ -122,6 +122,7 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
         memcpy(msg->payload, pm->payload, msg->len);
     ((char *)msg->payload)[msg->len] = '\0';
     msg->qos = pm->qos;
+    msg->dup = pm->dup != 0;
     msg->retained = pm->retained != 0;
     msg->response_topic = copy_prop(&pm->properties, MQTTPROPERTY_CODE_RESPONSE_TOPIC, NULL, true);
     msg->corr =
@@ -384,7 +385,9 @@ ec_err ec_mqtt_connect(ec_mqtt *m, int timeout_ms, ec_error *err)
     co.cleanstart = m->clean_start ? 1 : 0;
     co.automaticReconnect = 1;
     co.minRetryInterval = 1;
-    co.maxRetryInterval = 8;
+    /* Paho counts in whole seconds and doubles: keep the cap low, so a broker
+     * that restarts in a second is back in use within about two. */
+    co.maxRetryInterval = 2;
     co.connectTimeout = timeout_ms > 1000 ? timeout_ms / 1000 : 1;
     co.onFailure5 = on_connect_failure;
     co.context = m;

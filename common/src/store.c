@@ -149,6 +149,12 @@ static const char *const migrations[EC_STORE_SCHEMA_VERSION + 1] = {
     "  event TEXT NOT NULL,"
     "  detail TEXT);"
     "PRAGMA user_version = 3;",
+    /* 4: digests of recently received queries, so a query the broker
+     * redelivers (DUP) after we already took it is not run twice. */
+    "CREATE TABLE seen ("
+    "  digest INTEGER PRIMARY KEY,"
+    "  ts_ms INTEGER NOT NULL);"
+    "PRAGMA user_version = 4;",
 };
 
 static const char sql_upd_decision[] =
@@ -161,6 +167,7 @@ static const char sql_find_decision[] =
     "SELECT d.id, (SELECT count(*) FROM attempts a WHERE a.decision_id = d.id) FROM decisions d"
     " WHERE d.query_id = ?1 ORDER BY d.id DESC LIMIT 1";
 static const char sql_del_journal[] = "DELETE FROM journal WHERE id = ?1";
+static const char sql_add_cost[] = "UPDATE decisions SET cost_usd = cost_usd + ?2 WHERE id = ?1";
 
 static const char sql_ins_decision[] =
     "INSERT INTO decisions (ts_ms, query_id, source, policy, encoding, tier_kind, tier_index,"
@@ -365,6 +372,7 @@ static ec_err configure_writer(ec_store *s, ec_error *err)
         {&s->st_upd_decision, sql_upd_decision},
         {&s->st_find_decision, sql_find_decision},
         {&s->st_del_journal, sql_del_journal},
+        {&s->st_add_cost, sql_add_cost},
     };
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         if (sqlite3_prepare_v3(s->db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, stmts[i].st,
@@ -532,6 +540,23 @@ static ec_err update_decision(ec_store *s, sqlite3_int64 id, size_t n_att, const
     return rc;
 }
 
+/* A shadow call: its attempts join the decision, its cost adds to it. */
+static ec_err append_attempts(ec_store *s, sqlite3_int64 id, size_t n_att, const ec_decision *d,
+                              ec_error *err)
+{
+    const ec_result *r = &d->result;
+    sqlite3_stmt *st = s->st_add_cost;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_double(st, 2, r->cost_usd);
+    ec_err rc = step_done(s, st, "adding shadow cost", err);
+    sqlite3_clear_bindings(st);
+    for (size_t i = 0; !rc && i < r->n_attempts; i++) {
+        const ec_attempt_detail *dt = i < d->n_details ? &d->details[i] : NULL;
+        rc = insert_attempt(s, id, n_att + i, &r->attempts[i], dt, err);
+    }
+    return rc;
+}
+
 static ec_err insert_decision(ec_store *s, const ec_decision *d, ec_error *err)
 {
     const ec_result *r = &d->result;
@@ -544,13 +569,17 @@ static ec_err insert_decision(ec_store *s, const ec_decision *d, ec_error *err)
         if (rc)
             return rc;
     }
-    if (r->revision >= 2) {
+    if (r->revision >= 2 || d->append_only) {
         sqlite3_int64 id;
         size_t n_att;
         if ((rc = find_decision(s, r->id, &id, &n_att, err)))
             return rc;
+        if (id && d->append_only)
+            return append_attempts(s, id, n_att, d, err);
         if (id)
             return update_decision(s, id, n_att, d, err);
+        if (d->append_only)
+            return ec_error_set(err, EC_ERR_NOTFOUND, "store: no decision %s to append to", r->id);
     }
     sqlite3_stmt *st = s->st_ins_decision;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)d->ts_ms);
@@ -825,6 +854,7 @@ void ec_store_close(ec_store *s)
     sqlite3_finalize(s->st_upd_decision);
     sqlite3_finalize(s->st_find_decision);
     sqlite3_finalize(s->st_del_journal);
+    sqlite3_finalize(s->st_add_cost);
     if (s->db) {
         /* Fold the WAL into the main file so a reader (or a copy of the file)
          * needs nothing else. */

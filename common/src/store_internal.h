@@ -11,7 +11,7 @@
 #include "edgecascade/queue.h"
 #include "edgecascade/store.h"
 
-#define EC_STORE_SCHEMA_VERSION 3
+#define EC_STORE_SCHEMA_VERSION 4
 
 struct ec_store {
     char *path;
@@ -29,6 +29,7 @@ struct ec_store {
     sqlite3_stmt *st_upd_decision; /* revision 2 of an existing decision */
     sqlite3_stmt *st_find_decision;
     sqlite3_stmt *st_del_journal;
+    sqlite3_stmt *st_add_cost;
 
     /* The read connection (stats, counts): a separate connection so readers
      * see committed snapshots (WAL) and never step inside the writer's open

@@ -127,6 +127,62 @@ static void call_tier(tierd *t, ec_http *http, int ti, const ec_infer_request *r
     rep->cost_usd = ec_tier_cost(tier, rep->tokens_in, rep->tokens_out);
 }
 
+/* Lower-case, trimmed, inner blanks collapsed and trailing punctuation
+ * dropped: "PASS." and "pass" are the same answer. */
+static void normalize(const char *in, char *out, size_t n)
+{
+    size_t k = 0;
+    bool space = false;
+    for (const char *c = in ? in : ""; *c && k + 1 < n; c++) {
+        unsigned char ch = (unsigned char)*c;
+        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+            space = k > 0;
+            continue;
+        }
+        if (space && k + 2 < n)
+            out[k++] = ' ';
+        space = false;
+        out[k++] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+    }
+    while (k > 0 && (out[k - 1] == '.' || out[k - 1] == '!' || out[k - 1] == ','))
+        k--;
+    out[k] = '\0';
+}
+
+/* Self-consistency: draws samples-1 more answers at the sample temperature
+ * and records how many agree with the first. Costs and tokens add up. */
+static void draw_samples(tierd *t, ec_http *http, int ti, const ec_infer_request *req,
+                         ec_infer_reply *rep, unsigned *seed)
+{
+    uint32_t k = req->samples;
+    if (k < 2 || rep->error.code || !rep->answer)
+        return;
+    ec_infer_request extra = *req;
+    extra.samples = 0;
+    extra.logprobs = false;
+    extra.has_temperature = true;
+    extra.temperature = t->svc->cfg.sample_temperature;
+    static __thread char first[2048], other[2048];
+    normalize(rep->answer, first, sizeof(first));
+    uint32_t drawn = 1, agree = 1;
+    for (uint32_t i = 1; i < k; i++) {
+        ec_infer_reply more = {0};
+        call_tier(t, http, ti, &extra, &more, seed);
+        if (!more.error.code && more.answer) {
+            drawn++;
+            normalize(more.answer, other, sizeof(other));
+            agree += strcmp(first, other) == 0;
+            rep->tokens_in += more.tokens_in;
+            rep->tokens_out += more.tokens_out;
+            rep->cost_usd += more.cost_usd;
+            rep->latency_ms += more.latency_ms;
+        }
+        ec_infer_reply_clear(&more);
+    }
+    rep->samples = drawn;
+    rep->agreement = (double)agree / drawn;
+}
+
 static void reply(tierd *t, const ec_mqtt_msg *msg, ec_infer_reply *rep)
 {
     ec_buf b;
@@ -176,6 +232,7 @@ static void handle(tierd *t, ec_http *http, ec_mqtt_msg *msg, unsigned *seed)
         goto send;
     }
     call_tier(t, http, ti, &req, &rep, seed);
+    draw_samples(t, http, ti, &req, &rep, seed);
     if (!rep.id)
         rep.id = strdup(req.id);
     if (!rep.tier)
@@ -251,7 +308,13 @@ int ec_tierd_run(ec_service *s, const ec_tierd_opts *o)
     char filter[340];
     ec_topic(&s->cfg, t.infer_topic, sizeof(t.infer_topic),
              o->serve_local ? "infer/local" : "infer/cloud");
-    snprintf(filter, sizeof(filter), "$share/edgecascade-%s/%s", s->name, t.infer_topic);
+    /* Shared only when asked (mqtt.shared_subscriptions): Mosquitto 2.0 keeps
+     * no shared-subscription messages across a broker restart, so requests
+     * sent while a service reconnects would be lost. */
+    if (s->cfg.shared_subscriptions)
+        snprintf(filter, sizeof(filter), "$share/edgecascade-%s/%s", s->name, t.infer_topic);
+    else
+        snprintf(filter, sizeof(filter), "%s", t.infer_topic);
     const char *filters[EC_TIERD_MAX_FILTERS + 2] = {filter};
     for (size_t i = 0;
          o->hooks.extra_filters && o->hooks.extra_filters[i] && i < EC_TIERD_MAX_FILTERS; i++)

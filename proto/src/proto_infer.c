@@ -56,6 +56,7 @@ static const ec_field infer_request_fields[] = {
      .hi = 2.0},
     {.name = "logprobs", .kind = EC_FK_BOOL, .off = offsetof(ec_infer_request, logprobs)},
     {.name = "timeout_ms", .kind = EC_FK_U32, .off = offsetof(ec_infer_request, timeout_ms)},
+    {.name = "samples", .kind = EC_FK_U32, .off = offsetof(ec_infer_request, samples)},
 };
 
 const ec_msgdef ec_def_infer_request = {
@@ -130,6 +131,8 @@ static const ec_field infer_reply_fields[] = {
     {.name = "tokens_out", .kind = EC_FK_U32, .off = offsetof(ec_infer_reply, tokens_out)},
     {.name = "cost_usd", .kind = EC_FK_DBL, .off = offsetof(ec_infer_reply, cost_usd)},
     {.name = "latency_ms", .kind = EC_FK_DBL, .off = offsetof(ec_infer_reply, latency_ms)},
+    {.name = "samples", .kind = EC_FK_U32, .off = offsetof(ec_infer_reply, samples)},
+    {.name = "agreement", .kind = EC_FK_DBL, .off = offsetof(ec_infer_reply, agreement)},
     {.name = "error",
      .kind = EC_FK_ERROR,
      .off = offsetof(ec_infer_reply, error),

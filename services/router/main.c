@@ -34,9 +34,9 @@ int main(int argc, char **argv)
     ec_topic(&svc.cfg, query_topic, sizeof(query_topic), "query");
     /* A plain subscription by default: the broker keeps its messages for a
      * stopped router, also across a broker restart with persistence. Shared
-     * (router.shared_subscription) lets a second router split the load. */
+     * (mqtt.shared_subscriptions) lets a second router split the load. */
     snprintf(query_filter, sizeof(query_filter), "%s%s",
-             svc.cfg.shared_subscription ? "$share/edgecascade-router/" : "", query_topic);
+             svc.cfg.shared_subscriptions ? "$share/edgecascade-router/" : "", query_topic);
     const char *filters[] = {query_filter, ec_router_reply_topic(router),
                              ec_router_breaker_filter(router), NULL};
     if (ec_service_connect(&svc, filters, &err)) {

@@ -43,6 +43,7 @@ typedef struct ec_pending {
     uint32_t revision;     /* 1, or 2 for a replayed escalation */
     double prior_cost_usd; /* spent before a replay (revision 1's attempts) */
     uint64_t arrived_ms;   /* epoch ms of the first arrival (replays: the original) */
+    bool shadow;           /* a shadow call: recorded beside the decision, never published */
 } ec_pending;
 
 typedef struct ec_pending_table ec_pending_table;

@@ -21,7 +21,7 @@ static void copy_error(ec_wire_error *dst, const ec_wire_error *src)
         ec_wire_error_set(dst, src->code, src->message ? src->message : "");
 }
 
-static void copy_attempt(ec_attempt *dst, const ec_attempt *src)
+void ec_router_copy_attempt(ec_attempt *dst, const ec_attempt *src)
 {
     *dst = *src;
     dst->tier = ec_strdup0(src->tier);
@@ -63,7 +63,7 @@ void ec_router_publish_result(ec_router *r, ec_pending *p, const ec_result *res)
     ec_buf_free(&b);
 }
 
-static void record(ec_router *r, ec_pending *p, ec_result *res)
+void ec_router_record(ec_router *r, ec_pending *p, ec_result *res)
 {
     ec_decision d = {
         .ts_ms = p->ts_ms,
@@ -73,6 +73,7 @@ static void record(ec_router *r, ec_pending *p, ec_result *res)
         .left_device = p->left_device,
         .n_details = p->n_attempts,
         .journal_id = p->journal_id,
+        .append_only = p->shadow,
     };
     /* The drafts move into the decision; p no longer owns them. */
     memcpy(d.details, p->details, sizeof(d.details));
@@ -127,7 +128,7 @@ static void finish(ec_router *r, ec_pending *p, int answer_attempt, bool degrade
     res.escalated = p->n_attempts > 1;
     res.attempts = p->n_attempts ? calloc(p->n_attempts, sizeof(ec_attempt)) : NULL;
     for (size_t i = 0; i < p->n_attempts && res.attempts; i++) {
-        copy_attempt(&res.attempts[i], &p->attempts[i]);
+        ec_router_copy_attempt(&res.attempts[i], &p->attempts[i]);
         res.cost_usd += p->attempts[i].cost_usd;
     }
     res.n_attempts = res.attempts ? p->n_attempts : 0;
@@ -140,7 +141,7 @@ static void finish(ec_router *r, ec_pending *p, int answer_attempt, bool degrade
     ec_log_debug("query %s: %s tier %u, confidence %.3f, %.2f ms: %s", res.id,
                  res.tier ? res.tier : "none", res.tier_index, res.confidence, res.latency_ms,
                  res.reason);
-    record(r, p, &res);
+    ec_router_record(r, p, &res);
     ec_result_clear(&res);
     if (p->outbox_id)
         ec_router_replay_done(r, p, true); /* frees p */
@@ -231,6 +232,8 @@ void ec_router_dispatch(ec_router *r, ec_pending *p, int ti)
     req.has_temperature = p->query.has_temperature;
     req.logprobs = t->logprobs;
     req.timeout_ms = t->timeout_ms;
+    if (t->local && r->cfg->samples > 1 && !p->shadow)
+        req.samples = (uint32_t)r->cfg->samples;
 
     /* The query's deadline bounds this hop and every retry behind it; a tier
      * that cannot answer in the time left is not asked at all. */
@@ -333,6 +336,10 @@ void ec_router_judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
             ec_router_replay_done(r, p, false);
             return;
         }
+        if (p->shadow) {
+            ec_router_shadow_done(r, p);
+            return;
+        }
         int stand_in = failover_next(r, p, ti);
         if (stand_in >= 0 && room) {
             ec_router_dispatch(r, p, stand_in);
@@ -392,12 +399,26 @@ void ec_router_judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
     dt->finish_reason = rep->finish_reason;
     rep->answer = NULL;
     rep->finish_reason = NULL;
+    if (p->shadow) {
+        ec_router_shadow_done(r, p);
+        return;
+    }
     if (p->best < 0 || a->confidence > p->attempts[p->best].confidence)
         p->best = (int)(p->n_attempts - 1);
-    if (a->confidence >= a->threshold) {
-        snprintf(reason, sizeof(reason), "accepted: confidence %.2f >= threshold %.2f",
-                 a->confidence, a->threshold);
+    /* Self-consistency (gate.samples): a draft whose samples disagree is not
+     * trusted, whatever its confidence. */
+    bool disagree = rep->samples > 1 && rep->agreement < 1.0;
+    char agreement[80] = "";
+    if (rep->samples > 1)
+        snprintf(agreement, sizeof(agreement), "; %.0f of %u samples agree",
+                 rep->agreement * rep->samples, rep->samples);
+    if (a->confidence >= a->threshold && !(disagree && next >= 0 && room)) {
+        snprintf(reason, sizeof(reason), "accepted: confidence %.2f >= threshold %.2f%s",
+                 a->confidence, a->threshold, agreement);
         a->accepted = true;
+    } else if (disagree && next >= 0 && room) {
+        snprintf(reason, sizeof(reason), "escalated: the samples disagree%s; next tier %d '%s'",
+                 agreement, next, r->cfg->tiers[next].name);
     } else if (next >= 0 && room) {
         snprintf(reason, sizeof(reason),
                  "escalated: confidence %.2f < threshold %.2f, next tier %d '%s'", a->confidence,
@@ -421,7 +442,16 @@ void ec_router_judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
     a->reason = strdup(reason);
     p->busy_ms += ec_mono_ms() - t_in;
     if (a->accepted) {
+        /* Shadow (gate.shadow_rate): now and then a locally accepted query is
+         * also asked to the cloud, to measure how often the local tier is
+         * wrong; the copy is made before finish() frees p. */
+        ec_query *shadow = NULL;
+        if (t->local && !p->outbox_id && p->query.policy == EC_POLICY_AUTO &&
+            r->cfg->shadow_rate > 0 && ec_router_shadow_pick(r))
+            shadow = ec_router_shadow_copy(p);
         finish(r, p, (int)(p->n_attempts - 1), false, reason, NULL, NULL);
+        if (shadow)
+            ec_router_shadow_send(r, shadow);
         return;
     }
     ec_router_dispatch(r, p, next);
@@ -501,6 +531,8 @@ static ec_pending *intake(ec_router *r, ec_mqtt_msg *msg, bool nowait)
 
 void ec_router_on_query(ec_router *r, ec_mqtt_msg *msg)
 {
+    if (msg->tag < 0)
+        return; /* a duplicate delivery (ec_router_journal_arrival) */
     ec_pending *p = intake(r, msg, false);
     if (!p)
         return;
@@ -579,6 +611,10 @@ static bool on_overflow(void *ctx, ec_mqtt_msg *msg)
     ec_router *r = ctx;
     if (strcmp(msg->topic, r->reply_topic) == 0)
         return false;
+    if (msg->tag < 0) { /* a duplicate delivery: already taken */
+        ec_mqtt_msg_free(msg);
+        return true;
+    }
     ec_pending *p = intake(r, msg, true);
     if (p)
         finish_error(r, p, "busy", "router intake queue is full (mqtt.queue_size); retry later");
@@ -642,6 +678,8 @@ ec_err ec_router_create(ec_router **out, ec_service *svc, ec_store *store, ec_er
     r->store = store;
     atomic_init(&r->next_key, ((uint64_t)ec_now_ms() << 16));
     pthread_mutex_init(&r->stats_lock, NULL);
+    pthread_mutex_init(&r->shadow_lock, NULL);
+    r->shadow_state = ec_now_ms() | 1;
     pthread_mutex_init(&r->replay_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -727,6 +765,7 @@ void ec_router_destroy(ec_router *r)
     pthread_cond_destroy(&r->replay_cond);
     pthread_mutex_destroy(&r->replay_lock);
     pthread_mutex_destroy(&r->stats_lock);
+    pthread_mutex_destroy(&r->shadow_lock);
     free(r);
 }
 

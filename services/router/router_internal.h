@@ -48,6 +48,9 @@ struct ec_router {
     int replay_failed; /* in the current round */
     bool replay_wake;
 
+    pthread_mutex_t shadow_lock;
+    uint64_t shadow_state; /* xorshift for gate.shadow_rate */
+
     /* queries found in the journal at start, re-run once connected */
     ec_mqtt_msg **recovered;
     size_t n_recovered;
@@ -55,9 +58,20 @@ struct ec_router {
 
 /* router.c */
 void ec_router_publish_result(ec_router *r, ec_pending *p, const ec_result *res);
+/* Moves res (and p's drafts) into a decision for the store. */
+void ec_router_record(ec_router *r, ec_pending *p, ec_result *res);
+void ec_router_copy_attempt(ec_attempt *dst, const ec_attempt *src);
 void ec_router_dispatch(ec_router *r, ec_pending *p, int ti);
 void ec_router_judge(ec_router *r, ec_pending *p, ec_infer_reply *rep);
 void ec_router_on_query(ec_router *r, ec_mqtt_msg *msg);
+
+/* router_shadow.c: gate.shadow_rate */
+bool ec_router_shadow_pick(ec_router *r);
+ec_query *ec_router_shadow_copy(const ec_pending *p);
+/* Sends the copy (owned) to the first cloud tier. */
+void ec_router_shadow_send(ec_router *r, ec_query *q);
+/* The shadow call came back (or failed): recorded, p freed. */
+void ec_router_shadow_done(ec_router *r, ec_pending *p);
 
 /* router_queue.c */
 /* Queues p's escalation to cloud tier ti; false when it could not be queued

@@ -287,6 +287,9 @@ void ec_router_journal_arrival(ec_router *r, ec_mqtt_msg *msg)
     if (ec_journal_add(r->ledger, msg, &msg->tag, &err))
         ec_log_error("query on %s not journaled (a crash now would lose it): %s", msg->topic,
                      err.msg);
+    else if (msg->tag < 0)
+        ec_log_info("query on %s redelivered by the broker after we took it; not run twice",
+                    msg->topic);
 }
 
 static void keep(void *ctx, ec_mqtt_msg *m)

@@ -301,6 +301,55 @@ static void services_reject_bad_config_and_survive_bad_requests(void **state)
     ech_teardown(&h);
 }
 
+static void shadow_calls_are_recorded_not_served(void **state)
+{
+    ech h;
+    start(&h, NULL, "gate:\n  shadow_rate: 1.0\n");
+    ec_result r = {0};
+    assert_int_equal(ech_ask(&h, "an easy one", NULL, &r, 10000), 0);
+    assert_string_equal(r.tier, "local");
+    assert_string_equal(r.answer, "42");
+    char *id = strdup(r.id);
+    ec_result_clear(&r);
+    /* The cloud was asked too, in the background... */
+    long n = 0;
+    for (int i = 0; i < 100 && (n = ech_sim_requests(&h, "gpt-4o-mini")) < 1; i++)
+        ec_sleep_ms(50);
+    assert_int_equal(n, 1);
+    /* ...its answer joins the same decision row as an unaccepted attempt... */
+    char sql[300];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM attempts a JOIN decisions d ON a.decision_id=d.id WHERE "
+             "d.query_id='%s' AND a.reason LIKE 'shadow%%' AND a.answer='42' AND a.accepted=0",
+             id);
+    long rows = 0;
+    for (int i = 0; i < 100 && (rows = ech_sql_long(&h, sql)) < 1; i++)
+        ec_sleep_ms(50);
+    assert_int_equal(rows, 1);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM decisions WHERE query_id='%s'", id);
+    assert_int_equal(ech_sql_long(&h, sql), 1);
+    snprintf(sql, sizeof(sql), "SELECT cost_usd > 0 FROM decisions WHERE query_id='%s'", id);
+    assert_int_equal(ech_sql_long(&h, sql), 1);
+    /* ...and nothing more reaches the caller. */
+    ec_mqtt_msg *m = NULL;
+    assert_int_equal(ec_mqtt_next(h.client, &m, 500), EC_ERR_TIMEOUT);
+    free(id);
+    ech_teardown(&h);
+}
+
+static void self_consistency_draws_samples(void **state)
+{
+    ech h;
+    start(&h, NULL, "gate:\n  samples: 3\n");
+    ec_result r = {0};
+    assert_int_equal(ech_ask(&h, "an easy one", NULL, &r, 10000), 0);
+    assert_string_equal(r.tier, "local");
+    assert_non_null(strstr(r.reason, "3 of 3 samples agree"));
+    assert_int_equal(ech_sim_requests(&h, "llama3.2-1b"), 3);
+    ec_result_clear(&r);
+    ech_teardown(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +361,8 @@ int main(void)
         cmocka_unit_test(ollama_then_anthropic),
         cmocka_unit_test(flood_gets_every_query_answered),
         cmocka_unit_test(services_reject_bad_config_and_survive_bad_requests),
+        cmocka_unit_test(shadow_calls_are_recorded_not_served),
+        cmocka_unit_test(self_consistency_draws_samples),
     };
     return cmocka_run_group_tests_name("integration.tiers", tests, NULL, NULL);
 }

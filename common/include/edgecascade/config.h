@@ -62,6 +62,7 @@ typedef struct ec_config {
     int queue_size;
     char *client_id;           /* "" = edgecascade-<service>-<site>-<host>; stable across restarts */
     uint32_t session_expiry_s; /* how long the broker keeps a service's session and messages */
+    bool shared_subscriptions; /* several copies of a service split its work ($share/...) */
 
     /* store */
     char *db_path; /* default edgecascade.db */
@@ -73,6 +74,9 @@ typedef struct ec_config {
     char *gate_calibration; /* calibration file from `edgecascade calibrate`; "" = none */
     bool gate_preroute;     /* send hard and expert queries straight to the first cloud tier */
     double gate_offset[6];  /* threshold offset per query complexity (ec_complexity 1..5) */
+    double shadow_rate;     /* share of locally accepted queries also asked to the cloud */
+    int samples;            /* self-consistency: answers the local tier draws (1 = off) */
+    double sample_temperature; /* temperature of the extra samples */
 
     /* router */
     int router_workers;
@@ -84,7 +88,6 @@ typedef struct ec_config {
     char *queue_full;            /* reject_new | drop_oldest */
     uint32_t replay_interval_ms; /* how often to retry the queue while the cloud is down */
     bool journal;                /* journal each query on arrival, replayed after a crash */
-    bool shared_subscription;    /* several routers split <root>/query ($share/...) */
 
     /* local / relay */
     int local_workers;

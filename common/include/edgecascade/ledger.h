@@ -31,6 +31,9 @@ ec_err ec_ledger_open(ec_ledger **out, const char *path, ec_error *err);
 void ec_ledger_close(ec_ledger *l);
 
 /* ---- journal ---- */
+/* Journals m and sets *id. A redelivery (m->dup) of a message received in the
+ * last hour (same payload, Response Topic and Correlation Data) is not
+ * journaled again: *id is then -1 and the caller drops it. */
 ec_err ec_journal_add(ec_ledger *l, const ec_mqtt_msg *m, int64_t *id, ec_error *err);
 /* Every journaled message, oldest first, rebuilt as an ec_mqtt_msg whose tag
  * is its journal id; fn takes ownership. */

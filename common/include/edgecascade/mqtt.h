@@ -29,6 +29,7 @@ typedef struct ec_mqtt_msg {
     size_t len;
     int qos;
     bool retained;
+    bool dup;             /* a redelivery: the broker may have given it to us before */
     char *response_topic; /* MQTT v5 Response Topic, or NULL */
     void *corr;           /* MQTT v5 Correlation Data, or NULL */
     size_t corr_len;

@@ -36,6 +36,9 @@ typedef struct ec_decision {
     /* The query's row in the arrival journal (ec_journal), deleted in the same
      * transaction that writes this decision; 0 when not journaled. */
     int64_t journal_id;
+    /* A shadow call's record: its attempts are appended to the decision of the
+     * same query id and their cost added; nothing else changes. */
+    bool append_only;
     /* details[i] belongs to result.attempts[i]; n_details may be 0 (not kept). */
     ec_attempt_detail details[EC_MAX_ATTEMPTS];
     size_t n_details;

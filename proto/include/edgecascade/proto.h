@@ -84,6 +84,7 @@ typedef struct ec_infer_request {
     bool has_temperature;
     bool logprobs;       /* ask the model for token logprobs */
     uint32_t timeout_ms; /* how long the tier may take, 0 = tier default */
+    uint32_t samples;    /* self-consistency: answers to draw (0 or 1: one) */
 } ec_infer_request;
 
 /* Token logprob statistics of one answer. */
@@ -111,6 +112,8 @@ typedef struct ec_infer_reply {
     uint32_t tokens_out;
     double cost_usd;
     double latency_ms; /* time spent in the tier's HTTP call(s) */
+    uint32_t samples;  /* answers drawn (self-consistency), 0 when not asked */
+    double agreement;  /* share of the samples that agree with `answer` */
     ec_wire_error error;
 } ec_infer_reply;
 
