@@ -22,6 +22,7 @@ enum {
 typedef struct cli_ctx {
     ec_config cfg;           /* loaded (or defaults), with --broker applied */
     const char *config_path; /* --config, or NULL */
+    const char *broker;      /* --broker as given, or NULL (for commands that load cfg) */
 } cli_ctx;
 
 /* The arguments after the command name, walked by cli_next(). */
@@ -58,6 +59,19 @@ int cli_cmd_config(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_calibrate(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_eval(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_status(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_tail(cli_ctx *ctx, int argc, char **argv);
+/* doctor loads the configuration itself (a bad file is one of its findings). */
+int cli_cmd_doctor(cli_ctx *ctx, int argc, char **argv);
+
+/* A clean-session MQTT client for a command (cli_mqtt.c): client id
+ * edgecascade-cli-<name>-<pid>, the config's credentials as broker user
+ * "cli" (ec_service_credentials: fills cfg->username/password) and TLS files,
+ * subscribed to filter (NULL: none) and connected within timeout_ms. On
+ * failure *connected (may be NULL) tells whether the login itself worked,
+ * i.e. the broker refused the subscription. */
+struct ec_mqtt;
+ec_err cli_mqtt_open(ec_config *cfg, const char *name, const char *filter, int timeout_ms,
+                     struct ec_mqtt **out, bool *connected, ec_error *err);
 
 /* Per-command help text (stdout for --help). */
 void cli_help_query(void);
@@ -67,6 +81,8 @@ void cli_help_config(void);
 void cli_help_calibrate(void);
 void cli_help_eval(void);
 void cli_help_status(void);
+void cli_help_tail(void);
+void cli_help_doctor(void);
 
 /* Shared by calibrate and eval (cmd_calibrate.c). */
 struct ec_corpus;

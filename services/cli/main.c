@@ -32,10 +32,14 @@ static const command commands[] = {
     {"models", cli_cmd_models, cli_help_models, true, "models offered by the local tiers' servers"},
     {"status", cli_cmd_status, cli_help_status, true,
      "services online, cloud breakers, offline queue depth"},
+    {"tail", cli_cmd_tail, cli_help_tail, true, "follow the router's decisions live"},
+    {"doctor", cli_cmd_doctor, cli_help_doctor, false,
+     "check config, broker, services, model servers, keys, disk and store"},
     {"config", cli_cmd_config, cli_help_config, false, "print an example config or check one"},
     {"calibrate", cli_cmd_calibrate, cli_help_calibrate, true,
      "fit the gate's calibration on recorded answers or the decision log"},
-    {"eval", cli_cmd_eval, cli_help_eval, false, "measure the gate on a corpus of recorded answers"},
+    {"eval", cli_cmd_eval, cli_help_eval, false,
+     "measure the gate on a corpus of recorded answers"},
 };
 
 static void usage(FILE *out)
@@ -148,6 +152,7 @@ int main(int argc, char **argv)
                 goto out;
             }
             broker = val;
+            ctx.broker = val;
         } else if (!cmd_name) {
             rc = cli_usage_error(NULL, "unknown option %s (command options go after the command)",
                                  a);

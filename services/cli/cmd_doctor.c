@@ -1,0 +1,684 @@
+/* edgecascade doctor: the troubleshooting section, made executable.
+ *
+ * Checks, in the order a first-day installation breaks: the configuration,
+ * the broker (connect, login, a subscribe/publish probe under the topic
+ * root), each service's retained status, the model server of each local tier
+ * (reachable, the configured model listed, a one-token completion and its
+ * latency), the cloud keys (present; accepted only with --online, which makes
+ * one cheap call per cloud tier), the cloud breakers, disk space for the store
+ * (the decision log and the offline queue share its file) and the store
+ * itself. Each finding is one line, OK / WARN / FAIL, and every non-OK line
+ * says how to fix it. Exit 1 when any check FAILs, else 0.
+ *
+ * A later check that depends on an earlier one (services on the broker) still
+ * runs and says why it cannot tell, so one run shows everything wrong. */
+#define _GNU_SOURCE /* asprintf */
+#include <jansson.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "edgecascade/http.h"
+#include "edgecascade/mqtt.h"
+#include "edgecascade/provider.h"
+#include "edgecascade/store.h"
+#include "edgecascade/util.h"
+
+#define DOCTOR_HTTP_TIMEOUT_MS 10000u
+#define DOCTOR_SLOW_TOKEN_MS   2000.0
+#define DOCTOR_MIN_FREE_BYTES  (1024.0 * 1024.0 * 1024.0)
+#define DOCTOR_MIN_FREE_PCT    10.0
+#define DOCTOR_MAX_RETAINED    64
+
+typedef enum { D_OK, D_WARN, D_FAIL } dstate;
+
+typedef struct retained {
+    char tail[160]; /* topic after <root>/status/ */
+    json_t *doc;
+} retained;
+
+typedef struct doctor {
+    ec_config *cfg;
+    int n_ok, n_warn, n_fail;
+    bool online;
+    bool broker_ok;
+    retained st[DOCTOR_MAX_RETAINED];
+    size_t n_st;
+} doctor;
+
+void cli_help_doctor(void)
+{
+    printf("usage: edgecascade doctor [--online]\n"
+           "\n"
+           "Checks, in order: the configuration; the MQTT broker (connect, login, a\n"
+           "subscribe/publish probe under the topic root); the retained status of\n"
+           "edgecascade-router, -local and -relay; each local tier's model server\n"
+           "(reachable, the configured model listed, a one-token completion and its\n"
+           "latency); the cloud tiers' API keys; the cloud breakers; free disk space for\n"
+           "the store; the store itself (schema, offline queue). Prints OK, WARN or FAIL\n"
+           "per check with how to fix it. Exit status 1 when any check fails.\n"
+           "\n"
+           "options:\n"
+           "  --online   also try each cloud key with one cheap call (lists the models)\n");
+}
+
+static void report(doctor *d, dstate s, const char *check, const char *fix, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void report(doctor *d, dstate s, const char *check, const char *fix, const char *fmt, ...)
+{
+    static const char *const label[] = {"OK", "WARN", "FAIL"};
+    va_list ap;
+    printf("%-5s %-20s ", label[s], check);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    if (s != D_OK && fix)
+        printf("      %-20s fix: %s\n", "", fix);
+    fflush(stdout);
+    if (s == D_OK)
+        d->n_ok++;
+    else if (s == D_WARN)
+        d->n_warn++;
+    else
+        d->n_fail++;
+}
+
+static const char *ago(uint64_t ts_ms, char *buf, size_t n)
+{
+    uint64_t now = ec_now_ms();
+    if (!ts_ms || ts_ms > now + 1000) {
+        snprintf(buf, n, "at an unknown time");
+        return buf;
+    }
+    uint64_t s = now > ts_ms ? (now - ts_ms) / 1000 : 0;
+    if (s < 120)
+        snprintf(buf, n, "%llus ago", (unsigned long long)s);
+    else if (s < 7200)
+        snprintf(buf, n, "%llum ago", (unsigned long long)(s / 60));
+    else
+        snprintf(buf, n, "%lluh ago", (unsigned long long)(s / 3600));
+    return buf;
+}
+
+/* ---- config ---- */
+
+static bool check_config(doctor *d, ec_config *cfg, const cli_ctx *ctx)
+{
+    ec_error err = {0};
+    const char *where = ctx->config_path ? ctx->config_path : "(built-in defaults)";
+    if (ec_config_load(cfg, ctx->config_path, &err) != EC_OK ||
+        ec_config_validate(cfg, &err) != EC_OK) {
+        report(d, D_FAIL, "config", "correct the named line (edgecascade config --check FILE)",
+               "%s", err.msg[0] ? err.msg : ec_strerror(err.code));
+        return false;
+    }
+    if (ctx->broker) {
+        char *b = NULL;
+        if (asprintf(&b, "%s%s", strstr(ctx->broker, "://") ? "" : "tcp://", ctx->broker) < 0) {
+            report(d, D_FAIL, "config", NULL, "out of memory");
+            return false;
+        }
+        free(cfg->broker);
+        cfg->broker = b;
+    }
+    char tiers[512] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < cfg->n_tiers && used < sizeof(tiers); i++)
+        used += (size_t)snprintf(tiers + used, sizeof(tiers) - used, "%s%s (%s %s)", i ? ", " : "",
+                                 cfg->tiers[i].name, cfg->tiers[i].provider,
+                                 cfg->tiers[i].model ? cfg->tiers[i].model : "?");
+    report(d, D_OK, "config", NULL, "%s: topic root %s, tiers %s", where, cfg->topic_root, tiers);
+    return true;
+}
+
+/* ---- broker ---- */
+
+static bool auth_refused(const char *msg)
+{
+    /* MQTT v5 CONNACK 134 "Bad user name or password", 135 "Not authorized";
+     * v3.1.1 return codes 4 and 5. */
+    return strstr(msg, "(code 134)") || strstr(msg, "(code 135)") || strstr(msg, "(code 4)") ||
+           strstr(msg, "(code 5)") || strstr(msg, "authori") || strstr(msg, "user name");
+}
+
+static void keep_status(doctor *d, const char *prefix, const ec_mqtt_msg *msg)
+{
+    size_t pl = strlen(prefix);
+    if (strncmp(msg->topic, prefix, pl) != 0)
+        return;
+    const char *tail = msg->topic + pl;
+    json_t *doc = json_loadb(msg->payload, msg->len, 0, NULL);
+    if (!doc)
+        return;
+    size_t i = 0;
+    while (i < d->n_st && strcmp(d->st[i].tail, tail) != 0)
+        i++;
+    if (i == d->n_st) {
+        if (d->n_st == DOCTOR_MAX_RETAINED) {
+            json_decref(doc);
+            return;
+        }
+        snprintf(d->st[i].tail, sizeof(d->st[i].tail), "%s", tail);
+        d->st[i].doc = NULL;
+        d->n_st++;
+    }
+    json_decref(d->st[i].doc);
+    d->st[i].doc = doc;
+}
+
+/* Gathers the retained messages that arrive within ms. */
+static void collect_retained(doctor *d, ec_mqtt *m, const char *prefix, int ms)
+{
+    uint64_t deadline = ec_mono_us() + (uint64_t)ms * 1000u;
+    while (ec_mono_us() < deadline) {
+        ec_mqtt_msg *msg = NULL;
+        if (ec_mqtt_next(m, &msg, 50) != EC_OK)
+            continue;
+        if (msg->retained)
+            keep_status(d, prefix, msg);
+        ec_mqtt_msg_free(msg);
+    }
+}
+
+static void check_broker(doctor *d)
+{
+    ec_config *cfg = d->cfg;
+    ec_mqtt *m = NULL;
+    ec_error err = {0};
+    bool connected = false;
+    char all[320], status[320], prefix[320];
+    snprintf(all, sizeof(all), "%s/#", cfg->topic_root);
+    snprintf(status, sizeof(status), "%s/status/#", cfg->topic_root);
+    snprintf(prefix, sizeof(prefix), "%s/status/", cfg->topic_root);
+
+    /* The probe is the subscription itself: ec_mqtt_connect returns only once
+     * the broker has granted it, and a refusal (ACL) leaves us connected but
+     * unsubscribed. The retained statuses arrive with the grant. */
+    if (cli_mqtt_open(cfg, "doctor", all, 5000, &m, &connected, &err) == EC_OK) {
+        collect_retained(d, m, prefix, 700);
+        ec_mqtt_destroy(m);
+        d->broker_ok = true;
+        report(d, D_OK, "broker", NULL, "%s: connected%s%s, subscribed to %s", cfg->broker,
+               cfg->username && *cfg->username ? " as " : "",
+               cfg->username && *cfg->username ? cfg->username : "", all);
+        return;
+    }
+    if (!connected) {
+        if (auth_refused(err.msg))
+            report(d, D_FAIL, "broker",
+                   "check mqtt.username and mqtt.password / mqtt.password_file against the "
+                   "broker's password file (deploy/mosquitto/make-users.sh)",
+                   "%s refused the login: %s", cfg->broker, err.msg);
+        else
+            report(d, D_FAIL, "broker",
+                   "start the broker (systemctl start mosquitto) or correct mqtt.broker; check "
+                   "the port, the firewall and, for ssl://, mqtt.ca_file",
+                   "%s", err.msg);
+        return;
+    }
+    /* Logged in, but <root>/# refused: an operator account may read only the
+     * status topics, which is all the next checks need. */
+    ec_error_clear(&err);
+    if (cli_mqtt_open(cfg, "doctor", status, 5000, &m, &connected, &err) == EC_OK) {
+        collect_retained(d, m, prefix, 700);
+        ec_mqtt_destroy(m);
+        d->broker_ok = true;
+        report(d, D_WARN, "broker",
+               "fine for an operator account; to see everything, let this user read <root>/# in "
+               "the broker's ACL",
+               "%s: connected, but the ACL refused a subscription to %s; %s allowed", cfg->broker,
+               all, status);
+        return;
+    }
+    report(d, D_FAIL, "broker",
+           "let this user read <root>/status/# in the broker's ACL, and check that topic_root "
+           "matches the services' config",
+           "%s: connected, but the ACL refused subscriptions to %s and %s", cfg->broker, all,
+           status);
+}
+
+static json_t *status_doc(const doctor *d, const char *tail)
+{
+    for (size_t i = 0; i < d->n_st; i++)
+        if (strcmp(d->st[i].tail, tail) == 0)
+            return d->st[i].doc;
+    return NULL;
+}
+
+/* ---- services ---- */
+
+static void check_services(doctor *d)
+{
+    static const char *const names[] = {"router", "local", "relay"};
+    bool any_local = false, any_cloud = false;
+    for (size_t i = 0; i < d->cfg->n_tiers; i++) {
+        if (d->cfg->tiers[i].local)
+            any_local = true;
+        else
+            any_cloud = true;
+    }
+    for (size_t s = 0; s < 3; s++) {
+        char check[32], fix[256], buf[32];
+        snprintf(check, sizeof(check), "service %s", names[s]);
+        /* A service with nothing to do (no local or no cloud tier) is optional. */
+        bool needed = s == 0 || (s == 1 && any_local) || (s == 2 && any_cloud);
+        dstate bad = needed ? D_FAIL : D_WARN;
+        if (!d->broker_ok) {
+            /* Not a failure of its own: the broker's is the cause. */
+            report(d, D_WARN, check, "fix the broker first",
+                   "unknown: the broker could not be asked");
+            continue;
+        }
+        json_t *doc = status_doc(d, names[s]);
+        const char *state = doc ? json_string_value(json_object_get(doc, "state")) : NULL;
+        uint64_t ts = doc ? (uint64_t)json_integer_value(json_object_get(doc, "ts_ms")) : 0;
+        snprintf(fix, sizeof(fix),
+                 "start edgecascade-%s with this config (systemctl start edgecascade-%s) and "
+                 "read its log (journalctl -u edgecascade-%s)",
+                 names[s], names[s], names[s]);
+        if (!doc) {
+            report(d, bad, check, fix,
+                   "unknown: no status on %s/status/%s (never started against this broker and "
+                   "topic root?)",
+                   d->cfg->topic_root, names[s]);
+        } else if (state && strcmp(state, "online") == 0) {
+            report(d, D_OK, check, NULL, "online (pid %lld, since %s)",
+                   (long long)json_integer_value(json_object_get(doc, "pid")),
+                   ago(ts, buf, sizeof(buf)));
+        } else {
+            report(d, bad, check, fix, "%s since %s", state ? state : "no state",
+                   ago(ts, buf, sizeof(buf)));
+        }
+    }
+}
+
+/* ---- model servers ---- */
+
+static const char *server_name(const char *provider)
+{
+    if (provider && strcmp(provider, "vllm") == 0)
+        return "vLLM";
+    if (provider && strcmp(provider, "ollama") == 0)
+        return "Ollama";
+    return "the model server";
+}
+
+/* One request through the provider table; returns EC_OK when an HTTP answer
+ * came back (any status) and fills why otherwise. */
+static ec_err perform(ec_http *http, ec_http_request *req, ec_http_response *resp,
+                      const ec_tier_cfg *t, char *why, size_t cap)
+{
+    ec_error err = {0};
+    if (req->timeout_ms == 0 || req->timeout_ms > DOCTOR_HTTP_TIMEOUT_MS)
+        req->timeout_ms = DOCTOR_HTTP_TIMEOUT_MS;
+    ec_err rc = ec_http_perform(http, req, resp, &err);
+    const char *base = t->base_url ? t->base_url : "?";
+    if (rc == EC_ERR_UNAVAILABLE)
+        snprintf(why, cap, "cannot reach %s: %s", base, err.msg);
+    else if (rc == EC_ERR_TIMEOUT)
+        snprintf(why, cap, "no answer from %s within %u ms", base, req->timeout_ms);
+    else if (rc != EC_OK)
+        snprintf(why, cap, "%s: %s", base, err.msg);
+    return rc;
+}
+
+static void excerpt(const ec_http_response *resp, char *out, size_t cap)
+{
+    size_t n = 0;
+    const char *b = resp->body.data ? resp->body.data : "";
+    for (size_t i = 0; i < resp->body.len && n + 1 < cap && n < 120; i++)
+        out[n++] = (b[i] == '\n' || b[i] == '\r' || b[i] == '\t') ? ' ' : b[i];
+    out[n] = '\0';
+}
+
+static bool check_models(doctor *d, ec_http *http, const ec_tier_cfg *t, const ec_provider *p)
+{
+    char check[64], why[EC_ERROR_MSG_LEN + 160], fix[256], body[128];
+    ec_http_request req;
+    ec_http_response resp;
+    ec_error err = {0};
+    char **names = NULL;
+    size_t n = 0;
+    bool ok = false;
+    snprintf(check, sizeof(check), "model server %s", t->name);
+    ec_http_request_init(&req, "GET");
+    ec_http_response_init(&resp);
+    if (!p->build_models || !p->parse_models) {
+        report(d, D_WARN, check, NULL, "provider %s cannot list its models; not checked",
+               t->provider);
+        ok = true;
+        goto out;
+    }
+    if (p->build_models(t, NULL, &req, &err) != EC_OK) {
+        report(d, D_FAIL, check, "check tiers[].base_url", "%s", err.msg);
+        goto out;
+    }
+    if (perform(http, &req, &resp, t, why, sizeof(why)) != EC_OK) {
+        snprintf(fix, sizeof(fix),
+                 "start %s (see README, \"A real local model\") or correct this tier's base_url",
+                 server_name(t->provider));
+        report(d, D_FAIL, check, fix, "%s (is %s running?)", why, server_name(t->provider));
+        goto out;
+    }
+    if (resp.status < 200 || resp.status > 299) {
+        excerpt(&resp, body, sizeof(body));
+        report(d, D_FAIL, check,
+               "check that base_url points at the server's API root (e.g. .../v1 for vLLM)",
+               "HTTP %ld from %s%s%s", resp.status, req.url, body[0] ? ": " : "", body);
+        goto out;
+    }
+    if (p->parse_models(&resp, &names, &n, &err) != EC_OK) {
+        report(d, D_FAIL, check, "check that base_url points at the model server",
+               "unexpected answer from %s: %s", req.url, err.msg);
+        goto out;
+    }
+    char list[256] = "";
+    size_t used = 0;
+    bool listed = false;
+    for (size_t i = 0; i < n; i++) {
+        if (t->model && strcmp(names[i], t->model) == 0)
+            listed = true;
+        if (used < sizeof(list))
+            used +=
+                (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", names[i]);
+    }
+    if (!listed) {
+        report(d, D_FAIL, check,
+               "set this tier's model to a served name (edgecascade models), or serve it",
+               "%s is up, but model '%s' is not served (it offers: %s)", t->base_url,
+               t->model ? t->model : "?", n ? list : "nothing");
+        goto out;
+    }
+    report(d, D_OK, check, NULL, "%s: reachable, '%s' listed (%zu model%s)", t->base_url, t->model,
+           n, n == 1 ? "" : "s");
+    ok = true;
+out:
+    ec_models_free(names, n);
+    ec_http_request_free(&req);
+    ec_http_response_free(&resp);
+    return ok;
+}
+
+static void check_completion(doctor *d, ec_http *http, const ec_tier_cfg *t, const ec_provider *p)
+{
+    char check[64], why[EC_ERROR_MSG_LEN + 160], body[128];
+    ec_chat_msg msg = {.role = "user", .content = "Reply with OK."};
+    ec_infer_request r = {.id = "doctor",
+                          .tier = t->name,
+                          .messages = &msg,
+                          .n_messages = 1,
+                          .max_tokens = 1,
+                          .temperature = 0,
+                          .has_temperature = true,
+                          .logprobs = t->logprobs,
+                          .timeout_ms = DOCTOR_HTTP_TIMEOUT_MS};
+    ec_http_request req;
+    ec_http_response resp;
+    ec_infer_reply reply;
+    ec_error err = {0};
+    memset(&reply, 0, sizeof(reply));
+    snprintf(check, sizeof(check), "completion %s", t->name);
+    ec_http_request_init(&req, "POST");
+    ec_http_response_init(&resp);
+    if (p->build_chat(t, &r, NULL, &req, &err) != EC_OK) {
+        report(d, D_FAIL, check, NULL, "cannot build the request: %s", err.msg);
+        goto out;
+    }
+    if (perform(http, &req, &resp, t, why, sizeof(why)) != EC_OK) {
+        report(d, D_FAIL, check, "check the model server's log", "%s", why);
+        goto out;
+    }
+    if (p->parse_chat(t, &resp, &reply, &err) != EC_OUTCOME_OK) {
+        excerpt(&resp, body, sizeof(body));
+        report(d, D_FAIL, check,
+               "check the model server's log; the model may still be loading or out of memory",
+               "HTTP %ld: %s", resp.status, err.msg[0] ? err.msg : body);
+        goto out;
+    }
+    if (resp.total_ms > DOCTOR_SLOW_TOKEN_MS)
+        report(d, D_WARN, check,
+               "a cold model, a busy GPU or CPU inference: check the server's load and flags",
+               "one token took %.0f ms (slow: queries will wait at least this long)",
+               resp.total_ms);
+    else
+        report(d, D_OK, check, NULL, "one token in %.1f ms%s", resp.total_ms,
+               t->logprobs && !reply.lp.present ? " (no logprobs returned: the gate falls back "
+                                                  "to its text heuristic)"
+                                                : "");
+out:
+    ec_infer_reply_clear(&reply);
+    ec_http_request_free(&req);
+    ec_http_response_free(&resp);
+}
+
+/* ---- cloud keys ---- */
+
+static void check_cloud_key(doctor *d, ec_http *http, const ec_tier_cfg *t, const ec_provider *p)
+{
+    char check[64], where[160], why[EC_ERROR_MSG_LEN + 160], body[128];
+    ec_error err = {0};
+    snprintf(check, sizeof(check), "cloud key %s", t->name);
+    if (t->api_key_file && *t->api_key_file)
+        snprintf(where, sizeof(where), "file %s", t->api_key_file);
+    else
+        snprintf(where, sizeof(where), "$%s", t->api_key_env ? t->api_key_env : "?");
+    char *key = ec_tier_api_key(t, &err);
+    if (!key) {
+        report(d, D_FAIL, check,
+               "export the variable named by api_key_env for the services, or point "
+               "api_key_file at a file holding the key",
+               "no API key (looked in %s)%s%s", where, err.msg[0] ? ": " : "", err.msg);
+        return;
+    }
+    if (!d->online) {
+        report(d, D_OK, check, NULL, "key present (%s); not tried (--online tries it)", where);
+        goto out;
+    }
+    ec_http_request req;
+    ec_http_response resp;
+    char **names = NULL;
+    size_t n = 0;
+    ec_http_request_init(&req, "GET");
+    ec_http_response_init(&resp);
+    if (!p->build_models || p->build_models(t, key, &req, &err) != EC_OK) {
+        report(d, D_WARN, check, NULL, "key present (%s); this provider cannot be asked cheaply",
+               where);
+    } else if (perform(http, &req, &resp, t, why, sizeof(why)) != EC_OK) {
+        report(d, D_FAIL, check, "check the uplink, DNS and any proxy (https_proxy)", "%s", why);
+    } else if (resp.status == 401 || resp.status == 403) {
+        excerpt(&resp, body, sizeof(body));
+        report(d, D_FAIL, check, "replace the key (or check the account's access to the API)",
+               "key from %s rejected: HTTP %ld%s%s", where, resp.status, body[0] ? ": " : "", body);
+    } else if (resp.status < 200 || resp.status > 299) {
+        excerpt(&resp, body, sizeof(body));
+        report(d, D_WARN, check, "check the tier's base_url and the provider's status page",
+               "HTTP %ld from %s%s%s", resp.status, req.url, body[0] ? ": " : "", body);
+    } else {
+        if (p->parse_models)
+            p->parse_models(&resp, &names, &n, &err);
+        report(d, D_OK, check, NULL, "key from %s accepted by %s (%zu models listed)", where,
+               t->base_url, n);
+    }
+    ec_models_free(names, n);
+    ec_http_request_free(&req);
+    ec_http_response_free(&resp);
+out:
+    memset(key, 0, strlen(key));
+    free(key);
+}
+
+/* ---- breakers ---- */
+
+static void check_breakers(doctor *d)
+{
+    for (size_t i = 0; i < d->cfg->n_tiers; i++) {
+        const ec_tier_cfg *t = &d->cfg->tiers[i];
+        char check[64], tail[160], buf[32], fix[400];
+        if (t->local)
+            continue;
+        snprintf(check, sizeof(check), "breaker %s", t->name);
+        if (!d->broker_ok) {
+            report(d, D_WARN, check, "fix the broker first",
+                   "unknown: the broker could not be "
+                   "asked");
+            continue;
+        }
+        snprintf(tail, sizeof(tail), "breaker/%s", t->name);
+        json_t *doc = status_doc(d, tail);
+        const char *state = doc ? json_string_value(json_object_get(doc, "state")) : NULL;
+        const char *reason = doc ? json_string_value(json_object_get(doc, "reason")) : NULL;
+        uint64_t since = doc ? (uint64_t)json_integer_value(json_object_get(doc, "since_ms")) : 0;
+        if (!state) {
+            report(d, D_WARN, check, "start edgecascade-relay (it publishes every breaker)",
+                   "no state on %s/status/%s", d->cfg->topic_root, tail);
+        } else if (strcmp(state, "closed") == 0) {
+            report(d, D_OK, check, NULL, "closed");
+        } else {
+            snprintf(fix, sizeof(fix),
+                     "check the uplink and the provider's status; escalations are queued or "
+                     "served degraded meanwhile%s%s%s",
+                     strcmp(state, "forced_open") == 0 || strcmp(state, "disabled") == 0
+                         ? "; an operator set it: mosquitto_pub -t "
+                         : "",
+                     strcmp(state, "forced_open") == 0 || strcmp(state, "disabled") == 0
+                         ? d->cfg->topic_root
+                         : "",
+                     strcmp(state, "forced_open") == 0 || strcmp(state, "disabled") == 0
+                         ? "/cmd/breaker/<tier> -m auto"
+                         : "");
+            report(d, D_WARN, check, fix, "%s since %s%s%s", state, ago(since, buf, sizeof(buf)),
+                   reason && *reason ? ": " : "", reason ? reason : "");
+        }
+    }
+}
+
+/* ---- disk and store ---- */
+
+static void check_disk(doctor *d)
+{
+    const char *path = d->cfg->db_path;
+    char *copy = strdup(path ? path : "");
+    char *dir = copy ? dirname(copy) : NULL;
+    struct statvfs vs;
+    if (!dir || statvfs(dir, &vs) != 0) {
+        report(d, D_FAIL, "disk", "create the directory and give the services' user write access",
+               "cannot examine %s (the directory of store.path %s)", dir ? dir : "?", path);
+        free(copy);
+        return;
+    }
+    double free_b = (double)vs.f_bavail * (double)vs.f_frsize;
+    double total = (double)vs.f_blocks * (double)vs.f_frsize;
+    double pct = total > 0 ? 100.0 * free_b / total : 0;
+    double gib = free_b / (1024.0 * 1024.0 * 1024.0);
+    if (free_b < DOCTOR_MIN_FREE_BYTES || pct < DOCTOR_MIN_FREE_PCT)
+        report(d, D_WARN, "disk",
+               "free space (old logs, images), or move store.path to a larger filesystem; a "
+               "full disk stops decisions and the offline queue from being written",
+               "%s: %.2f GiB free (%.1f %%) for the store and the offline queue", dir, gib, pct);
+    else
+        report(d, D_OK, "disk", NULL, "%s: %.1f GiB free (%.1f %%)", dir, gib, pct);
+    free(copy);
+}
+
+static void check_store(doctor *d)
+{
+    const char *path = d->cfg->db_path;
+    struct stat sb;
+    ec_store *s = NULL;
+    ec_error err = {0};
+    ec_store_info info;
+    char buf[32];
+    if (!path || stat(path, &sb) != 0) {
+        report(d, D_FAIL, "store",
+               "start edgecascade-router (it creates the file), or set store.path to the "
+               "router's",
+               "no decision log at %s", path ? path : "(none)");
+        return;
+    }
+    if (ec_store_open(&s, path, true, &err) != EC_OK ||
+        ec_store_info_read(s, &info, &err) != EC_OK) {
+        report(d, D_FAIL, "store", "check the file's permissions, or restore it from a backup",
+               "cannot read %s: %s", path, err.msg);
+        ec_store_close(s);
+        return;
+    }
+    ec_store_close(s);
+    if (info.schema_version != info.schema_version_build)
+        report(d, D_WARN, "store", "start this version's edgecascade-router once (it migrates)",
+               "%s: schema %d, this build writes %d", path, info.schema_version,
+               info.schema_version_build);
+    else if (info.outbox > 0)
+        report(d, D_WARN, "store", "they go out when the cloud answers again (see the breakers)",
+               "%s: %llu escalation%s waiting in the offline queue", path,
+               (unsigned long long)info.outbox, info.outbox == 1 ? "" : "s");
+    else
+        report(d, D_OK, "store", NULL,
+               "%s: schema %d, %llu decisions (last %s), offline queue empty", path,
+               info.schema_version, (unsigned long long)info.decisions,
+               info.last_ts_ms ? ago(info.last_ts_ms, buf, sizeof(buf)) : "none yet");
+}
+
+int cli_cmd_doctor(cli_ctx *ctx, int argc, char **argv)
+{
+    doctor d;
+    memset(&d, 0, sizeof(d));
+    cli_args a = {.cmd = "doctor", .argc = argc, .argv = argv};
+    const char *arg;
+    bool is_opt;
+    while (cli_next(&a, &arg, &is_opt)) {
+        if (!is_opt)
+            return cli_usage_error("doctor", "unexpected argument '%s'", arg);
+        if (strcmp(arg, "--online") == 0)
+            d.online = true;
+        else
+            return cli_usage_error("doctor", "unknown option '%s'", arg);
+    }
+
+    ec_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    d.cfg = &cfg;
+    if (!check_config(&d, &cfg, ctx))
+        goto done;
+    check_broker(&d);
+    check_services(&d);
+
+    ec_http *http = NULL;
+    if (ec_http_global_init() != EC_OK || ec_http_create(&http) != EC_OK) {
+        report(&d, D_FAIL, "http", NULL, "cannot start the HTTP client (libcurl)");
+    } else {
+        for (size_t i = 0; i < cfg.n_tiers; i++) {
+            const ec_tier_cfg *t = &cfg.tiers[i];
+            const ec_provider *p = ec_provider_find(t->provider);
+            if (!t->local || !p)
+                continue;
+            if (check_models(&d, http, t, p))
+                check_completion(&d, http, t, p);
+        }
+        for (size_t i = 0; i < cfg.n_tiers; i++) {
+            const ec_tier_cfg *t = &cfg.tiers[i];
+            const ec_provider *p = ec_provider_find(t->provider);
+            if (!t->local && p)
+                check_cloud_key(&d, http, t, p);
+        }
+    }
+    ec_http_destroy(http);
+    check_breakers(&d);
+    check_disk(&d);
+    check_store(&d);
+
+done:
+    printf("\n%d ok, %d warning%s, %d failure%s\n", d.n_ok, d.n_warn, d.n_warn == 1 ? "" : "s",
+           d.n_fail, d.n_fail == 1 ? "" : "s");
+    for (size_t i = 0; i < d.n_st; i++)
+        json_decref(d.st[i].doc);
+    ec_config_free(&cfg);
+    return d.n_fail ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}

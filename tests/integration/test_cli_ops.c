@@ -1,0 +1,491 @@
+/* The operator's commands against the real stack (private Mosquitto, the
+ * simulator, router, local and relay as separate processes), run as a user
+ * runs them: the built `edgecascade` binary as a child process.
+ *
+ * tail: follows <root>/result/# live, one JSON line per result, and stops
+ * after --count; --source filters. doctor: every check OK with everything
+ * running (exit 0); a stopped edgecascade-local shows as offline (exit 1); a
+ * local tier pointing at nothing fails its model-server check with a
+ * "cannot reach" hint. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "edgecascade/util.h"
+#include "harness.h"
+
+#define CLI EC_BIN_DIR "/edgecascade"
+
+/* The current test's stack, global so that a failed assertion (which
+ * longjmps out of the test) still gets its processes stopped by teardown. */
+static ech g_h;
+static bool g_live;
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (g_live) {
+        g_live = false;
+        ech_teardown(&g_h);
+    }
+    return 0;
+}
+
+static void stack_done(void)
+{
+    g_live = false;
+    ech_teardown(&g_h);
+}
+
+static void start_stack(ech *h)
+{
+    ech_init(h, "cliops");
+    g_live = true;
+    ech_start_broker(h);
+    ech_start_sim(h, NULL);
+    ech_write_config(h, NULL);
+    ech_start_services(h);
+    ech_connect_client(h);
+}
+
+static char *read_all(const char *path)
+{
+    size_t len = 0;
+    char *s = ec_read_file(path, 1 << 20, &len);
+    return s ? s : strdup("");
+}
+
+static void no_sanitizer_report(const char *what, const char *err)
+{
+    if (strstr(err, "Sanitizer") || strstr(err, "runtime error:"))
+        fail_msg("sanitizer report from %s:\n%s", what, err);
+}
+
+/* A CLI child with stdout and stderr in files of the test dir. */
+typedef struct child {
+    pid_t pid;
+    char out[600], err[600];
+} child;
+
+static void spawn_cli(ech *h, child *c, const char *name, char *const args[])
+{
+    char *argv[16];
+    size_t n = 0;
+    argv[n++] = CLI;
+    argv[n++] = "--config";
+    argv[n++] = h->config;
+    for (size_t i = 0; args[i] && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    snprintf(c->out, sizeof(c->out), "%s/%s.out", h->dir, name);
+    snprintf(c->err, sizeof(c->err), "%s/%s.err", h->dir, name);
+    c->pid = fork();
+    assert_true(c->pid >= 0);
+    if (c->pid == 0) {
+        int o = open(c->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(c->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int in = open("/dev/null", O_RDONLY);
+        if (o < 0 || e < 0 || in < 0)
+            _exit(126);
+        dup2(in, 0);
+        dup2(o, 1);
+        dup2(e, 2);
+        execv(CLI, argv);
+        _exit(127);
+    }
+}
+
+/* Waits up to timeout_ms for the child's exit; SIGKILLs it and fails after. */
+static int wait_cli(child *c, int timeout_ms)
+{
+    int st = 0;
+    for (int waited = 0; waited < timeout_ms; waited += 20) {
+        if (waitpid(c->pid, &st, WNOHANG) == c->pid) {
+            c->pid = 0;
+            assert_true(WIFEXITED(st));
+            return WEXITSTATUS(st);
+        }
+        ec_sleep_ms(20);
+    }
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, &st, 0);
+    c->pid = 0;
+    char *out = read_all(c->out), *err = read_all(c->err);
+    fail_msg("edgecascade did not exit within %d ms\nstdout:\n%s\nstderr:\n%s", timeout_ms, out,
+             err);
+    return -1;
+}
+
+static void wait_for_text(const char *path, const char *text, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 20) {
+        char *s = read_all(path);
+        bool found = strstr(s, text) != NULL;
+        free(s);
+        if (found)
+            return;
+        ec_sleep_ms(20);
+    }
+    char *s = read_all(path);
+    fail_msg("'%s' did not appear in %s within %d ms; it holds:\n%s", text, path, timeout_ms, s);
+}
+
+/* Runs the CLI to completion; returns its exit status and stdout (caller frees). */
+static int run_cli(ech *h, const char *config, char **out, char *const args[])
+{
+    child c;
+    char *argv[16];
+    size_t n = 0;
+    for (size_t i = 0; args[i] && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    const char *saved = NULL;
+    char keep[512];
+    if (config) {
+        snprintf(keep, sizeof(keep), "%s", h->config);
+        saved = keep;
+        snprintf(h->config, sizeof(h->config), "%s", config);
+    }
+    spawn_cli(h, &c, "cli", argv);
+    if (saved)
+        snprintf(h->config, sizeof(h->config), "%s", saved);
+    int rc = wait_cli(&c, 25000);
+    char *err = read_all(c.err);
+    no_sanitizer_report("edgecascade", err);
+    free(err);
+    *out = read_all(c.out);
+    return rc;
+}
+
+/* ---- tail ---- */
+
+static json_t *json_line(const char *line, size_t len)
+{
+    json_error_t je;
+    json_t *j = json_loadb(line, len, 0, &je);
+    if (!j)
+        fail_msg("not a JSON line (%s): %.*s", je.text, (int)len, line);
+    return j;
+}
+
+static void tail_json_two_results(void **state)
+{
+    (void)state;
+    ech *h = &g_h;
+    child c;
+    start_stack(h);
+    char *args[] = {"tail", "--count", "2", "--json", NULL};
+    spawn_cli(h, &c, "tail", args);
+    wait_for_text(c.err, "following ", 10000);
+
+    /* One confident local answer, one escalated to the cloud. */
+    ec_result r1, r2;
+    assert_int_equal(
+        ech_ask(h, "Part #4471 measured 25.04 mm. Within tolerance?", NULL, &r1, 10000), 0);
+    assert_int_equal(
+        ech_ask(h, "Motor at 85 C with 12 mm/s vibration: failure mode?", NULL, &r2, 10000), 0);
+    assert_int_equal(wait_cli(&c, 10000), 0);
+
+    char *out = read_all(c.out);
+    char *err = read_all(c.err);
+    no_sanitizer_report("tail", err);
+    char *nl1 = strchr(out, '\n');
+    assert_non_null(nl1);
+    char *nl2 = strchr(nl1 + 1, '\n');
+    assert_non_null(nl2);
+    assert_string_equal(nl2 + 1, ""); /* exactly two lines */
+    json_t *j1 = json_line(out, (size_t)(nl1 - out));
+    json_t *j2 = json_line(nl1 + 1, (size_t)(nl2 - nl1 - 1));
+
+    assert_string_equal(json_string_value(json_object_get(j1, "id")), r1.id);
+    assert_string_equal(json_string_value(json_object_get(j1, "tier")), "local");
+    assert_string_equal(json_string_value(json_object_get(j1, "model")), "llama3.2-1b");
+    assert_true(json_is_false(json_object_get(j1, "escalated")));
+    assert_string_equal(json_string_value(json_object_get(j1, "answer")), r1.answer);
+    assert_true(json_number_value(json_object_get(j1, "confidence")) >=
+                json_number_value(json_object_get(j1, "threshold")));
+
+    assert_string_equal(json_string_value(json_object_get(j2, "id")), r2.id);
+    assert_string_equal(json_string_value(json_object_get(j2, "tier")), "cloud");
+    assert_string_equal(json_string_value(json_object_get(j2, "model")), "gpt-4o-mini");
+    assert_true(json_is_true(json_object_get(j2, "escalated")));
+    assert_true(json_number_value(json_object_get(j2, "cost_usd")) > 0);
+    /* The JSON form rounds to 12 significant digits. */
+    assert_true(fabs(json_number_value(json_object_get(j2, "cost_usd")) - r2.cost_usd) <
+                1e-9 * r2.cost_usd + 1e-15);
+    assert_int_equal(json_integer_value(json_object_get(j2, "revision")), 1);
+    assert_true(json_is_null(json_object_get(j2, "error")));
+
+    json_decref(j1);
+    json_decref(j2);
+    ec_result_clear(&r1);
+    ec_result_clear(&r2);
+    free(out);
+    free(err);
+    stack_done();
+}
+
+/* Human lines, only the asked source, and SIGTERM ends a tail without --count. */
+static void tail_source_filter_and_sigterm(void **state)
+{
+    (void)state;
+    ech *h = &g_h;
+    child c;
+    start_stack(h);
+    char *args[] = {"tail", "--source", "plc-7", NULL};
+    spawn_cli(h, &c, "tail", args);
+    wait_for_text(c.err, "following ", 10000);
+
+    ec_result other;
+    assert_int_equal(
+        ech_ask(h, "Part #4471 measured 25.04 mm. Within tolerance?", NULL, &other, 10000), 0);
+    const char *q = "{\"id\":\"tail-plc7\",\"prompt\":\"Part #4471 measured 25.04 mm. OK?\","
+                    "\"source\":\"plc-7\"}";
+    ec_mqtt_msg *m = ech_request(h, q, strlen(q), "corr-plc7", 10000);
+    assert_non_null(m);
+    ec_mqtt_msg_free(m);
+    wait_for_text(c.out, "tail-plc7", 5000);
+    assert_int_equal(kill(c.pid, SIGTERM), 0);
+    assert_int_equal(wait_cli(&c, 5000), 0);
+
+    char *out = read_all(c.out);
+    char *err = read_all(c.err);
+    no_sanitizer_report("tail", err);
+    assert_null(strstr(out, other.id));
+    char *nl = strchr(out, '\n');
+    assert_non_null(nl);
+    assert_string_equal(nl + 1, "");
+    /* "2026-11-29T08:10:00.123Z  tail-plc7  source=plc-7  tier=local ..." */
+    assert_int_equal(strlen(out) > 26, 1);
+    assert_int_equal(out[10], 'T');
+    assert_int_equal(out[23], 'Z');
+    assert_non_null(strstr(out, "  tail-plc7  source=plc-7  tier=local  model=llama3.2-1b  conf="));
+    assert_non_null(strstr(out, "  escalated=no  degraded=no  rev=1  cost=$0.000000  latency="));
+    assert_non_null(strstr(out, "accepted"));
+    ec_result_clear(&other);
+    free(out);
+    free(err);
+    stack_done();
+}
+
+/* ---- doctor ---- */
+
+/* The line of a check ("OK    service local ..."), or fails. */
+static const char *check_line(const char *out, const char *check, char *buf, size_t cap)
+{
+    for (const char *p = out; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        if (len > 6 && strncmp(p + 6, check, strlen(check)) == 0 && p[6 + strlen(check)] == ' ') {
+            snprintf(buf, cap, "%.*s", (int)len, p);
+            return buf;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    fail_msg("no '%s' check in:\n%s", check, out);
+    return NULL;
+}
+
+static void assert_state(const char *out, const char *check, const char *state)
+{
+    char line[1024];
+    check_line(out, check, line, sizeof(line));
+    if (strncmp(line, state, strlen(state)) != 0 || line[strlen(state)] != ' ')
+        fail_msg("expected %s for '%s', got: %s\n(whole output:\n%s)", state, check, line, out);
+}
+
+static const char *const all_checks[] = {"config",
+                                         "broker",
+                                         "service router",
+                                         "service local",
+                                         "service relay",
+                                         "model server local",
+                                         "completion local",
+                                         "cloud key cloud",
+                                         "breaker cloud",
+                                         "disk",
+                                         "store",
+                                         NULL};
+
+static void doctor_all_ok(void **state)
+{
+    (void)state;
+    ech *h = &g_h;
+    char *out;
+    start_stack(h);
+    /* The router creates the store at start; one decision makes it lived-in. */
+    ec_result r;
+    assert_int_equal(ech_ask(h, "Part #4471 measured 25.04 mm. Within tolerance?", NULL, &r, 10000),
+                     0);
+    ec_result_clear(&r);
+    char *args[] = {"doctor", NULL};
+    int rc = run_cli(h, NULL, &out, args);
+    if (rc != 0)
+        fail_msg("doctor exited %d:\n%s", rc, out);
+    size_t n = 0;
+    for (size_t i = 0; all_checks[i]; i++, n++)
+        assert_state(out, all_checks[i], "OK");
+    /* Every line printed is one of those, in that order. */
+    const char *prev = out;
+    for (size_t i = 0; all_checks[i]; i++) {
+        char line[1024];
+        const char *at = strstr(out, check_line(out, all_checks[i], line, sizeof(line)));
+        assert_true(at >= prev);
+        prev = at;
+    }
+    char want[64];
+    snprintf(want, sizeof(want), "\n%zu ok, 0 warnings, 0 failures\n", n);
+    assert_non_null(strstr(out, want));
+    assert_non_null(strstr(out, ": connected, subscribed to "));
+    assert_non_null(strstr(out, "'llama3.2-1b' listed"));
+    assert_non_null(strstr(out, "one token in "));
+    assert_non_null(strstr(out, "key present ($EC_TEST_OPENAI_KEY)"));
+    /* The key itself is never printed. */
+    assert_null(strstr(out, "sk-test-not-a-real-key"));
+    free(out);
+
+    /* --online: the cheap call goes to the simulator's /v1/models with the key. */
+    char *online[] = {"doctor", "--online", NULL};
+    rc = run_cli(h, NULL, &out, online);
+    if (rc != 0)
+        fail_msg("doctor --online exited %d:\n%s", rc, out);
+    assert_state(out, "cloud key cloud", "OK");
+    assert_non_null(strstr(out, "accepted by http://127.0.0.1:"));
+    free(out);
+    stack_done();
+}
+
+static void doctor_local_stopped(void **state)
+{
+    (void)state;
+    ech *h = &g_h;
+    char *out;
+    start_stack(h);
+    ech_stop(&h->local);
+    char *args[] = {"doctor", NULL};
+    int rc = run_cli(h, NULL, &out, args);
+    assert_int_equal(rc, 1);
+    assert_state(out, "service router", "OK");
+    assert_state(out, "service relay", "OK");
+    assert_state(out, "service local", "FAIL");
+    char line[1024];
+    check_line(out, "service local", line, sizeof(line));
+    assert_non_null(strstr(line, "offline since "));
+    assert_non_null(strstr(out, "fix: start edgecascade-local"));
+    /* The model server itself is still up. */
+    assert_state(out, "model server local", "OK");
+    assert_non_null(strstr(out, "1 failure\n"));
+    free(out);
+    stack_done();
+}
+
+static void doctor_wrong_base_url(void **state)
+{
+    (void)state;
+    ech *h = &g_h;
+    char *out;
+    start_stack(h);
+    /* Same plant, but this copy of the config points the local tier at a port
+     * nothing listens on. */
+    char bad[600];
+    snprintf(bad, sizeof(bad), "%.255s/bad.yaml", h->dir);
+    size_t len = 0;
+    char *text = ec_read_file(h->config, 1 << 20, &len);
+    assert_non_null(text);
+    char from[64];
+    snprintf(from, sizeof(from), "base_url: http://127.0.0.1:%d/v1", h->sim_port);
+    char *at = strstr(text, from); /* the first one is the local tier's */
+    assert_non_null(at);
+    FILE *f = fopen(bad, "w");
+    assert_non_null(f);
+    fprintf(f, "%.*sbase_url: http://127.0.0.1:1/v1%s", (int)(at - text), text, at + strlen(from));
+    fclose(f);
+    free(text);
+
+    char *args[] = {"doctor", NULL};
+    int rc = run_cli(h, bad, &out, args);
+    assert_int_equal(rc, 1);
+    assert_state(out, "service local", "OK");
+    assert_state(out, "model server local", "FAIL");
+    char line[1024];
+    check_line(out, "model server local", line, sizeof(line));
+    assert_non_null(strstr(line, "cannot reach http://127.0.0.1:1/v1"));
+    assert_non_null(strstr(line, "is vLLM running?"));
+    assert_non_null(strstr(out, "correct this tier's base_url"));
+    /* No completion is tried against a server that is not there. */
+    assert_null(strstr(out, "completion local"));
+    assert_state(out, "cloud key cloud", "OK");
+    free(out);
+    stack_done();
+}
+
+/* No broker at all: the broker check says so with a fix, and the checks
+ * that need it say they cannot tell. */
+static void doctor_no_broker(void **state)
+{
+    (void)state;
+    ech *h = &g_h;
+    char *out;
+    ech_init(h, "cliops");
+    g_live = true;
+    ech_start_sim(h, NULL);
+    ech_write_config(h, NULL);
+    char *args[] = {"doctor", NULL};
+    int rc = run_cli(h, NULL, &out, args);
+    assert_int_equal(rc, 1);
+    assert_state(out, "config", "OK");
+    assert_state(out, "broker", "FAIL");
+    assert_non_null(strstr(out, "cannot connect to tcp://127.0.0.1:"));
+    assert_non_null(strstr(out, "fix: start the broker"));
+    /* Not failures of their own: the broker's is the cause. */
+    assert_state(out, "service router", "WARN");
+    assert_non_null(strstr(out, "unknown: the broker could not be asked"));
+    assert_state(out, "breaker cloud", "WARN");
+    assert_state(out, "model server local", "OK");
+    assert_state(out, "store", "FAIL");
+    free(out);
+
+    /* A bad file is a finding too (exit 1, not the usage exit 2), and the
+     * checks stop there: everything else depends on it. */
+    char bad[300];
+    snprintf(bad, sizeof(bad), "%.255s/bad.yaml", h->dir);
+    FILE *f = fopen(bad, "w");
+    assert_non_null(f);
+    fputs("gate:\n  min_confidence: 1.5\n", f);
+    fclose(f);
+    rc = run_cli(h, bad, &out, args);
+    assert_int_equal(rc, 1);
+    assert_state(out, "config", "FAIL");
+    assert_non_null(strstr(out, "min_confidence"));
+    assert_non_null(strstr(out, "fix: correct the named line"));
+    assert_non_null(strstr(out, "\n0 ok, 0 warnings, 1 failure\n"));
+    free(out);
+    stack_done();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(tail_json_two_results, teardown),
+        cmocka_unit_test_teardown(tail_source_filter_and_sigterm, teardown),
+        cmocka_unit_test_teardown(doctor_all_ok, teardown),
+        cmocka_unit_test_teardown(doctor_local_stopped, teardown),
+        cmocka_unit_test_teardown(doctor_wrong_base_url, teardown),
+        cmocka_unit_test_teardown(doctor_no_broker, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
