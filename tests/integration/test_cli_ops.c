@@ -477,6 +477,144 @@ static void doctor_no_broker(void **state)
     stack_done();
 }
 
+/* ---- doctor on the secured broker of deploy/mosquitto/ ---- */
+
+/* deploy/mosquitto/edgecascade.conf with its paths and port moved into the
+ * test dir (as test_secure_broker does). */
+static void write_secure_broker_conf(ech *h, const char *out)
+{
+    size_t len = 0;
+    char *text = ec_read_file(EC_SOURCE_DIR "/deploy/mosquitto/edgecascade.conf", 1 << 20, &len);
+    assert_non_null(text);
+    char listener[64], state_dir[300];
+    snprintf(listener, sizeof(listener), "listener %d 127.0.0.1", h->mqtt_port);
+    snprintf(state_dir, sizeof(state_dir), "%.255s/", h->dir);
+    const struct {
+        const char *from, *to;
+    } subst[] = {
+        {"/etc/mosquitto/edgecascade", h->dir},
+        {"listener 8883", listener},
+        {"/var/lib/mosquitto/", state_dir},
+        {"log_dest syslog", "log_dest stderr"},
+    };
+    FILE *f = fopen(out, "w");
+    assert_non_null(f);
+    for (const char *p = text; *p;) {
+        size_t i, n = sizeof(subst) / sizeof(subst[0]);
+        for (i = 0; i < n; i++)
+            if (strncmp(p, subst[i].from, strlen(subst[i].from)) == 0)
+                break;
+        if (i < n) {
+            fputs(subst[i].to, f);
+            p += strlen(subst[i].from);
+        } else {
+            fputc(*p++, f);
+        }
+    }
+    if (geteuid() == 0)
+        fputs("user root\n", f); /* else Mosquitto drops to a user who cannot read the dir */
+    fclose(f);
+    free(text);
+}
+
+/* The plant's shared config: every program its own broker user through
+ * {service}; the CLI logs in as edgecascade-cli. */
+static void write_secure_services_conf(ech *h, const char *path, const char *password_file)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "site: test\n"
+            "topic_root: %s\n"
+            "mqtt:\n"
+            "  broker: %s\n"
+            "  ca_file: %s/certs/ca.crt\n"
+            "  username: edgecascade-{service}\n"
+            "  password_file: %s\n"
+            "store:\n"
+            "  path: %s\n"
+            "  batch_ms: 10\n"
+            "tiers:\n"
+            "  - {name: local, provider: vllm, model: llama3.2-1b,"
+            " base_url: 'http://127.0.0.1:%d/v1', timeout_ms: 5000}\n"
+            "  - {name: cloud, provider: openai, model: gpt-4o-mini,"
+            " base_url: 'http://127.0.0.1:%d/v1', api_key_env: EC_TEST_OPENAI_KEY}\n",
+            h->root, h->uri, h->dir, password_file, h->db, h->sim_port, h->sim_port);
+    fclose(f);
+}
+
+static void doctor_secured_broker(void **state)
+{
+    (void)state;
+    ech *h = &g_h;
+    char cmd[4096], conf[600], pwfile[600], *out;
+    ech_init(h, "cliops");
+    g_live = true;
+    snprintf(cmd, sizeof(cmd),
+             "'%s/deploy/mosquitto/make-certs.sh' '%.255s/certs' >/dev/null && "
+             "'%s/deploy/mosquitto/make-users.sh' '%.255s' --root '%.127s' --plc plc1 >/dev/null",
+             EC_SOURCE_DIR, h->dir, EC_SOURCE_DIR, h->dir, h->root);
+    assert_int_equal(system(cmd), 0);
+    snprintf(conf, sizeof(conf), "%.255s/mosquitto-secure.conf", h->dir);
+    write_secure_broker_conf(h, conf);
+    snprintf(h->uri, sizeof(h->uri), "mqtts://127.0.0.1:%d", h->mqtt_port);
+    ech_start_broker_conf(h, conf);
+    ech_start_sim(h, NULL);
+    snprintf(pwfile, sizeof(pwfile), "%.255s/secrets/edgecascade-{service}.password", h->dir);
+    write_secure_services_conf(h, h->config, pwfile);
+    char ca[600];
+    snprintf(ca, sizeof(ca), "%.255s/certs/ca.crt", h->dir);
+    h->mqtt_user = "edgecascade-cli";
+    char cli_pw_path[600];
+    snprintf(cli_pw_path, sizeof(cli_pw_path), "%.255s/secrets/edgecascade-cli.password", h->dir);
+    size_t len = 0;
+    char *cli_pw = ec_read_file(cli_pw_path, 4096, &len);
+    assert_non_null(cli_pw);
+    cli_pw[strcspn(cli_pw, "\r\n")] = '\0';
+    h->mqtt_password = cli_pw;
+    h->mqtt_ca_file = ca;
+    ech_start_services(h);
+
+    /* As edgecascade-cli over TLS: the services are seen through the ACL
+     * (which grants the operator <root>/status/#, not all of <root>/#). */
+    char *args[] = {"doctor", NULL};
+    int rc = run_cli(h, NULL, &out, args);
+    if (rc != 0)
+        fail_msg("doctor exited %d:\n%s", rc, out);
+    char line[1024];
+    check_line(out, "broker", line, sizeof(line));
+    if (strncmp(line, "OK ", 3) != 0 && strncmp(line, "WARN ", 5) != 0)
+        fail_msg("broker check: %s", line);
+    assert_non_null(strstr(line, "mqtts://127.0.0.1:"));
+    assert_state(out, "service router", "OK");
+    assert_state(out, "service local", "OK");
+    assert_state(out, "service relay", "OK");
+    assert_state(out, "breaker cloud", "OK");
+    assert_null(strstr(out, cli_pw));
+    free(out);
+
+    /* A wrong password: the login itself is refused, and doctor says so. */
+    char badpw[600], bad[600];
+    snprintf(badpw, sizeof(badpw), "%.255s/wrong.password", h->dir);
+    snprintf(bad, sizeof(bad), "%.255s/bad.yaml", h->dir);
+    FILE *f = fopen(badpw, "w");
+    assert_non_null(f);
+    fputs("not-the-password\n", f);
+    fclose(f);
+    write_secure_services_conf(h, bad, badpw);
+    rc = run_cli(h, bad, &out, args);
+    assert_int_equal(rc, 1);
+    assert_state(out, "broker", "FAIL");
+    check_line(out, "broker", line, sizeof(line));
+    assert_non_null(strstr(line, "refused the login"));
+    assert_non_null(strstr(out, "fix: check mqtt.username and mqtt.password"));
+    assert_null(strstr(out, "not-the-password"));
+    free(out);
+    h->mqtt_password = NULL;
+    free(cli_pw);
+    stack_done();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +624,7 @@ int main(void)
         cmocka_unit_test_teardown(doctor_local_stopped, teardown),
         cmocka_unit_test_teardown(doctor_wrong_base_url, teardown),
         cmocka_unit_test_teardown(doctor_no_broker, teardown),
+        cmocka_unit_test_teardown(doctor_secured_broker, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
