@@ -14,14 +14,19 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -615,6 +620,97 @@ static void doctor_secured_broker(void **state)
     stack_done();
 }
 
+/* ---- doctor --online: a cloud that refuses the key ---- */
+
+/* A one-shot HTTP server answering 401 as OpenAI does for a bad key, and
+ * keeping the request head (to check the key was sent, and how). */
+typedef struct refuser {
+    int fd, port;
+    char head[2048];
+} refuser;
+
+static void *refuser_main(void *arg)
+{
+    refuser *rf = arg;
+    static const char body[] = "{\"error\":{\"message\":\"Incorrect API key provided\","
+                               "\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}";
+    struct pollfd pfd = {.fd = rf->fd, .events = POLLIN};
+    if (poll(&pfd, 1, 15000) != 1)
+        return NULL;
+    int c = accept(rf->fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    size_t n = 0;
+    while (n + 1 < sizeof(rf->head)) {
+        ssize_t r = recv(c, rf->head + n, sizeof(rf->head) - 1 - n, 0);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        rf->head[n] = '\0';
+        if (strstr(rf->head, "\r\n\r\n"))
+            break;
+    }
+    char resp[512];
+    int len = snprintf(resp, sizeof(resp),
+                       "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                       sizeof(body) - 1, body);
+    ssize_t w = send(c, resp, (size_t)len, MSG_NOSIGNAL);
+    (void)w;
+    close(c);
+    return NULL;
+}
+
+static void doctor_online_key_rejected(void **state)
+{
+    (void)state;
+    ech *h = &g_h;
+    refuser rf;
+    pthread_t th;
+    memset(&rf, 0, sizeof(rf));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    rf.fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(rf.fd >= 0);
+    assert_int_equal(bind(rf.fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(rf.fd, 4), 0);
+    assert_int_equal(getsockname(rf.fd, (struct sockaddr *)&a, &alen), 0);
+    rf.port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&th, NULL, refuser_main, &rf), 0);
+
+    ech_init(h, "cliops");
+    g_live = true;
+    ech_start_broker(h);
+    ech_start_sim(h, NULL);
+    char tiers[1024];
+    snprintf(tiers, sizeof(tiers),
+             "tiers:\n"
+             "  - {name: local, provider: vllm, model: llama3.2-1b,"
+             " base_url: 'http://127.0.0.1:%d/v1'}\n"
+             "  - {name: cloud, provider: openai, model: gpt-4o-mini,"
+             " base_url: 'http://127.0.0.1:%d/v1', api_key_env: EC_TEST_OPENAI_KEY}\n",
+             h->sim_port, rf.port);
+    ech_write_config_tiers(h, tiers, NULL);
+    char *out;
+    char *args[] = {"doctor", "--online", NULL};
+    int rc = run_cli(h, NULL, &out, args);
+    pthread_join(th, NULL);
+    close(rf.fd);
+    assert_int_equal(rc, 1);
+    assert_state(out, "cloud key cloud", "FAIL");
+    char line[1024];
+    check_line(out, "cloud key cloud", line, sizeof(line));
+    assert_non_null(strstr(line, "key from $EC_TEST_OPENAI_KEY rejected: HTTP 401"));
+    assert_non_null(strstr(out, "fix: replace the key"));
+    /* The one cheap call: GET /v1/models with the key as a bearer token; the
+     * key itself is never printed. */
+    assert_int_equal(strncmp(rf.head, "GET /v1/models HTTP/1.1\r\n", 25), 0);
+    assert_non_null(strstr(rf.head, "Authorization: Bearer sk-test-not-a-real-key\r\n"));
+    assert_null(strstr(out, "sk-test-not-a-real-key"));
+    free(out);
+    stack_done();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -625,6 +721,7 @@ int main(void)
         cmocka_unit_test_teardown(doctor_wrong_base_url, teardown),
         cmocka_unit_test_teardown(doctor_no_broker, teardown),
         cmocka_unit_test_teardown(doctor_secured_broker, teardown),
+        cmocka_unit_test_teardown(doctor_online_key_rejected, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
