@@ -11,6 +11,7 @@
 
 #include "edgecascade/log.h"
 #include "edgecascade/util.h"
+#include "store_internal.h"
 
 enum {
     ST_JOURNAL_ADD,
@@ -62,8 +63,8 @@ static const char *const sql[ST__COUNT] = {
 #define SEEN_PRUNE_EVERY 1024u
 
 struct ec_ledger {
-    pthread_mutex_t lock;
-    sqlite3 *db;
+    pthread_mutex_t *lock_p; /* the store's write lock */
+    sqlite3 *db;             /* the store's write connection (not ours to close) */
     sqlite3_stmt *st[ST__COUNT];
     unsigned adds;
 };
@@ -98,23 +99,16 @@ static ec_err fail(ec_ledger *l, ec_error *err, const char *what)
                         sqlite3_errmsg(l->db), sqlite3_extended_errcode(l->db));
 }
 
-ec_err ec_ledger_open(ec_ledger **out, const char *path, ec_error *err)
+ec_err ec_ledger_open(ec_ledger **out, ec_store *store, ec_error *err)
 {
     ec_ledger *l = calloc(1, sizeof(*l));
     if (!l)
         return ec_error_set(err, EC_ERR_NOMEM, "ledger: out of memory");
-    pthread_mutex_init(&l->lock, NULL);
     ec_err rc = EC_OK;
-    if (sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-        rc = fail(l, err, "open");
-        goto out;
-    }
-    sqlite3_extended_result_codes(l->db, 1);
-    sqlite3_busy_timeout(l->db, 5000);
-    if (sqlite3_exec(l->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", NULL, NULL,
-                     NULL) != SQLITE_OK) {
-        rc = fail(l, err, "configure");
-        goto out;
+    l->db = store ? ec_store_write_conn(store, &l->lock_p) : NULL;
+    if (!l->db) {
+        free(l);
+        return ec_error_set(err, EC_ERR_INVAL, "ledger: needs a writable store");
     }
     for (int i = 0; i < ST__COUNT; i++) {
         if (sqlite3_prepare_v3(l->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &l->st[i], NULL) !=
@@ -136,8 +130,6 @@ void ec_ledger_close(ec_ledger *l)
         return;
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(l->st[i]);
-    sqlite3_close(l->db);
-    pthread_mutex_destroy(&l->lock);
     free(l);
 }
 
@@ -193,7 +185,7 @@ static char *col_text(sqlite3_stmt *st, int i)
 
 ec_err ec_journal_add(ec_ledger *l, const ec_mqtt_msg *m, int64_t *id, ec_error *err)
 {
-    pthread_mutex_lock(&l->lock);
+    pthread_mutex_lock(l->lock_p);
     uint64_t now = ec_now_ms();
     sqlite3_stmt *seen = l->st[ST_SEEN_ADD];
     sqlite3_bind_int64(seen, 1, digest(m));
@@ -201,7 +193,7 @@ ec_err ec_journal_add(ec_ledger *l, const ec_mqtt_msg *m, int64_t *id, ec_error 
     ec_err rc = run(l, seen, "remembering a query", err);
     if (rc == EC_OK && sqlite3_changes(l->db) == 0 && m->dup) {
         *id = -1; /* the broker's redelivery of a query we already took */
-        pthread_mutex_unlock(&l->lock);
+        pthread_mutex_unlock(l->lock_p);
         return EC_OK;
     }
     if (++l->adds % SEEN_PRUNE_EVERY == 0) {
@@ -218,7 +210,7 @@ ec_err ec_journal_add(ec_ledger *l, const ec_mqtt_msg *m, int64_t *id, ec_error 
     rc = run(l, st, "journal", err);
     if (rc == EC_OK)
         *id = sqlite3_last_insert_rowid(l->db);
-    pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(l->lock_p);
     return rc;
 }
 
@@ -226,7 +218,7 @@ ec_err ec_journal_each(ec_ledger *l, ec_journal_fn fn, void *ctx, size_t *count,
 {
     ec_err rc = EC_OK;
     size_t n = 0;
-    pthread_mutex_lock(&l->lock);
+    pthread_mutex_lock(l->lock_p);
     sqlite3_stmt *st = l->st[ST_JOURNAL_ALL];
     int src;
     /* Collected first, handed over after the statement is done: fn may
@@ -258,7 +250,7 @@ ec_err ec_journal_each(ec_ledger *l, ec_journal_fn fn, void *ctx, size_t *count,
     if (rc == EC_OK && src != SQLITE_DONE)
         rc = fail(l, err, "reading the journal");
     sqlite3_reset(st);
-    pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(l->lock_p);
     for (size_t i = 0; i < n; i++) {
         if (rc == EC_OK)
             fn(ctx, all[i]);
@@ -297,9 +289,9 @@ static size_t count_locked(ec_ledger *l)
 
 size_t ec_outbox_count(ec_ledger *l)
 {
-    pthread_mutex_lock(&l->lock);
+    pthread_mutex_lock(l->lock_p);
     size_t n = count_locked(l);
-    pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(l->lock_p);
     return n;
 }
 
@@ -309,7 +301,7 @@ ec_err ec_outbox_push(ec_ledger *l, ec_outbox_item *it, int max, bool drop_oldes
     ec_err rc = EC_OK;
     if (dropped)
         *dropped = NULL;
-    pthread_mutex_lock(&l->lock);
+    pthread_mutex_lock(l->lock_p);
     if (count_locked(l) >= (size_t)max) {
         if (!drop_oldest) {
             rc = ec_error_set(err, EC_ERR_BUSY, "offline queue full (%d escalations)", max);
@@ -341,7 +333,7 @@ ec_err ec_outbox_push(ec_ledger *l, ec_outbox_item *it, int max, bool drop_oldes
     if ((rc = run(l, st, "queueing", err)) == EC_OK)
         it->id = sqlite3_last_insert_rowid(l->db);
 out:
-    pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(l->lock_p);
     return rc;
 }
 
@@ -378,39 +370,39 @@ static ec_err read_item(ec_ledger *l, sqlite3_stmt *st, ec_outbox_item *out, ec_
 
 ec_err ec_outbox_next(ec_ledger *l, int64_t after_id, ec_outbox_item *out, ec_error *err)
 {
-    pthread_mutex_lock(&l->lock);
+    pthread_mutex_lock(l->lock_p);
     sqlite3_bind_int64(l->st[ST_OUTBOX_NEXT], 1, after_id);
     ec_err rc = read_item(l, l->st[ST_OUTBOX_NEXT], out, err);
-    pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(l->lock_p);
     return rc;
 }
 
 ec_err ec_outbox_next_expired(ec_ledger *l, uint64_t now_ms, ec_outbox_item *out, ec_error *err)
 {
-    pthread_mutex_lock(&l->lock);
+    pthread_mutex_lock(l->lock_p);
     sqlite3_bind_int64(l->st[ST_OUTBOX_EXPIRED], 1, (sqlite3_int64)now_ms);
     ec_err rc = read_item(l, l->st[ST_OUTBOX_EXPIRED], out, err);
-    pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(l->lock_p);
     return rc;
 }
 
 static ec_err by_id(ec_ledger *l, int which, int64_t id, const char *what, ec_error *err)
 {
-    pthread_mutex_lock(&l->lock);
+    pthread_mutex_lock(l->lock_p);
     sqlite3_bind_int64(l->st[which], 1, id);
     ec_err rc = run(l, l->st[which], what, err);
-    pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(l->lock_p);
     return rc;
 }
 
 ec_err ec_outbox_answered(ec_ledger *l, int64_t id, const void *reply, size_t len, ec_error *err)
 {
-    pthread_mutex_lock(&l->lock);
+    pthread_mutex_lock(l->lock_p);
     sqlite3_stmt *st = l->st[ST_OUTBOX_ANSWERED];
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_blob(st, 2, reply, (int)len, SQLITE_STATIC);
     ec_err rc = run(l, st, "recording the cloud's answer", err);
-    pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(l->lock_p);
     return rc;
 }
 
@@ -430,7 +422,7 @@ ec_err ec_ledger_breaker_event(ec_ledger *l, uint64_t ts_ms, const char *instanc
                                const char *model, const char *state, int64_t seq,
                                const char *reason, ec_error *err)
 {
-    pthread_mutex_lock(&l->lock);
+    pthread_mutex_lock(l->lock_p);
     sqlite3_stmt *st = l->st[ST_BREAKER_EVENT];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)ts_ms);
     bind_text(st, 2, instance);
@@ -440,20 +432,20 @@ ec_err ec_ledger_breaker_event(ec_ledger *l, uint64_t ts_ms, const char *instanc
     sqlite3_bind_int64(st, 6, seq);
     bind_text(st, 7, reason);
     ec_err rc = run(l, st, "recording a breaker transition", err);
-    pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(l->lock_p);
     return rc;
 }
 
 ec_err ec_ledger_queue_event(ec_ledger *l, const char *query_id, const char *event,
                              const char *detail, ec_error *err)
 {
-    pthread_mutex_lock(&l->lock);
+    pthread_mutex_lock(l->lock_p);
     sqlite3_stmt *st = l->st[ST_QUEUE_EVENT];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)ec_now_ms());
     bind_text(st, 2, query_id);
     bind_text(st, 3, event);
     bind_text(st, 4, detail);
     ec_err rc = run(l, st, "recording a queue event", err);
-    pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(l->lock_p);
     return rc;
 }

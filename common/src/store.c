@@ -394,6 +394,7 @@ ec_err ec_store_open(ec_store **out, const char *path, bool readonly, ec_error *
     }
     s->readonly = readonly;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->wlock, NULL);
     pthread_mutex_init(&s->rlock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -623,8 +624,18 @@ static ec_err insert_decision(ec_store *s, const ec_decision *d, ec_error *err)
     return EC_OK;
 }
 
+static ec_err write_txn_locked(ec_store *s, ec_decision *const *b, size_t n, ec_error *err);
+
 /* One transaction over n decisions; rolled back whole on any failure. */
 static ec_err write_txn(ec_store *s, ec_decision *const *b, size_t n, ec_error *err)
+{
+    pthread_mutex_lock(&s->wlock);
+    ec_err rc = write_txn_locked(s, b, n, err);
+    pthread_mutex_unlock(&s->wlock);
+    return rc;
+}
+
+static ec_err write_txn_locked(ec_store *s, ec_decision *const *b, size_t n, ec_error *err)
 {
     ec_err rc = step_done(s, s->st_begin, "BEGIN", err);
     if (rc)
@@ -869,9 +880,16 @@ void ec_store_close(ec_store *s)
         ec_log_error("store: %" PRIu64 " decisions were not written to %s", s->failed, s->path);
     pthread_cond_destroy(&s->progress);
     pthread_mutex_destroy(&s->rlock);
+    pthread_mutex_destroy(&s->wlock);
     pthread_mutex_destroy(&s->lock);
     free(s->path);
     free(s);
+}
+
+sqlite3 *ec_store_write_conn(ec_store *s, pthread_mutex_t **lock)
+{
+    *lock = &s->wlock;
+    return s->db;
 }
 
 /* ---- test hooks (store_internal.h) ---- */

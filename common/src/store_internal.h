@@ -30,6 +30,10 @@ struct ec_store {
     sqlite3_stmt *st_find_decision;
     sqlite3_stmt *st_del_journal;
     sqlite3_stmt *st_add_cost;
+    /* Held around every use of db: the writer's transactions and the ledger
+     * (ledger.c), which shares this connection so that the two never meet as
+     * separate connections in SQLite's busy-wait (which sleeps milliseconds). */
+    pthread_mutex_t wlock;
 
     /* The read connection (stats, counts): a separate connection so readers
      * see committed snapshots (WAL) and never step inside the writer's open
@@ -52,6 +56,9 @@ struct ec_store {
     uint64_t failed;
     uint64_t commits; /* transactions committed by the writer */
 };
+
+/* The write connection and its lock, for the ledger. NULL for a read-only store. */
+sqlite3 *ec_store_write_conn(ec_store *s, pthread_mutex_t **lock);
 
 /* ---- test hooks ---- */
 

@@ -29,7 +29,7 @@ static int setup(void **state)
         return -1;
     snprintf(f->path, sizeof(f->path), "%s/d.db", f->dir);
     ec_error err = {0};
-    if (ec_store_open(&f->store, f->path, false, &err) || ec_ledger_open(&f->l, f->path, &err))
+    if (ec_store_open(&f->store, f->path, false, &err) || ec_ledger_open(&f->l, f->store, &err))
         return -1;
     *state = f;
     return 0;

@@ -26,8 +26,11 @@
 
 typedef struct ec_ledger ec_ledger;
 
-/* Opens path, which ec_store_open has already created (schema 3 or later). */
-ec_err ec_ledger_open(ec_ledger **out, const char *path, ec_error *err);
+/* Uses the store's write connection (under the store's lock, so a ledger
+ * write waits at most for one batch of decisions, never in SQLite's
+ * millisecond busy-sleep). Close the ledger before the store. */
+struct ec_store;
+ec_err ec_ledger_open(ec_ledger **out, struct ec_store *store, ec_error *err);
 void ec_ledger_close(ec_ledger *l);
 
 /* ---- journal ---- */
