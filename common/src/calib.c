@@ -221,6 +221,8 @@ ec_err ec_calib_platt(const double *x, const double *y, size_t n, double *a, dou
             break;
         double da = (hbb * ga - hab * gb) / det, db = (haa * gb - hab * ga) / det;
         double step = 1, nf = f;
+        /* Backtracking line search: halving from 1 ends after at most 34 steps. */
+        // NOLINTNEXTLINE(cert-flp30-c,clang-analyzer-security.FloatLoopCounter)
         for (; step > 1e-10; step /= 2) {
             nf = platt_loss(p, n, ca - step * da, cb - step * db);
             if (nf <= f - 1e-4 * step * (ga * da + gb * db)) /* Armijo */

@@ -260,8 +260,10 @@ static ec_err stats_by_locked(ec_store *s, uint64_t since_ms, ec_stats_by by, gr
             if ((rc = group_start(a, key, err)))
                 goto out;
         }
+        /* group_start() succeeded at least once: a->g holds a->n >= 1 groups. */
         ec_group_stats *g = &a->g[a->n - 1];
         const char *kind = (const char *)sqlite3_column_text(st, 1);
+        // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
         g->queries++;
         if (kind && strcmp(kind, "local") == 0)
             g->local++;

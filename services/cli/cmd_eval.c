@@ -556,7 +556,8 @@ static double ece_equal_mass(const double *conf, const double *ok, size_t n)
             end++;
         double c = 0, k = 0;
         for (size_t j = i; j < end; j++) {
-            c += conf[j];
+            /* j < end <= n: the caller filled conf[0..n). */
+            c += conf[j]; // NOLINT(clang-analyzer-core.uninitialized.Assign)
             k += ok[j];
         }
         e += fabs(k - c) / (double)n;
