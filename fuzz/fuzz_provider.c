@@ -1,5 +1,6 @@
-/* Fuzzes the ollama provider's response parsers: parse_chat on an HTTP 200 whose
- * body is the input, and parse_models on the same body. An accepted chat
+/* Fuzzes the response parsers of the provider EC_FUZZ_PROVIDER (one executable
+ * per provider, see CMakeLists.txt): parse_chat on an HTTP 200 whose body is
+ * the input, and parse_models on the same body. An accepted chat
  * answer must also make an InferReply (what the tier service publishes next):
  * encoding it may refuse the content, but must say why. */
 #include "fuzz.h"
@@ -10,12 +11,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const ec_provider *p = ec_provider_find("ollama");
-    FUZZ_CHECK(p != NULL, "provider ollama not found");
+    const ec_provider *p = ec_provider_find(EC_FUZZ_PROVIDER);
+    FUZZ_CHECK(p != NULL, "provider " EC_FUZZ_PROVIDER " not found");
     ec_tier_cfg t;
     memset(&t, 0, sizeof(t));
     t.name = (char *)"fuzz";
-    t.provider = (char *)"ollama";
+    t.provider = (char *)EC_FUZZ_PROVIDER;
     t.model = (char *)"fuzz-model";
     t.base_url = (char *)"http://127.0.0.1:9/v1";
     t.input_per_1m = 0.15;
