@@ -28,6 +28,9 @@ enum {
     ST_QUEUE_EVENT,
     ST_SEEN_ADD,
     ST_SEEN_PRUNE,
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
     ST__COUNT
 };
 
@@ -57,6 +60,9 @@ static const char *const sql[ST__COUNT] = {
                        " VALUES (?1, ?2, ?3, ?4)",
     [ST_SEEN_ADD] = "INSERT OR IGNORE INTO seen (digest, ts_ms) VALUES (?1, ?2)",
     [ST_SEEN_PRUNE] = "DELETE FROM seen WHERE ts_ms < ?1",
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
 };
 
 #define SEEN_KEEP_MS     (3600u * 1000u) /* longer than any broker redelivery delay */
@@ -183,33 +189,46 @@ static char *col_text(sqlite3_stmt *st, int i)
 
 /* ---- journal ---- */
 
+/* One transaction for the digest and the journal row: each commit is a WAL
+ * append on Paho's thread, and this runs for every query. */
 ec_err ec_journal_add(ec_ledger *l, const ec_mqtt_msg *m, int64_t *id, ec_error *err)
 {
     pthread_mutex_lock(l->lock_p);
     uint64_t now = ec_now_ms();
+    ec_err rc = run(l, l->st[ST_BEGIN], "journal: begin", err);
+    if (rc)
+        goto out;
     sqlite3_stmt *seen = l->st[ST_SEEN_ADD];
     sqlite3_bind_int64(seen, 1, digest(m));
     sqlite3_bind_int64(seen, 2, (sqlite3_int64)now);
-    ec_err rc = run(l, seen, "remembering a query", err);
-    if (rc == EC_OK && sqlite3_changes(l->db) == 0 && m->dup) {
+    if ((rc = run(l, seen, "remembering a query", err)))
+        goto abort;
+    if (sqlite3_changes(l->db) == 0 && m->dup) {
         *id = -1; /* the broker's redelivery of a query we already took */
-        pthread_mutex_unlock(l->lock_p);
-        return EC_OK;
+        rc = run(l, l->st[ST_COMMIT], "journal: commit", err);
+        goto out;
     }
     if (++l->adds % SEEN_PRUNE_EVERY == 0) {
         sqlite3_bind_int64(l->st[ST_SEEN_PRUNE], 1, (sqlite3_int64)(now - SEEN_KEEP_MS));
-        run(l, l->st[ST_SEEN_PRUNE], "forgetting old queries", NULL);
+        if ((rc = run(l, l->st[ST_SEEN_PRUNE], "forgetting old queries", err)))
+            goto abort;
     }
     sqlite3_stmt *st = l->st[ST_JOURNAL_ADD];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)ec_now_ms());
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
     bind_text(st, 2, m->topic);
     sqlite3_bind_blob(st, 3, m->payload ? m->payload : "", (int)m->len, SQLITE_STATIC);
     bind_text(st, 4, m->response_topic);
     bind_blob(st, 5, m->corr, m->corr_len);
     sqlite3_bind_int64(st, 6, m->expiry_s);
-    rc = run(l, st, "journal", err);
-    if (rc == EC_OK)
-        *id = sqlite3_last_insert_rowid(l->db);
+    if ((rc = run(l, st, "journal", err)))
+        goto abort;
+    *id = sqlite3_last_insert_rowid(l->db);
+    if ((rc = run(l, l->st[ST_COMMIT], "journal: commit", err)) == EC_OK)
+        goto out;
+abort:
+    if (!sqlite3_get_autocommit(l->db))
+        run(l, l->st[ST_ROLLBACK], "journal: rollback", NULL);
+out:
     pthread_mutex_unlock(l->lock_p);
     return rc;
 }
