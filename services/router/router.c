@@ -681,8 +681,8 @@ ec_err ec_router_create(ec_router **out, ec_service *svc, ec_store *store, ec_er
         ec_router_destroy(r);
         return rc;
     }
-    if (store && ((rc = ec_ledger_open(&r->ledger, store, err)) ||
-                  (rc = ec_router_journal_load(r, err)))) {
+    if (store &&
+        ((rc = ec_ledger_open(&r->ledger, store, err)) || (rc = ec_router_journal_load(r, err)))) {
         ec_router_destroy(r);
         return rc;
     }

@@ -76,10 +76,14 @@ static bool parse_port(const char *s, uint16_t *out)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"port", required_argument, NULL, 'p'},      {"bind", required_argument, NULL, 'b'},
-        {"script", required_argument, NULL, 's'},    {"port-file", required_argument, NULL, 'f'},
-        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},         {"replay", required_argument, NULL, 'r'},
+        {"port", required_argument, NULL, 'p'},
+        {"bind", required_argument, NULL, 'b'},
+        {"script", required_argument, NULL, 's'},
+        {"port-file", required_argument, NULL, 'f'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"replay", required_argument, NULL, 'r'},
         {"replay-map", required_argument, NULL, 'm'},
         {"replay-latency-scale", required_argument, NULL, 'x'},
         {NULL, 0, NULL, 0},
@@ -200,8 +204,12 @@ int main(int argc, char **argv)
     }
     ec_log_info("listening on http://%s:%u (%zu models, %zu rules%s%s)", bind, (unsigned)bound,
                 script->n_models, script->n_rules,
-                replay_path ? ", replay " : script_path ? ", script " : ", built-in",
-                replay_path ? replay_path : script_path ? script_path : "");
+                replay_path   ? ", replay "
+                : script_path ? ", script "
+                              : ", built-in",
+                replay_path   ? replay_path
+                : script_path ? script_path
+                              : "");
     if (port_file && write_port_file(port_file, bound) != 0) {
         ec_log_error("--port-file %s: %s", port_file, strerror(errno));
         goto stop;

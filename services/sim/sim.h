@@ -19,13 +19,13 @@
 #define SIM_MAX_BODY (8u * 1024u * 1024u)
 
 typedef struct sim_server {
-    sim_script *script;   /* owned; read-only while serving */
-    pthread_mutex_t lock; /* guards the arrays below */
-    sim_fault *faults;    /* current fault per model (script's, or set by POST /sim/faults) */
-    unsigned *fault_hits; /* requests the current fault applied to, for "times" */
-    uint64_t *requests;   /* chat requests per model, on any API */
-    uint64_t *faulted;    /* of which a fault answered */
-    atomic_bool stopping; /* set before the daemon stops: sleeping handlers give up */
+    sim_script *script;        /* owned; read-only while serving */
+    pthread_mutex_t lock;      /* guards the arrays below */
+    sim_fault *faults;         /* current fault per model (script's, or set by POST /sim/faults) */
+    unsigned *fault_hits;      /* requests the current fault applied to, for "times" */
+    uint64_t *requests;        /* chat requests per model, on any API */
+    uint64_t *faulted;         /* of which a fault answered */
+    atomic_bool stopping;      /* set before the daemon stops: sleeping handlers give up */
     struct sim_replay *replay; /* replay mode (sim_replay.h): not owned; NULL = script */
 } sim_server;
 

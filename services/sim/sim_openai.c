@@ -148,7 +148,8 @@ enum MHD_Result sim_openai_chat(sim_req *r)
         if (sim_replay_answer(srv->replay, model, &prompt, &ans, &hit, &err)) {
             res = sim_reply_json(
                 r, err.code == EC_ERR_NOTFOUND ? 404 : 500,
-                openai_error_code(404, err.msg, err.code == EC_ERR_NOTFOUND ? "not_recorded" : NULL),
+                openai_error_code(404, err.msg,
+                                  err.code == EC_ERR_NOTFOUND ? "not_recorded" : NULL),
                 false, 0);
             goto out;
         }

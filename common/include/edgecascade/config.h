@@ -52,15 +52,15 @@ typedef struct ec_config {
     /* mqtt */
     char *broker; /* default tcp://127.0.0.1:1883 */
     char *username;
-    char *password; /* sensitive */
+    char *password;      /* sensitive */
     char *password_file; /* or a file whose first line is the password; read by the service */
-    char *ca_file;       /* TLS (ssl:// or mqtts://): CA bundle that signed the broker's certificate */
-    char *cert_file;     /* TLS client certificate, "" for none */
-    char *key_file;      /* and its private key */
+    char *ca_file;   /* TLS (ssl:// or mqtts://): CA bundle that signed the broker's certificate */
+    char *cert_file; /* TLS client certificate, "" for none */
+    char *key_file;  /* and its private key */
     int keepalive_s;
     int max_inflight;
     int queue_size;
-    char *client_id;           /* "" = edgecascade-<service>-<site>-<host>; stable across restarts */
+    char *client_id; /* "" = edgecascade-<service>-<site>-<host>; stable across restarts */
     uint32_t session_expiry_s; /* how long the broker keeps a service's session and messages */
     bool shared_subscriptions; /* several copies of a service split its work ($share/...) */
 
@@ -69,13 +69,13 @@ typedef struct ec_config {
     int store_batch_ms;
 
     /* gate */
-    char *gate_preset;     /* aggressive | balanced | conservative */
-    double min_confidence; /* resolved: explicit value, else the preset's */
-    char *gate_calibration; /* calibration file from `edgecascade calibrate`; "" = none */
-    bool gate_preroute;     /* send hard and expert queries straight to the first cloud tier */
-    double gate_offset[6];  /* threshold offset per query complexity (ec_complexity 1..5) */
-    double shadow_rate;     /* share of locally accepted queries also asked to the cloud */
-    int samples;            /* self-consistency: answers the local tier draws (1 = off) */
+    char *gate_preset;         /* aggressive | balanced | conservative */
+    double min_confidence;     /* resolved: explicit value, else the preset's */
+    char *gate_calibration;    /* calibration file from `edgecascade calibrate`; "" = none */
+    bool gate_preroute;        /* send hard and expert queries straight to the first cloud tier */
+    double gate_offset[6];     /* threshold offset per query complexity (ec_complexity 1..5) */
+    double shadow_rate;        /* share of locally accepted queries also asked to the cloud */
+    int samples;               /* self-consistency: answers the local tier draws (1 = off) */
     double sample_temperature; /* temperature of the extra samples */
 
     /* router */

@@ -19,7 +19,7 @@ typedef struct ec_store ec_store;
  * recalibrated from the device's own log (edgecascade calibrate --from-store):
  * the draft itself and the signals behind its confidence. */
 typedef struct ec_attempt_detail {
-    char *answer;          /* the tier's draft; NULL on error */
+    char *answer; /* the tier's draft; NULL on error */
     char *finish_reason;
     ec_lp_stats lp;
     double raw_confidence; /* the gate's signal before calibration; -1 if none */
@@ -142,8 +142,8 @@ typedef struct ec_store_info {
     int schema_version;       /* PRAGMA user_version of the file */
     int schema_version_build; /* the version this build writes */
     uint64_t decisions;
-    uint64_t outbox; /* escalations waiting for the cloud */
-    uint64_t journal; /* queries not yet decided (non-zero only mid-flight or after a crash) */
+    uint64_t outbox;     /* escalations waiting for the cloud */
+    uint64_t journal;    /* queries not yet decided (non-zero only mid-flight or after a crash) */
     uint64_t last_ts_ms; /* newest decision's arrival time, 0 when none */
 } ec_store_info;
 
