@@ -48,8 +48,9 @@ void cli_help_calibrate(void)
            "                  or isotonic (pool adjacent violators; needs more rows)\n"
            "  --margin Z      the expected accuracy less Z standard deviations of the\n"
            "                  accepted drafts' right count must reach the target (1; 0: none)\n"
-           "  --from-store    fit on the decision log: escalated queries whose local draft\n"
-           "                  and cloud answer are both short are labelled by agreement\n"
+           "  --from-store    fit on the decision log: escalated queries and shadow calls\n"
+           "                  (gate.shadow_rate) whose local draft and cloud answer are\n"
+           "                  both short are labelled by their agreement\n"
            "  --db PATH       decision log (default: store.path of the config)\n"
            "  --output FILE   write the calibration file\n"
            "  --json          print the fitted file's JSON instead of the table\n");
@@ -207,8 +208,16 @@ int cli_short_agreement(const char *a, const char *b)
     return strcmp(x, y) == 0;
 }
 
+/* Labels from the decision log: the first (local) draft against a cloud
+ * answer to the same query, when both are short. Two sources: escalated
+ * queries (the cloud answer was served) and shadow calls (gate.shadow_rate:
+ * the local draft was served, the cloud asked on the side). Escalations alone
+ * only label drafts below the threshold; shadow calls label the accepted
+ * ones, which is where a wrong draft costs. Both are selected by the raw
+ * signal alone (the threshold, or a coin), so P(correct | raw) fitted on
+ * their union is not biased by the selection. */
 static ec_err store_samples(const char *db, ec_calib_sample **out, size_t *n, size_t *seen,
-                            ec_error *err)
+                            size_t *from_shadow, ec_error *err)
 {
     struct stat st;
     if (stat(db, &st) != 0)
@@ -218,17 +227,19 @@ static ec_err store_samples(const char *db, ec_calib_sample **out, size_t *n, si
     ec_err rc = EC_OK;
     size_t cap = 0;
     *out = NULL;
-    *n = *seen = 0;
+    *n = *seen = *from_shadow = 0;
     if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         rc = ec_error_set(err, EC_ERR_DB, "%s: %s", db, sqlite3_errmsg(h));
         goto out;
     }
     static const char sql[] =
-        "SELECT l.raw_confidence, l.answer, c.answer, l.cost_usd, c.cost_usd"
+        "SELECT l.raw_confidence, l.answer, c.answer, l.cost_usd, c.cost_usd,"
+        "       c.reason LIKE 'shadow:%'"
         "  FROM decisions d JOIN attempts l ON l.decision_id = d.id AND l.seq = 0"
         "  JOIN attempts c ON c.decision_id = d.id"
         "   AND c.seq = (SELECT MAX(seq) FROM attempts WHERE decision_id = d.id)"
-        " WHERE d.escalated = 1 AND d.tier_kind = 'cloud' AND c.seq > 0"
+        " WHERE c.seq > 0 AND ((d.escalated = 1 AND d.tier_kind = 'cloud')"
+        "                      OR c.reason LIKE 'shadow:%')"
         "   AND l.answer IS NOT NULL AND c.answer IS NOT NULL AND c.error_code IS NULL"
         "   AND l.raw_confidence IS NOT NULL AND l.raw_confidence >= 0"
         " ORDER BY d.id";
@@ -253,6 +264,7 @@ static ec_err store_samples(const char *db, ec_calib_sample **out, size_t *n, si
             }
             *out = s;
         }
+        *from_shadow += sqlite3_column_int(q, 5) != 0;
         (*out)[(*n)++] = (ec_calib_sample){.raw = sqlite3_column_double(q, 0),
                                            .local_correct = agree == 1,
                                            .cloud_correct = true,
@@ -282,17 +294,17 @@ int cli_cmd_calibrate(cli_ctx *ctx, int argc, char **argv)
     ec_corpus corpus = {0};
     ec_calib_sample *s = NULL;
     ec_calib cal = {0};
-    size_t n = 0, seen = 0;
+    size_t n = 0, seen = 0, from_shadow = 0;
     int rc = CLI_EXIT_FAIL;
     char source[600];
     if (o.from_store) {
         const char *db = o.db ? o.db : ctx->cfg.db_path;
-        if (store_samples(db, &s, &n, &seen, &err))
+        if (store_samples(db, &s, &n, &seen, &from_shadow, &err))
             goto fail;
         if (n == 0) {
             ec_error_set(&err, EC_ERR_INVAL,
-                         "%s: no labelled drafts (%zu escalated queries with both answers; "
-                         "labels need short answers on both sides)",
+                         "%s: no labelled drafts (%zu escalated or shadowed queries with both "
+                         "answers; labels need short answers on both sides)",
                          db, seen);
             goto fail;
         }
@@ -336,8 +348,9 @@ int cli_cmd_calibrate(cli_ctx *ctx, int argc, char **argv)
         printf("calibration of %s (local) against %s (cloud) on %s\n", cal.local_model,
                cal.cloud_model, source);
         if (o.from_store)
-            printf("labels: %zu of %zu escalated queries (short answers, cloud taken as right)\n",
-                   n, seen);
+            printf("labels: %zu of %zu escalated or shadowed queries (%zu from shadow calls; "
+                   "short answers, cloud taken as right)\n",
+                   n, seen, from_shadow);
         printf("samples %zu, local accuracy %.1f %%, cloud accuracy %.1f %%, knots %zu\n", n,
                100 * cal.local_accuracy, 100 * cal.cloud_accuracy, cal.nk);
         if (o.method == EC_CALIB_PLATT)

@@ -19,14 +19,15 @@
 #define SIM_MAX_BODY (8u * 1024u * 1024u)
 
 typedef struct sim_server {
-    sim_script *script;        /* owned; read-only while serving */
-    pthread_mutex_t lock;      /* guards the arrays below */
-    sim_fault *faults;         /* current fault per model (script's, or set by POST /sim/faults) */
-    unsigned *fault_hits;      /* requests the current fault applied to, for "times" */
-    uint64_t *requests;        /* chat requests per model, on any API */
-    uint64_t *faulted;         /* of which a fault answered */
-    atomic_bool stopping;      /* set before the daemon stops: sleeping handlers give up */
-    struct sim_replay *replay; /* replay mode (sim_replay.h): not owned; NULL = script */
+    sim_script *script;   /* owned; read-only while serving */
+    pthread_mutex_t lock; /* guards the arrays below */
+    sim_fault *faults;    /* current fault per model (script's, or set by POST /sim/faults) */
+    unsigned *fault_hits; /* requests the current fault applied to, for "times" */
+    uint64_t *requests;   /* chat requests per model, on any API */
+    uint64_t *faulted;    /* of which a fault answered */
+    atomic_bool stopping; /* set before the daemon stops: sleeping handlers give up */
+    atomic_uint_fast64_t sampled; /* requests at temperature > 0 so far (rule samples) */
+    struct sim_replay *replay;    /* replay mode (sim_replay.h): not owned; NULL = script */
 } sim_server;
 
 /* Takes ownership of script (also on failure). */
@@ -65,6 +66,9 @@ const char *sim_header(sim_req *r, const char *name);
 bool sim_bearer_ok(sim_req *r, const char *key);
 /* Parses the request body as a JSON object; NULL (and a message in why) when it is not. */
 json_t *sim_body_json(sim_req *r, char *why, size_t why_len);
+/* 0 for a greedy request (temperature absent, null or 0); else the next
+ * sample number (1, 2, ...), for sim_answer_make. */
+uint64_t sim_sample_number(sim_server *srv, json_t *temperature);
 /* Sleeps ms in short steps; false when the server began stopping meanwhile. */
 bool sim_sleep(sim_server *srv, unsigned ms);
 /* RFC 3339 UTC time with nanoseconds, as Ollama writes it. out holds 40 bytes. */

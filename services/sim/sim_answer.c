@@ -225,13 +225,16 @@ static char *default_text(const sim_model *m, uint64_t h)
 }
 
 ec_err sim_answer_make(const sim_script *s, const sim_model *m, const sim_prompt *p,
-                       long max_tokens, sim_answer *out)
+                       long max_tokens, uint64_t sample, sim_answer *out)
 {
     memset(out, 0, sizeof(*out));
     ec_err rc = EC_ERR_NOMEM;
     const sim_rule *rule = sim_script_rule(s, m->name, p->last_user);
     uint64_t h = mix(sim_fnv1a(p->last_user, strlen(p->last_user), SIM_FNV_OFFSET));
-    out->text = rule ? strdup(rule->answer) : default_text(m, h);
+    const char *said = rule ? rule->answer : NULL;
+    if (rule && sample && rule->n_samples)
+        said = rule->samples[(sample - 1) % rule->n_samples];
+    out->text = said ? strdup(said) : default_text(m, h);
     if (!out->text || split(out))
         goto out;
     if (max_tokens >= 0 && out->n > (size_t)max_tokens) {

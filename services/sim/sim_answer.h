@@ -31,9 +31,12 @@ typedef struct sim_answer {
     bool truncated; /* max_tokens cut it: finish reason "length" */
 } sim_answer;
 
-/* max_tokens < 0 means no limit. */
+/* max_tokens < 0 means no limit. sample is 0 for a greedy (temperature 0)
+ * request; for a sampled one, a number that picks among the rule's samples
+ * (the server counts sampled requests), the only input that is not the
+ * request's own. */
 ec_err sim_answer_make(const sim_script *s, const sim_model *m, const sim_prompt *p,
-                       long max_tokens, sim_answer *out);
+                       long max_tokens, uint64_t sample, sim_answer *out);
 void sim_answer_clear(sim_answer *a);
 
 /* Copies token i into a fresh NUL-terminated string (caller frees). */

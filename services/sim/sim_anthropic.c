@@ -99,7 +99,8 @@ enum MHD_Result sim_anthropic_messages(sim_req *r)
         res = sim_reply_error(r, anthropic_error, 400, "%s", err.msg);
         goto out;
     }
-    if (sim_answer_make(srv->script, mod, &prompt, max_tokens, &ans)) {
+    if (sim_answer_make(srv->script, mod, &prompt, max_tokens,
+                        sim_sample_number(srv, json_object_get(req, "temperature")), &ans)) {
         res = sim_reply_error(r, anthropic_error, 500, "out of memory");
         goto out;
     }

@@ -24,6 +24,7 @@ ec_err sim_server_init(sim_server *srv, sim_script *script, ec_error *err)
     srv->script = script;
     pthread_mutex_init(&srv->lock, NULL);
     atomic_init(&srv->stopping, false);
+    atomic_init(&srv->sampled, 0);
     size_t n = script->n_models;
     srv->faults = calloc(n, sizeof(*srv->faults));
     srv->fault_hits = calloc(n, sizeof(*srv->fault_hits));

@@ -126,6 +126,13 @@ json_t *sim_body_json(sim_req *r, char *why, size_t why_len)
     return root;
 }
 
+uint64_t sim_sample_number(sim_server *srv, json_t *temperature)
+{
+    if (!json_is_number(temperature) || json_number_value(temperature) <= 0)
+        return 0;
+    return atomic_fetch_add(&srv->sampled, 1) + 1;
+}
+
 bool sim_sleep(sim_server *srv, unsigned ms)
 {
     uint64_t end = ec_mono_us() + (uint64_t)ms * 1000u;

@@ -175,7 +175,10 @@ enum MHD_Result sim_ollama_chat(sim_req *r)
         res = sim_reply_error(r, sim_ollama_error, 400, "%s", err.msg);
         goto out;
     }
-    if (sim_answer_make(srv->script, mod, &prompt, max_tokens, &ans)) {
+    if (sim_answer_make(
+            srv->script, mod, &prompt, max_tokens,
+            sim_sample_number(srv, json_object_get(json_object_get(req, "options"), "temperature")),
+            &ans)) {
         res = sim_reply_error(r, sim_ollama_error, 500, "out of memory");
         goto out;
     }

@@ -160,7 +160,8 @@ enum MHD_Result sim_openai_chat(sim_req *r)
         pt = hit.tokens_in;
         ct = hit.tokens_out;
     } else {
-        if (sim_answer_make(srv->script, mod, &prompt, max_tokens, &ans)) {
+        if (sim_answer_make(srv->script, mod, &prompt, max_tokens, sim_sample_number(srv, temp),
+                            &ans)) {
             res = sim_reply_error(r, sim_openai_error, 500, "out of memory");
             goto out;
         }

@@ -16,8 +16,9 @@
  *        "model": "*",                 // "*" (default) or one model name
  *        "answer": "PASS ...",         // required, non-empty
  *        "logprob": -0.02,             // every token gets this logprob, or
- *        "logprobs": [-2.1, -0.3]}     // per token, the last one repeats
- *     ],                               // neither: the model's default_logprob
+ *        "logprobs": [-2.1, -0.3],     // per token, the last one repeats
+ *        "samples": ["PASS", "FAIL"]}  // answers at temperature > 0, in turn
+ *     ],                               // neither logprob: the model's default_logprob
  *     "faults": {                      // model name -> fault (see sim_fault.c)
  *       "gpt-4o-mini": {"status": 503, "retry_after": 2, "latency_ms": 0,
  *                       "hang": false, "reset": false, "malformed": false, "times": 0}
@@ -177,9 +178,31 @@ static ec_err parse_model(const char *name, json_t *obj, sim_model *m, ec_error 
     return rc;
 }
 
+/* "samples": what the model says when sampled (temperature > 0), so a
+ * self-consistency check (gate.samples) can see answers that disagree. */
+static ec_err parse_samples(json_t *v, sim_rule *r, const char *where, ec_error *err)
+{
+    if (!v)
+        return EC_OK;
+    if (!json_is_array(v) || json_array_size(v) == 0)
+        return ec_error_set(err, EC_ERR_CONFIG, "%s.samples: expected a non-empty array", where);
+    if (!(r->samples = calloc(json_array_size(v), sizeof(char *))))
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    for (size_t k = 0; k < json_array_size(v); k++) {
+        const char *t = json_string_value(json_array_get(v, k));
+        if (!t || !*t)
+            return ec_error_set(err, EC_ERR_CONFIG, "%s.samples[%zu]: expected a non-empty string",
+                                where, k);
+        if (!(r->samples[r->n_samples++] = strdup(t)))
+            return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    }
+    return EC_OK;
+}
+
 static ec_err parse_rule(size_t i, json_t *obj, sim_rule *r, ec_error *err)
 {
-    static const char *const keys[] = {"match", "model", "answer", "logprob", "logprobs", NULL};
+    static const char *const keys[] = {"match",    "model",   "answer", "logprob",
+                                       "logprobs", "samples", NULL};
     char where[64];
     snprintf(where, sizeof(where), "rules[%zu]", i);
     if (!json_is_object(obj))
@@ -199,6 +222,8 @@ static ec_err parse_rule(size_t i, json_t *obj, sim_rule *r, ec_error *err)
         return ec_error_set(err, EC_ERR_CONFIG, "%s.answer: required and non-empty", where);
     if (!r->model && !(r->model = strdup("*")))
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    if ((rc = parse_samples(json_object_get(obj, "samples"), r, where, err)))
+        return rc;
     json_t *lp = json_object_get(obj, "logprob");
     json_t *lps = json_object_get(obj, "logprobs");
     if (lp && lps)
@@ -334,6 +359,9 @@ void sim_script_free(sim_script *s)
         free(s->rules[i].model);
         free(s->rules[i].answer);
         free(s->rules[i].logprobs);
+        for (size_t k = 0; k < s->rules[i].n_samples; k++)
+            free(s->rules[i].samples[k]);
+        free(s->rules[i].samples);
     }
     free(s->models);
     free(s->rules);

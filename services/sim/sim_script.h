@@ -38,6 +38,8 @@ typedef struct sim_rule {
     bool has_logprob;
     double *logprobs; /* per token; the last one repeats */
     size_t n_logprobs;
+    char **samples; /* answers given in turn at temperature > 0; NULL: always answer */
+    size_t n_samples;
 } sim_rule;
 
 typedef struct sim_script {

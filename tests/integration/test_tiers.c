@@ -27,6 +27,8 @@ static const char *script =
     "                   \"require_key\": \"sk-test-not-a-real-key\"}},\n"
     " \"rules\": [\n"
     "  {\"match\": \"easy\", \"model\": \"*\", \"answer\": \"42\", \"logprob\": -0.01},\n"
+    "  {\"match\": \"wobbly\", \"model\": \"*\", \"answer\": \"42\", \"logprob\": -0.01,\n"
+    "   \"samples\": [\"17\", \"42\"]},\n"
     "  {\"match\": \"hard\", \"model\": \"llama3.2-1b\", \"answer\": \"Not sure.\", \"logprob\": "
     "-1.5},\n"
     "  {\"match\": \"hard\", \"model\": \"llama3.2:1b\", \"answer\": \"I'm not sure.\", "
@@ -337,6 +339,46 @@ static void shadow_calls_are_recorded_not_served(void **state)
     ech_teardown(&h);
 }
 
+/* Shadow calls label the drafts the gate accepted; escalations label the ones
+ * it did not. calibrate --from-store reads both from the decision log. */
+static void calibrate_from_store_counts_shadow_labels(void **state)
+{
+    ech h;
+    start(&h, NULL, "gate:\n  shadow_rate: 1.0\n");
+    ec_result r = {0};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(ech_ask(&h, "an easy one", NULL, &r, 10000), 0);
+        assert_string_equal(r.tier, "local");
+        ec_result_clear(&r);
+    }
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ech_ask(&h, "a hard question", NULL, &r, 10000), 0);
+        assert_string_equal(r.tier, "cloud");
+        ec_result_clear(&r);
+    }
+    long rows = 0;
+    for (int i = 0; i < 100 && rows < 4; i++) {
+        rows = ech_sql_long(&h, "SELECT count(*) FROM attempts WHERE reason LIKE 'shadow:%'");
+        if (rows < 4)
+            ec_sleep_ms(50);
+    }
+    assert_int_equal(rows, 4);
+    char cmd[1200], out[8192];
+    snprintf(cmd, sizeof(cmd), "%s/edgecascade calibrate --from-store --db %s 2>&1", EC_BIN_DIR,
+             h.db);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t len = fread(out, 1, sizeof(out) - 1, f);
+    out[len] = '\0';
+    int st = pclose(f);
+    if (!strstr(out, "labels: 6 of 6 escalated or shadowed queries (4 from shadow calls"))
+        fail_msg("calibrate --from-store printed:\n%s", out);
+    /* 4 right drafts (shadow: both said 42) of 6: local accuracy 66.7 % */
+    assert_non_null(strstr(out, "local accuracy 66.7 %"));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    ech_teardown(&h);
+}
+
 static void self_consistency_draws_samples(void **state)
 {
     ech h;
@@ -346,6 +388,17 @@ static void self_consistency_draws_samples(void **state)
     assert_string_equal(r.tier, "local");
     assert_non_null(strstr(r.reason, "3 of 3 samples agree"));
     assert_int_equal(ech_sim_requests(&h, "llama3.2-1b"), 3);
+    ec_result_clear(&r);
+    /* A confident draft whose samples disagree is not trusted: it escalates
+     * although its confidence clears the threshold. */
+    assert_int_equal(ech_ask(&h, "a wobbly reading", NULL, &r, 10000), 0);
+    assert_string_equal(r.tier, "cloud");
+    assert_int_equal(r.n_attempts, 2);
+    assert_true(r.attempts[0].confidence >= r.attempts[0].threshold);
+    assert_false(r.attempts[0].accepted);
+    assert_non_null(strstr(r.attempts[0].reason, "the samples disagree; 2 of 3 samples agree"));
+    assert_int_equal(ech_sim_requests(&h, "llama3.2-1b"), 6);
+    assert_int_equal(ech_sim_requests(&h, "gpt-4o-mini"), 1);
     ec_result_clear(&r);
     ech_teardown(&h);
 }
@@ -362,6 +415,7 @@ int main(void)
         cmocka_unit_test(flood_gets_every_query_answered),
         cmocka_unit_test(services_reject_bad_config_and_survive_bad_requests),
         cmocka_unit_test(shadow_calls_are_recorded_not_served),
+        cmocka_unit_test(calibrate_from_store_counts_shadow_labels),
         cmocka_unit_test(self_consistency_draws_samples),
     };
     return cmocka_run_group_tests_name("integration.tiers", tests, NULL, NULL);

@@ -40,7 +40,8 @@ static const char script_json[] =
     "   \"answer\": \"PASS: the part is within tolerance.\", \"logprob\": -0.02},"
     "  {\"match\": \"vibration\", \"model\": \"loc\", \"answer\": \"Check the bearings now "
     "please\","
-    "   \"logprobs\": [-2.1, -0.3, -1.0]}],"
+    "   \"logprobs\": [-2.1, -0.3, -1.0]},"
+    "  {\"match\": \"gauge\", \"model\": \"loc\", \"answer\": \"7\", \"samples\": [\"7\", \"8\"]}],"
     " \"faults\": {"
     "  \"f500\": {\"status\": 500},"
     "  \"f503\": {\"status\": 503, \"retry_after\": 2},"
@@ -427,6 +428,41 @@ static void test_openai_logprobs(void **state)
         json_object_get(json_array_get(json_object_get(j, "choices"), 0), "logprobs")));
     json_decref(j);
     http_free(&r);
+}
+
+static char *answer_of(const http_res *r)
+{
+    json_t *j = body_json(r);
+    const char *t = json_string_value(json_object_get(
+        json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message"), "content"));
+    assert_non_null(t);
+    char *copy = strdup(t);
+    json_decref(j);
+    return copy;
+}
+
+/* A greedy request gets the rule's answer every time; sampled ones
+ * (temperature > 0) get the rule's samples in turn. */
+static void test_openai_samples(void **state)
+{
+    static const char msgs[] = "[{\"role\":\"user\",\"content\":\"Read the gauge.\"}]";
+    const char *want[] = {"7", "7", NULL, NULL};
+    const char *extra[] = {NULL, "\"temperature\":0", "\"temperature\":0.7", "\"temperature\":0.7"};
+    char *got[4];
+    for (int i = 0; i < 4; i++) {
+        http_res r;
+        chat("loc", msgs, extra[i], &r);
+        assert_int_equal(r.status, 200);
+        got[i] = answer_of(&r);
+        http_free(&r);
+        if (want[i])
+            assert_string_equal(got[i], want[i]);
+    }
+    /* the two samples differ: one of each */
+    assert_true((strcmp(got[2], "7") == 0 && strcmp(got[3], "8") == 0) ||
+                (strcmp(got[2], "8") == 0 && strcmp(got[3], "7") == 0));
+    for (int i = 0; i < 4; i++)
+        free(got[i]);
 }
 
 static void test_openai_max_tokens(void **state)
@@ -913,6 +949,17 @@ static void test_cli(void **state)
     assert_non_null(strstr(text, "latncy_ms"));
     free(text);
 
+    f = fopen(bad, "w");
+    assert_non_null(f);
+    fputs("{\"models\": {\"m\": {}}, \"rules\": [{\"match\": \"x\", \"answer\": \"y\", "
+          "\"samples\": []}]}",
+          f);
+    fclose(f);
+    assert_int_equal(run_sim(badrun, out), 2);
+    text = slurp(out);
+    assert_non_null(strstr(text, "rules[0].samples: expected a non-empty array"));
+    free(text);
+
     const char *noport[] = {SIM_BIN, NULL};
     assert_int_equal(run_sim(noport, out), 2);
 }
@@ -955,6 +1002,7 @@ int main(void)
         cmocka_unit_test(test_openai_shape_and_usage),
         cmocka_unit_test(test_openai_deterministic_default_answer),
         cmocka_unit_test(test_openai_logprobs),
+        cmocka_unit_test(test_openai_samples),
         cmocka_unit_test(test_openai_max_tokens),
         cmocka_unit_test(test_openai_models),
         cmocka_unit_test(test_openai_auth),
