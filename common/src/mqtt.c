@@ -326,7 +326,7 @@ ec_err ec_mqtt_create(ec_mqtt **out, const ec_mqtt_opts *o, ec_error *err)
         m->client = NULL;
         goto out;
     }
-    /* This reference also makes the linker pull mqtt_nodelay.o (which defines
+    /* This reference also makes the linker pull mqtt_wrap.o (which defines
      * __wrap_connect) out of libec_common.a before it reaches Paho's archive. */
     ec_log_debug("mqtt: client %s created (%u sockets with TCP_NODELAY so far)", m->client_id,
                  ec_mqtt_nodelay_count());

@@ -12,7 +12,7 @@
  * publishes are unacknowledged, so a burst pushes back on its producer instead
  * of piling up inside Paho (which collapses throughput on this stack).
  * Subscriptions are remembered and renewed after every reconnect.
- * Every client socket gets TCP_NODELAY (see mqtt_nodelay.c). */
+ * Every client socket gets TCP_NODELAY (see mqtt_wrap.c). */
 #ifndef EC_MQTT_H
 #define EC_MQTT_H
 
