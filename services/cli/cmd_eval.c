@@ -538,7 +538,7 @@ typedef struct eval_figures {
     double accuracy, local_accuracy, cloud_accuracy, escalation_rate;
     double cost_usd, cost_all_cloud_usd, cost_all_local_usd, savings;
     double hindsight_escalation_rate, hindsight_target_escalation_rate, ece;
-    double ece_equal_mass, ece_floor;
+    double ece_equal_mass, ece_floor, ce_l2_debiased;
     bool target_reached;
 } eval_figures;
 
@@ -564,6 +564,35 @@ static double ece_equal_mass(const double *conf, const double *ok, size_t n)
         i = end;
     }
     return e;
+}
+
+/* The debiased L2 calibration error of Kumar, Liang and Ma ("Verified
+ * Uncertainty Calibration", NeurIPS 2019) over the same equal-mass bins:
+ * sqrt(sum_b w_b ((conf_b - acc_b)^2 - acc_b (1 - acc_b) / (n_b - 1))). The
+ * plug-in ECE above is biased upwards by each bin's sampling noise (the
+ * floor); this estimator subtracts that noise's expected share. The L2 error
+ * bounds the L1 error (the ECE) from above, so a debiased L2 figure under
+ * 0.05 says the gate's real ECE is under 0.05 too, within estimation error. */
+static double ce_l2_debiased(const double *conf, const double *ok, size_t n)
+{
+    double e2 = 0;
+    size_t i = 0;
+    for (int b = 0; b < ECE_BINS && i < n; b++) {
+        size_t end = (size_t)((double)n * (b + 1) / ECE_BINS);
+        if (end <= i)
+            continue;
+        while (end < n && conf[end] == conf[end - 1])
+            end++;
+        double c = 0, k = 0, m = (double)(end - i);
+        for (size_t j = i; j < end; j++) {
+            c += conf[j]; // NOLINT(clang-analyzer-core.uninitialized.Assign)
+            k += ok[j];
+        }
+        double acc = k / m, d = c / m - acc;
+        e2 += m / (double)n * (d * d - (m > 1 ? acc * (1 - acc) / (m - 1) : 0));
+        i = end;
+    }
+    return sqrt(e2 > 0 ? e2 : 0);
 }
 
 static double ece_bins(const double *conf, const double *ok, size_t n)
@@ -636,6 +665,7 @@ static void calibration_errors(const eval_run *r, eval_figures *fg)
         fg->ece = ece_bins(conf, ok, k);
         fg->ece_equal_mass = ece_equal_mass(conf, ok, k);
         fg->ece_floor = ece_floor(conf, k);
+        fg->ce_l2_debiased = ce_l2_debiased(conf, ok, k);
     }
     free(v);
     free(conf);
@@ -693,6 +723,7 @@ static void print_figures(const eval_run *r, const eval_figures *fg)
         json_object_set_new(j, "folds", json_integer((json_int_t)n_folds(r)));
         json_object_set_new(j, "ece_equal_mass", json_real(fg->ece_equal_mass));
         json_object_set_new(j, "ece_floor", json_real(fg->ece_floor));
+        json_object_set_new(j, "ce_l2_debiased", json_real(fg->ce_l2_debiased));
         if (!o->calibration) {
             json_object_set_new(j, "method", json_string(ec_calib_method_name(o->method)));
             json_object_set_new(j, "margin", json_real(o->margin));
@@ -725,6 +756,9 @@ static void print_figures(const eval_run *r, const eval_figures *fg)
     printf("ece                 %.4f  (10 equal-width bins, calibrated confidence of the local "
            "drafts; equal-mass bins %.4f; a perfectly calibrated gate would show %.4f here)\n",
            fg->ece, fg->ece_equal_mass, fg->ece_floor);
+    printf("ce_l2_debiased      %.4f  (debiased L2 calibration error, equal-mass bins, Kumar et "
+           "al. 2019; bounds the ECE from above)\n",
+           fg->ce_l2_debiased);
     if (fg->mismatches)
         printf("mismatches          %zu served answers matched no recorded answer\n",
                fg->mismatches);
