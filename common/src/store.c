@@ -698,6 +698,28 @@ static void write_batch(ec_store *s, ec_decision **b, size_t n)
     pthread_mutex_unlock(&s->lock);
 }
 
+#define EC_STORE_CKPT_PAGES 1000 /* SQLite's own auto-checkpoint size */
+
+static int on_wal_commit(void *ctx, sqlite3 *db, const char *name, int pages)
+{
+    (void)db;
+    (void)name;
+    atomic_store(&((ec_store *)ctx)->wal_pages, pages);
+    return SQLITE_OK;
+}
+
+static void checkpoint_if_due(ec_store *s)
+{
+    if (!s->ckpt || atomic_load(&s->wal_pages) < EC_STORE_CKPT_PAGES)
+        return;
+    int logged = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(s->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE, &logged, &done);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+        ec_log_warn("store: checkpoint of %s: %s", s->path, sqlite3_errmsg(s->ckpt));
+    /* Until the next commit reports the WAL's size anew. */
+    atomic_store(&s->wal_pages, 0);
+}
+
 static void *writer_main(void *arg)
 {
     ec_store *s = arg;
@@ -718,6 +740,7 @@ static void *writer_main(void *arg)
             batch[n++] = item;
         }
         write_batch(s, batch, n);
+        checkpoint_if_due(s);
         for (size_t i = 0; i < n; i++)
             decision_free(batch[i]);
     }
@@ -736,6 +759,18 @@ ec_err ec_store_start_writer(ec_store *s, int batch_ms, size_t queue_cap, ec_err
     if (ec_queue_create(&s->queue, queue_cap) != EC_OK)
         return ec_error_set(err, EC_ERR_NOMEM, "store: out of memory");
     s->batch_ms = batch_ms;
+    /* A file store checkpoints on the writer thread (see store_internal.h);
+     * without that connection SQLite's automatic checkpoint stays on. */
+    if (s->db != s->rdb && open_conn(&s->ckpt, s->path, false, NULL) == EC_OK) {
+        /* A connection learns the file is in WAL mode on its first read;
+         * until then a checkpoint on it does nothing. */
+        if (exec(s->ckpt, "SELECT count(*) FROM sqlite_master", NULL) == EC_OK) {
+            sqlite3_wal_hook(s->db, on_wal_commit, s);
+        } else {
+            sqlite3_close(s->ckpt);
+            s->ckpt = NULL;
+        }
+    }
     int e = pthread_create(&s->writer, NULL, writer_main, s);
     if (e) {
         ec_queue_destroy(s->queue, NULL);
@@ -860,6 +895,7 @@ void ec_store_close(ec_store *s)
         pthread_join(s->writer, NULL);
     }
     ec_queue_destroy(s->queue, decision_free);
+    sqlite3_close(s->ckpt);
     if (s->rdb && s->rdb != s->db)
         sqlite3_close(s->rdb);
     sqlite3_finalize(s->st_begin);

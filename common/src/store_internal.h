@@ -4,6 +4,7 @@
 #define EC_STORE_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,6 +41,15 @@ struct ec_store {
      * transaction. Equal to db for ":memory:" stores. */
     sqlite3 *rdb;
     pthread_mutex_t rlock; /* one reader at a time on rdb */
+
+    /* WAL checkpoints: SQLite's automatic one runs in whichever connection
+     * commits past 1,000 WAL pages, which could be the router's arrival
+     * journal on Paho's thread, stalling every inbound message for the
+     * checkpoint's writes and fdatasync. Instead the commit hook only notes
+     * the WAL's size and the writer thread checkpoints (PASSIVE: never waits
+     * for, nor blocks, the write lock) on a connection of its own. */
+    atomic_int wal_pages;
+    sqlite3 *ckpt;
 
     /* Writer thread. */
     ec_queue *queue;

@@ -517,6 +517,44 @@ static void test_close_commits_pending_decisions(void **state)
     assert_true(stat(wal, &stt) != 0 || stt.st_size == 0);
 }
 
+/* The writer thread checkpoints the WAL (SQLite's automatic checkpoint is
+ * off so that it never runs on a journaling caller's thread): writing far
+ * more than 1,000 pages leaves a WAL that was reset along the way, not one
+ * holding every page ever written. */
+static void test_wal_is_checkpointed_by_the_writer(void **state)
+{
+    fx *f = *state;
+    ec_store *s = open_store(f->path);
+    assert_int_equal(ec_store_start_writer(s, 5, 1024, NULL), EC_OK);
+    char *big = malloc(2049);
+    assert_non_null(big);
+    memset(big, 'x', 2048);
+    big[2048] = '\0';
+    enum { N = 6000 }; /* ~12 MB of reasons: ~3,000 pages */
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "q-%d", i);
+        ec_decision d;
+        make_decision(&d, id, "local", i, 0, 0, 1);
+        d.result.reason = strdup(big);
+        while (ec_store_record(s, &d, NULL) != EC_OK)
+            ec_sleep_ms(1);
+    }
+    free(big);
+    ec_error err = {0};
+    assert_int_equal(ec_store_flush(s, 30000, &err), EC_OK);
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    struct stat st;
+    assert_int_equal(stat(wal, &st), 0);
+    /* Unchecked it would hold all ~12 MB; checkpointed, about 1,000 pages
+     * (4 MB) plus one batch. */
+    if (st.st_size > 8 * 1024 * 1024)
+        fail_msg("WAL is %lld bytes after %d decisions", (long long)st.st_size, N);
+    ec_store_close(s);
+    assert_int_equal(file_count(f->path, "SELECT COUNT(*) FROM decisions"), N);
+}
+
 /* ---- stats ---- */
 
 static void write_set(ec_store *s, const char *kind, const double *lat, size_t n, double cost,
@@ -791,6 +829,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stats_since_filter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_open_and_open_failures, setup, teardown),
         cmocka_unit_test(test_memory_store),
+        cmocka_unit_test_setup_teardown(test_wal_is_checkpointed_by_the_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_is_logged_counted_and_survived, setup,
                                         teardown),
     };
