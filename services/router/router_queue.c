@@ -255,7 +255,7 @@ void *ec_router_replayer_main(void *arg)
 
 void ec_router_on_breaker(ec_router *r, const ec_mqtt_msg *msg)
 {
-    if (!msg->len || !r->ledger)
+    if (!msg->len)
         return; /* a cleared retained message */
     json_error_t je;
     json_t *j = json_loadb(msg->payload, msg->len, 0, &je);
@@ -266,8 +266,12 @@ void ec_router_on_breaker(ec_router *r, const ec_mqtt_msg *msg)
         json_decref(j);
         return;
     }
+    ec_metrics_breaker_state(r->metrics, tier, state,
+                             (uint64_t)json_integer_value(json_object_get(j, "since_ms")),
+                             json_string_value(json_object_get(j, "reason")));
     ec_error err = {0};
-    if (ec_ledger_breaker_event(r->ledger,
+    if (r->ledger &&
+        ec_ledger_breaker_event(r->ledger,
                                 (uint64_t)json_integer_value(json_object_get(j, "ts_ms")),
                                 json_string_value(json_object_get(j, "instance")), tier,
                                 json_string_value(json_object_get(j, "model")), state,
