@@ -181,10 +181,10 @@ ec_err ec_store_totals_each(ec_store *s, ec_store_total_fn fn, void *ctx, ec_err
     }
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW)
-        fn(ctx, (const char *)sqlite3_column_text(st, 0),
-           (const char *)sqlite3_column_text(st, 1), (uint64_t)sqlite3_column_int64(st, 2),
-           (uint64_t)sqlite3_column_double(st, 3), (uint64_t)sqlite3_column_double(st, 4),
-           sqlite3_column_double(st, 5), sqlite3_column_double(st, 6));
+        fn(ctx, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+           (uint64_t)sqlite3_column_int64(st, 2), (uint64_t)sqlite3_column_double(st, 3),
+           (uint64_t)sqlite3_column_double(st, 4), sqlite3_column_double(st, 5),
+           sqlite3_column_double(st, 6));
     if (step != SQLITE_DONE)
         rc = db_fail(s->rdb, err, "reading totals");
 out:

@@ -111,9 +111,8 @@ static enum MHD_Result serve_decisions(ec_router *r, struct MHD_Connection *conn
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     ec_router *r = cls;
     static int started;
@@ -143,7 +142,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return serve_decisions(r, conn);
     for (size_t i = 0; i < ec_web_n_assets; i++) {
         const ec_web_asset *a = &ec_web_assets[i];
-        if (strcmp(url, a->path) == 0 || (strcmp(a->path, "/") == 0 && strcmp(url, "/index.html") == 0))
+        if (strcmp(url, a->path) == 0 ||
+            (strcmp(a->path, "/") == 0 && strcmp(url, "/index.html") == 0))
             return send_bytes(conn, MHD_HTTP_OK, a->ctype, (void *)a->data, a->len,
                               MHD_RESPMEM_PERSISTENT, false);
     }

@@ -20,13 +20,13 @@ const char *const ec_metrics_kind_names[EC_METRICS_KINDS] = {"local", "cloud", "
 /* Fine enough at the bottom for local answers (a few ms) and wide enough at
  * the top for a slow cloud call or a deadline (60 s). */
 const double ec_metrics_bounds_ms[EC_METRICS_BOUNDS] = {
-    0.5, 1, 2, 3, 5, 7.5, 10, 15, 25, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 20000,
-    30000, 60000};
+    0.5, 1,   2,   3,   5,    7.5,  10,   15,    25,    50,    75,
+    100, 150, 250, 500, 1000, 2500, 5000, 10000, 20000, 30000, 60000};
 
 /* The wire's error codes (proto/README.md); anything else counts as "other". */
 const char *const ec_metrics_error_names[EC_METRICS_ERRORS] = {
-    "bad_request", "too_large", "busy",    "timeout",  "upstream", "unavailable",
-    "deadline",    "queued",    "expired", "config",   "internal", "other"};
+    "bad_request", "too_large", "busy",    "timeout", "upstream", "unavailable",
+    "deadline",    "queued",    "expired", "config",  "internal", "other"};
 
 typedef struct ring_slot {
     uint64_t ts_ms;
@@ -93,8 +93,11 @@ static void copy_text(char *dst, size_t n, const char *src)
     size_t o = 0;
     const unsigned char *s = (const unsigned char *)(src ? src : "");
     while (*s && o + 1 < n) {
-        size_t len = *s < 0x80 ? 1 : (*s & 0xE0) == 0xC0 ? 2 : (*s & 0xF0) == 0xE0 ? 3
-                                 : (*s & 0xF8) == 0xF0 ? 4 : 0;
+        size_t len = *s < 0x80             ? 1
+                     : (*s & 0xE0) == 0xC0 ? 2
+                     : (*s & 0xF0) == 0xE0 ? 3
+                     : (*s & 0xF8) == 0xF0 ? 4
+                                           : 0;
         bool ok = len > 0 && !(len == 2 && *s < 0xC2) && !(len == 4 && *s > 0xF4);
         for (size_t k = 1; ok && k < len; k++)
             ok = (s[k] & 0xC0) == 0x80;
@@ -199,8 +202,8 @@ void ec_metrics_add_cost(ec_metrics *m, double usd)
     pthread_mutex_unlock(&m->lock);
 }
 
-void ec_metrics_breaker_state(ec_metrics *m, const char *tier, const char *state,
-                              uint64_t since_ms, const char *reason)
+void ec_metrics_breaker_state(ec_metrics *m, const char *tier, const char *state, uint64_t since_ms,
+                              const char *reason)
 {
     if (!m || !tier || !state)
         return;
@@ -291,8 +294,7 @@ ec_err ec_metrics_prometheus(const ec_metrics_snap *s, long queue_depth, ec_buf 
     for (int e = 0; e < EC_METRICS_ERRORS; e++)
         ec_buf_printf(b, "edgecascade_errors_total{code=\"%s\"} %llu\n", ec_metrics_error_names[e],
                       (unsigned long long)s->errors[e]);
-    family(b, "edgecascade_escalations_total", "counter",
-           "Queries that tried more than one tier.");
+    family(b, "edgecascade_escalations_total", "counter", "Queries that tried more than one tier.");
     ec_buf_printf(b, "edgecascade_escalations_total %llu\n", (unsigned long long)s->escalated);
     family(b, "edgecascade_degraded_total", "counter",
            "Answers served by a lower tier because a better one failed.");
@@ -375,8 +377,7 @@ void ec_metrics_stats_json(const ec_metrics_snap *s, json_t *doc)
     json_object_set_new(doc, "queries", json_integer((json_int_t)s->queries));
     for (int k = 0; k < EC_METRICS_KINDS - 1; k++) {
         char key[16];
-        json_object_set_new(doc, ec_metrics_kind_names[k],
-                            json_integer((json_int_t)s->by_kind[k]));
+        json_object_set_new(doc, ec_metrics_kind_names[k], json_integer((json_int_t)s->by_kind[k]));
         snprintf(key, sizeof(key), "pct_%s", ec_metrics_kind_names[k]);
         json_object_set_new(doc, key, num(pct(s->by_kind[k], s->queries), 0.01));
     }
@@ -418,8 +419,8 @@ void ec_metrics_stats_json(const ec_metrics_snap *s, json_t *doc)
     json_t *br = json_object();
     for (size_t i = 0; i < s->n_breakers; i++)
         json_object_set_new(br, s->breakers[i].tier,
-                            json_pack("{s:s, s:I, s:s}", "state", s->breakers[i].state,
-                                      "since_ms", (json_int_t)s->breakers[i].since_ms, "reason",
+                            json_pack("{s:s, s:I, s:s}", "state", s->breakers[i].state, "since_ms",
+                                      (json_int_t)s->breakers[i].since_ms, "reason",
                                       s->breakers[i].reason));
     json_object_set_new(doc, "breakers", br);
 }
@@ -445,12 +446,11 @@ json_t *ec_metrics_decisions_json(ec_metrics *m, size_t max)
         json_t *d = json_pack(
             "{s:I, s:s, s:s?, s:s?, s:s?, s:o, s:o, s:o, s:o, s:b, s:b, s:i, s:s?, s:s}", "ts_ms",
             (json_int_t)s->ts_ms, "id", s->id, "tier", *s->tier ? s->tier : NULL, "tier_name",
-            *s->tier_name ? s->tier_name : NULL, "model", *s->model ? s->model : NULL,
-            "confidence", s->confidence >= 0 ? num(s->confidence, 0.0001) : json_null(),
-            "threshold", num(s->threshold, 0.0001), "latency_ms", num(s->latency_ms, 0.001),
-            "cost_usd", num(s->cost_usd, 1e-8), "escalated", s->escalated, "degraded",
-            s->degraded, "revision", (int)s->revision, "error", *s->error ? s->error : NULL,
-            "reason", s->reason);
+            *s->tier_name ? s->tier_name : NULL, "model", *s->model ? s->model : NULL, "confidence",
+            s->confidence >= 0 ? num(s->confidence, 0.0001) : json_null(), "threshold",
+            num(s->threshold, 0.0001), "latency_ms", num(s->latency_ms, 0.001), "cost_usd",
+            num(s->cost_usd, 1e-8), "escalated", s->escalated, "degraded", s->degraded, "revision",
+            (int)s->revision, "error", *s->error ? s->error : NULL, "reason", s->reason);
         if (d)
             json_array_append_new(arr, d);
     }

@@ -28,9 +28,9 @@
 /* Result tier kinds: "local", "cloud", "cache", and "none" (no answer). */
 #define EC_METRICS_KINDS 4
 /* Histogram upper bounds in ms (the last bucket is +Inf, beyond the table). */
-#define EC_METRICS_BOUNDS 22
-#define EC_METRICS_ERRORS 12 /* known error codes plus "other" */
-#define EC_METRICS_RING   100
+#define EC_METRICS_BOUNDS   22
+#define EC_METRICS_ERRORS   12 /* known error codes plus "other" */
+#define EC_METRICS_RING     100
 #define EC_METRICS_BREAKERS EC_MAX_TIERS
 
 extern const char *const ec_metrics_kind_names[EC_METRICS_KINDS];
@@ -101,8 +101,8 @@ void ec_metrics_observe(ec_metrics *m, const ec_metrics_obs *o);
 /* Money spent outside a served answer (gate.shadow_rate calls). */
 void ec_metrics_add_cost(ec_metrics *m, double usd);
 /* A breaker's state as the relay announced it. */
-void ec_metrics_breaker_state(ec_metrics *m, const char *tier, const char *state,
-                              uint64_t since_ms, const char *reason);
+void ec_metrics_breaker_state(ec_metrics *m, const char *tier, const char *state, uint64_t since_ms,
+                              const char *reason);
 
 void ec_metrics_snapshot(ec_metrics *m, ec_metrics_snap *out);
 

@@ -43,9 +43,9 @@ static void section_meta(ec_router *r, json_t *doc)
     json_object_set_new(doc, "version", json_string(EC_VERSION));
     json_object_set_new(doc, "ts", json_string(ts));
     json_object_set_new(doc, "ts_ms", json_integer((json_int_t)now));
-    json_object_set_new(doc, "uptime_s",
-                        json_integer(now > s.started_ms ? (json_int_t)((now - s.started_ms) / 1000)
-                                                        : 0));
+    json_object_set_new(
+        doc, "uptime_s",
+        json_integer(now > s.started_ms ? (json_int_t)((now - s.started_ms) / 1000) : 0));
 }
 
 /* Queries, shares, cost, savings, latency per tier, breakers. */
@@ -91,8 +91,7 @@ static void publish_stats(ec_router *r)
     }
     ec_error err = {0};
     ec_mqtt_pubprops pp = {.content_type = "application/json"};
-    if (ec_mqtt_publish(r->svc->mqtt, r->stats_topic, body, strlen(body), 1, true, &pp, 5000,
-                        &err))
+    if (ec_mqtt_publish(r->svc->mqtt, r->stats_topic, body, strlen(body), 1, true, &pp, 5000, &err))
         ec_log_warn("stats not published on %s: %s", r->stats_topic, err.msg);
     free(body);
 }
