@@ -6,6 +6,7 @@
 #   LOCAL_BASE_URL=http://127.0.0.1:8000/v1 LOCAL_MODEL=llama3.2-1b [LOCAL_PROVIDER=vllm|ollama]
 #   OPENAI_API_KEY=...  [OPENAI_MODEL=gpt-4o-mini]
 #   ANTHROPIC_API_KEY=... [ANTHROPIC_MODEL=claude-3-5-haiku-latest]
+#   DEMO_HTTP_PORT=8080 (default: a free port)   DEMO_KEEP=1 (keep running for the dashboard)
 set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,6 +39,7 @@ wait_port() {
 }
 
 MQTT_PORT=$(free_port)
+HTTP_PORT=${DEMO_HTTP_PORT:-$(free_port)}
 cat > "$RUN/mosquitto.conf" <<CONF
 listener $MQTT_PORT 127.0.0.1
 allow_anonymous true
@@ -99,6 +101,10 @@ mqtt:
   broker: tcp://127.0.0.1:$MQTT_PORT
 store:
   path: $RUN/decisions.db
+stats:
+  interval_s: 2
+http:
+  port: $HTTP_PORT
 tiers:
   - name: local
     provider: $LOCAL_PROVIDER
@@ -122,6 +128,7 @@ echo "edgecascade demo"
 echo "  broker  tcp://127.0.0.1:$MQTT_PORT (private Mosquitto)"
 echo "  local   $LOCAL_DESC"
 echo "  cloud   $CLOUD_DESC"
+echo "  dashboard  http://127.0.0.1:$HTTP_PORT/   (metrics: /metrics, stats: /api/stats)"
 echo
 
 CLI=("$BIN/edgecascade" --config "$RUN/edgecascade.yaml")
@@ -156,3 +163,10 @@ sleep 0.3 # the decision log commits in small batches
 "${CLI[@]}" stats
 echo
 echo "Decision log: $RUN/decisions.db   logs: $RUN/*.log"
+echo "Stats topic:  mosquitto_sub -p $MQTT_PORT -t 'edgecascade/+/stats' -C 1"
+if [ "${DEMO_KEEP:-0}" = 1 ]; then
+  echo "Dashboard:    http://127.0.0.1:$HTTP_PORT/  (running until Ctrl-C)"
+  while true; do sleep 1; done
+else
+  echo "Dashboard:    http://127.0.0.1:$HTTP_PORT/ was live during the run; DEMO_KEEP=1 make demo keeps it up"
+fi

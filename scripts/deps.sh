@@ -7,7 +7,8 @@ PKGS=(build-essential cmake pkg-config
       libpaho-mqtt-dev libmsgpack-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
       libcmocka-dev libjansson-dev libyaml-dev libmicrohttpd-dev
       mosquitto mosquitto-clients sqlite3
-      clang libclang-rt-14-dev cppcheck clang-tidy valgrind python3)
+      clang libclang-rt-14-dev cppcheck clang-tidy valgrind python3
+      chromium nodejs)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -15,6 +16,12 @@ for p in "${PKGS[@]}"; do
     missing+=("$p")
   fi
 done
+# npm (the dashboard's browser test installs playwright-core with `npm ci`):
+# Debian's package, unless the installed Node.js brings its own (NodeSource's
+# nodejs does, and conflicts with Debian's npm).
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -9,6 +9,7 @@
  * and are filled in after the file is applied. */
 #include "edgecascade/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -104,6 +105,13 @@ static const char *check_url(const char *v)
         !strchr(v, ' '))
         return NULL;
     return "must be an http:// or https:// URL";
+}
+
+/* The HTTP server binds one IPv4 address (127.0.0.1 by default, 0.0.0.0 for all). */
+static const char *check_ipv4(const char *v)
+{
+    struct in_addr a;
+    return inet_pton(AF_INET, v, &a) == 1 ? NULL : "must be an IPv4 address like 127.0.0.1";
 }
 
 /* ---- the tables ---- */
@@ -268,6 +276,23 @@ static const ec_cm_entry router_table[] = {
     {0},
 };
 
+static const ec_cm_entry stats_table[] = {
+    {.type = EC_CM_U32, .key = "interval_s", .offset = CFG(stats_interval_s), .def = "5",
+     .desc = "the router publishes a retained JSON stats document on <root>/stats this often "
+             "(seconds); 0 = off", .min = 0, .max = 86400},
+    {0},
+};
+
+static const ec_cm_entry http_table[] = {
+    {.type = EC_CM_INT, .key = "port", .offset = CFG(http_port), .def = "0",
+     .desc = "the router's HTTP port: /metrics (Prometheus), /api/stats, /api/decisions and a "
+             "live dashboard at /; 0 = off", .min = 0, .max = 65535},
+    {.type = EC_CM_STR, .key = "bind", .offset = CFG(http_bind), .def = "127.0.0.1",
+     .desc = "address the HTTP server listens on (0.0.0.0: every interface; the endpoints "
+             "have no authentication)", .check = check_ipv4},
+    {0},
+};
+
 static const ec_cm_entry local_table[] = {
     {.type = EC_CM_INT, .key = "workers", .offset = CFG(local_workers), .def = "4",
      .desc = "concurrent local model calls", .min = 1, .max = 64},
@@ -332,6 +357,10 @@ static const ec_cm_entry config_table[] = {
     {.type = EC_CM_SECTION, .key = "gate", .sub = gate_table,
      .desc = "quality gate: when a draft answer is good enough"},
     {.type = EC_CM_SECTION, .key = "router", .sub = router_table, .desc = "edgecascade-router"},
+    {.type = EC_CM_SECTION, .key = "stats", .sub = stats_table,
+     .desc = "the router's stats topic"},
+    {.type = EC_CM_SECTION, .key = "http", .sub = http_table,
+     .desc = "the router's HTTP server (metrics, stats, dashboard)"},
     {.type = EC_CM_SECTION, .key = "local", .sub = local_table, .desc = "edgecascade-local"},
     {.type = EC_CM_SECTION, .key = "relay", .sub = relay_table, .desc = "edgecascade-relay"},
     {.type = EC_CM_SECTION, .key = "log", .sub = log_table, .desc = "logging"},

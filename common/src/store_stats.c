@@ -164,6 +164,35 @@ out:
     return rc;
 }
 
+ec_err ec_store_totals_each(ec_store *s, ec_store_total_fn fn, void *ctx, ec_error *err)
+{
+    if (!s || !fn)
+        return ec_error_set(err, EC_ERR_INVAL, "store: totals need a store and a callback");
+    pthread_mutex_lock(&s->rlock);
+    sqlite3_stmt *st = NULL;
+    ec_err rc = EC_OK;
+    if (sqlite3_prepare_v2(s->rdb,
+                           "SELECT tier_kind, error_code, COUNT(*), TOTAL(escalated != 0),"
+                           " TOTAL(degraded != 0), TOTAL(cost_usd), TOTAL(cost_top_usd)"
+                           " FROM decisions GROUP BY tier_kind, error_code",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = db_fail(s->rdb, err, "preparing totals");
+        goto out;
+    }
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW)
+        fn(ctx, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+           (uint64_t)sqlite3_column_int64(st, 2), (uint64_t)sqlite3_column_double(st, 3),
+           (uint64_t)sqlite3_column_double(st, 4), sqlite3_column_double(st, 5),
+           sqlite3_column_double(st, 6));
+    if (step != SQLITE_DONE)
+        rc = db_fail(s->rdb, err, "reading totals");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->rlock);
+    return rc;
+}
+
 /* ---- grouped ---- */
 
 /* One pass over the window sorted by group then latency: each group's rows

@@ -95,6 +95,32 @@ void ec_router_record(ec_router *r, ec_pending *p, ec_result *res)
     ec_decision_clear(&d);
 }
 
+/* The metrics hook (router_metrics.h): one call per Result, before the
+ * result moves into the decision. cost_top_usd as ec_router_record computes it. */
+static void observe(ec_router *r, const ec_pending *p, const ec_result *res)
+{
+    const ec_tier_cfg *top = &r->cfg->tiers[r->cfg->n_tiers - 1];
+    ec_metrics_obs o = {
+        .id = res->id,
+        .tier = res->tier,
+        .tier_name = res->tier_name,
+        .model = res->model,
+        .error_code = res->error.code,
+        .reason = res->reason,
+        .confidence = res->confidence,
+        .threshold = res->threshold,
+        .latency_ms = res->latency_ms,
+        /* a revision's earlier calls were counted with its first answer */
+        .cost_usd = res->cost_usd - (res->revision >= 2 ? p->prior_cost_usd : 0),
+        .cost_top_usd = res->error.code ? 0 : ec_tier_cost(top, res->tokens_in, res->tokens_out),
+        .escalated = res->escalated,
+        .degraded = res->degraded,
+        .revision = res->revision,
+        .ts_ms = ec_now_ms(),
+    };
+    ec_metrics_observe(r->metrics, &o);
+}
+
 /* Publishes the final Result for p, records the decision and frees p.
  * answer_attempt is the attempt whose draft is served (-1: none); degraded
  * says a better tier failed and a lower tier's draft stands in. */
@@ -138,6 +164,7 @@ static void finish(ec_router *r, ec_pending *p, int answer_attempt, bool degrade
     res.latency_ms = p->outbox_id ? (double)(ec_now_ms() - p->arrived_ms) : now - p->t0_ms;
     res.router_ms = p->busy_ms + (now - t_in);
     ec_router_publish_result(r, p, &res);
+    observe(r, p, &res);
     ec_log_debug("query %s: %s tier %u, confidence %.3f, %.2f ms: %s", res.id,
                  res.tier ? res.tier : "none", res.tier_index, res.confidence, res.latency_ms,
                  res.reason);
@@ -686,6 +713,14 @@ ec_err ec_router_create(ec_router **out, ec_service *svc, ec_store *store, ec_er
         ec_router_destroy(r);
         return rc;
     }
+    if ((rc = ec_metrics_create(&r->metrics, err))) {
+        ec_router_destroy(r);
+        return rc;
+    }
+    /* Cumulative numbers start from the log, so a restart does not zero them;
+     * read before any query of this run is recorded, so none counts twice. */
+    if (store && ec_store_totals_each(store, ec_metrics_seed, r->metrics, err) != EC_OK)
+        ec_log_warn("metrics start from zero: %s", err->msg);
     char suffix[200];
     snprintf(suffix, sizeof(suffix), "reply/router/%s", svc->client_id);
     if (!ec_topic(r->cfg, r->reply_topic, sizeof(r->reply_topic), suffix) ||
@@ -693,7 +728,8 @@ ec_err ec_router_create(ec_router **out, ec_service *svc, ec_store *store, ec_er
         !ec_topic(r->cfg, r->infer_local, sizeof(r->infer_local), "infer/local") ||
         !ec_topic(r->cfg, r->infer_cloud, sizeof(r->infer_cloud), "infer/cloud") ||
         !ec_topic(r->cfg, r->breaker_prefix, sizeof(r->breaker_prefix), "status/breaker/") ||
-        !ec_topic(r->cfg, r->breaker_filter, sizeof(r->breaker_filter), "status/breaker/+")) {
+        !ec_topic(r->cfg, r->breaker_filter, sizeof(r->breaker_filter), "status/breaker/+") ||
+        !ec_topic(r->cfg, r->stats_topic, sizeof(r->stats_topic), "stats")) {
         ec_router_destroy(r);
         return ec_error_set(err, EC_ERR_CONFIG, "topic_root is too long");
     }
@@ -721,6 +757,13 @@ ec_err ec_router_start(ec_router *r, ec_error *err)
             return ec_error_set(err, EC_ERR_NOMEM, "router: cannot start the replay thread");
         r->replayer_started = true;
     }
+    ec_err rc = ec_router_stats_start(r, err);
+    if (rc)
+        return rc;
+    /* The dashboard is not worth stopping the cascade for (a port in use). */
+    ec_error herr = {0};
+    if (ec_router_http_start(r, &herr))
+        ec_log_error("%s; the router runs without its HTTP server", herr.msg);
     return EC_OK;
 }
 
@@ -728,6 +771,8 @@ void ec_router_destroy(ec_router *r)
 {
     if (!r)
         return;
+    ec_router_http_stop(r);
+    ec_router_stats_stop(r);
     for (int i = 0; i < r->n_workers; i++)
         pthread_join(r->workers[i], NULL);
     if (r->sweeper_started)
@@ -741,6 +786,7 @@ void ec_router_destroy(ec_router *r)
     ec_pending_table_destroy(r->pending);
     ec_gate_destroy(r->gate);
     ec_ledger_close(r->ledger);
+    ec_metrics_destroy(r->metrics);
     for (size_t i = 0; i < r->n_recovered; i++)
         ec_mqtt_msg_free(r->recovered[i]);
     free(r->recovered);

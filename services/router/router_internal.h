@@ -10,6 +10,9 @@
 #include "gate.h"
 #include "pending.h"
 #include "router.h"
+#include "router_metrics.h"
+
+struct MHD_Daemon; /* libmicrohttpd, router_http.c */
 
 #define HOP_GRACE_MS  2000 /* on top of a tier's own timeout: MQTT hops and queueing */
 #define MAX_WORKERS   64
@@ -51,6 +54,16 @@ struct ec_router {
     pthread_mutex_t shadow_lock;
     uint64_t shadow_state; /* xorshift for gate.shadow_rate */
 
+    /* observability: live metrics (router_metrics.c), the retained stats
+     * topic (router_stats.c) and the HTTP server (router_http.c) */
+    ec_metrics *metrics;
+    char stats_topic[300];
+    pthread_t stats_thread;
+    bool stats_started;
+    atomic_bool obs_stop;
+    struct MHD_Daemon *http;
+    unsigned http_port; /* the port bound, 0 when off */
+
     /* queries found in the journal at start, re-run once connected */
     ec_mqtt_msg **recovered;
     size_t n_recovered;
@@ -87,5 +100,19 @@ ec_err ec_router_journal_load(ec_router *r, ec_error *err);
 void ec_router_journal_replay(ec_router *r);
 void *ec_router_replayer_main(void *arg);
 void ec_router_replay_wake(ec_router *r);
+
+/* router_stats.c: the stats document. Built section by section (see the
+ * table there) so another part of the router can add its own numbers. */
+json_t *ec_router_stats_doc(ec_router *r);
+/* Offline-queue depth, -1 without a store. */
+long ec_router_queue_depth(ec_router *r);
+/* Publishes the document retained on <root>/stats every stats.interval_s. */
+ec_err ec_router_stats_start(ec_router *r, ec_error *err);
+void ec_router_stats_stop(ec_router *r);
+
+/* router_http.c: /metrics, /api/stats, /api/decisions and the dashboard on
+ * http.bind:http.port (nothing when the port is 0). */
+ec_err ec_router_http_start(ec_router *r, ec_error *err);
+void ec_router_http_stop(ec_router *r);
 
 #endif

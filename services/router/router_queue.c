@@ -255,7 +255,7 @@ void *ec_router_replayer_main(void *arg)
 
 void ec_router_on_breaker(ec_router *r, const ec_mqtt_msg *msg)
 {
-    if (!msg->len || !r->ledger)
+    if (!msg->len)
         return; /* a cleared retained message */
     json_error_t je;
     json_t *j = json_loadb(msg->payload, msg->len, 0, &je);
@@ -266,13 +266,16 @@ void ec_router_on_breaker(ec_router *r, const ec_mqtt_msg *msg)
         json_decref(j);
         return;
     }
+    ec_metrics_breaker_state(r->metrics, tier, state,
+                             (uint64_t)json_integer_value(json_object_get(j, "since_ms")),
+                             json_string_value(json_object_get(j, "reason")));
     ec_error err = {0};
-    if (ec_ledger_breaker_event(r->ledger,
-                                (uint64_t)json_integer_value(json_object_get(j, "ts_ms")),
-                                json_string_value(json_object_get(j, "instance")), tier,
-                                json_string_value(json_object_get(j, "model")), state,
-                                (int64_t)json_integer_value(json_object_get(j, "seq")),
-                                json_string_value(json_object_get(j, "reason")), &err))
+    if (r->ledger && ec_ledger_breaker_event(
+                         r->ledger, (uint64_t)json_integer_value(json_object_get(j, "ts_ms")),
+                         json_string_value(json_object_get(j, "instance")), tier,
+                         json_string_value(json_object_get(j, "model")), state,
+                         (int64_t)json_integer_value(json_object_get(j, "seq")),
+                         json_string_value(json_object_get(j, "reason")), &err))
         ec_log_error("breaker transition of %s not recorded: %s", tier, err.msg);
     if (strcmp(state, "closed") == 0 || strcmp(state, "disabled") == 0)
         ec_router_replay_wake(r); /* the cloud is back: drain the queue now */

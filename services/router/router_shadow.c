@@ -95,6 +95,7 @@ void ec_router_shadow_done(ec_router *r, ec_pending *p)
         ec_attempt_clear(&p->attempts[i]);
     p->n_attempts = 1;
     memset(&p->attempts[0], 0, sizeof(p->attempts[0]));
+    ec_metrics_add_cost(r->metrics, res.cost_usd); /* spent, though nothing was served */
     ec_log_debug("shadow call for %s recorded", res.id);
     ec_router_record(r, p, &res);
     ec_result_clear(&res);

@@ -89,6 +89,11 @@ typedef struct ec_config {
     uint32_t replay_interval_ms; /* how often to retry the queue while the cloud is down */
     bool journal;                /* journal each query on arrival, replayed after a crash */
 
+    /* observability (router) */
+    uint32_t stats_interval_s; /* retained <root>/stats every so many seconds; 0 = off */
+    int http_port;             /* metrics, stats and dashboard over HTTP; 0 = off */
+    char *http_bind;           /* IPv4 address the HTTP server listens on */
+
     /* local / relay */
     int local_workers;
     int relay_workers;

@@ -103,6 +103,14 @@ typedef struct ec_stats {
 
 /* Aggregates decisions with ts_ms >= since_ms (0 = all). */
 ec_err ec_store_stats(ec_store *s, uint64_t since_ms, ec_stats *out, ec_error *err);
+/* Totals of the whole log, one call per (tier kind, error code) group: what
+ * the router's live metrics start from, so a restart does not zero them. One
+ * scan, no sorting (cheap enough at start-up on a large log). error_code is
+ * NULL for answered queries. */
+typedef void (*ec_store_total_fn)(void *ctx, const char *tier_kind, const char *error_code,
+                                  uint64_t n, uint64_t escalated, uint64_t degraded,
+                                  double cost_usd, double cost_top_usd);
+ec_err ec_store_totals_each(ec_store *s, ec_store_total_fn fn, void *ctx, ec_error *err);
 /* Count of decision rows for a query id (tests, dedup). */
 ec_err ec_store_count_query(ec_store *s, const char *query_id, int *count, ec_error *err);
 

@@ -1,0 +1,128 @@
+/* The stats document: what <root>/stats carries (retained, every
+ * stats.interval_s) and /api/stats serves.
+ *
+ * The document is assembled from sections, one function each, in the table
+ * below: a part of the router with numbers of its own (a budget, a cache)
+ * adds a function and a line, and both the topic and the HTTP endpoint carry
+ * them. Sections add keys to one flat JSON object; each owns its keys.
+ *
+ * Fleet dashboards subscribe to edgecascade/+/stats: every site's router
+ * publishes its own document, retained, so a dashboard that connects late
+ * still gets each site's latest numbers at once. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "edgecascade/log.h"
+#include "edgecascade/util.h"
+#include "router_internal.h"
+
+typedef void (*stats_section)(ec_router *r, json_t *doc);
+
+long ec_router_queue_depth(ec_router *r)
+{
+    return r->ledger ? (long)ec_outbox_count(r->ledger) : -1;
+}
+
+/* Who and when: site, version, time and uptime. */
+static void section_meta(ec_router *r, json_t *doc)
+{
+    ec_metrics_snap s;
+    ec_metrics_snapshot(r->metrics, &s);
+    uint64_t now = ec_now_ms();
+    time_t secs = (time_t)(now / 1000);
+    struct tm tm;
+    char ts[64];
+    gmtime_r(&secs, &tm);
+    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(now % 1000));
+    json_object_set_new(doc, "v", json_integer(1));
+    json_object_set_new(doc, "site", json_string(r->cfg->site));
+    json_object_set_new(doc, "version", json_string(EC_VERSION));
+    json_object_set_new(doc, "ts", json_string(ts));
+    json_object_set_new(doc, "ts_ms", json_integer((json_int_t)now));
+    json_object_set_new(
+        doc, "uptime_s",
+        json_integer(now > s.started_ms ? (json_int_t)((now - s.started_ms) / 1000) : 0));
+}
+
+/* Queries, shares, cost, savings, latency per tier, breakers. */
+static void section_metrics(ec_router *r, json_t *doc)
+{
+    ec_metrics_snap s;
+    ec_metrics_snapshot(r->metrics, &s);
+    ec_metrics_stats_json(&s, doc);
+}
+
+/* What is waiting: the offline queue and the queries in flight. */
+static void section_queue(ec_router *r, json_t *doc)
+{
+    long depth = ec_router_queue_depth(r);
+    json_object_set_new(doc, "queue_depth", depth >= 0 ? json_integer(depth) : json_null());
+    json_object_set_new(doc, "inflight", json_integer((json_int_t)ec_pending_count(r->pending)));
+}
+
+static const stats_section sections[] = {
+    section_meta,
+    section_metrics,
+    section_queue,
+};
+
+json_t *ec_router_stats_doc(ec_router *r)
+{
+    json_t *doc = json_object();
+    if (!doc)
+        return NULL;
+    for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
+        sections[i](r, doc);
+    return doc;
+}
+
+static void publish_stats(ec_router *r)
+{
+    json_t *doc = ec_router_stats_doc(r);
+    char *body = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
+    json_decref(doc);
+    if (!body) {
+        ec_log_error("stats document could not be built (out of memory)");
+        return;
+    }
+    ec_error err = {0};
+    ec_mqtt_pubprops pp = {.content_type = "application/json"};
+    if (ec_mqtt_publish(r->svc->mqtt, r->stats_topic, body, strlen(body), 1, true, &pp, 5000, &err))
+        ec_log_warn("stats not published on %s: %s", r->stats_topic, err.msg);
+    free(body);
+}
+
+static void *stats_main(void *arg)
+{
+    ec_router *r = arg;
+    uint64_t every_ms = (uint64_t)r->cfg->stats_interval_s * 1000u;
+    while (!atomic_load(&r->obs_stop) && !ec_service_stopping()) {
+        publish_stats(r);
+        uint64_t until = ec_now_ms() + every_ms;
+        while (ec_now_ms() < until && !atomic_load(&r->obs_stop) && !ec_service_stopping())
+            ec_sleep_ms(100);
+    }
+    return NULL;
+}
+
+ec_err ec_router_stats_start(ec_router *r, ec_error *err)
+{
+    if (!r->cfg->stats_interval_s)
+        return EC_OK;
+    if (pthread_create(&r->stats_thread, NULL, stats_main, r) != 0)
+        return ec_error_set(err, EC_ERR_NOMEM, "router: cannot start the stats thread");
+    r->stats_started = true;
+    return EC_OK;
+}
+
+void ec_router_stats_stop(ec_router *r)
+{
+    atomic_store(&r->obs_stop, true);
+    if (r->stats_started)
+        pthread_join(r->stats_thread, NULL);
+    r->stats_started = false;
+}
