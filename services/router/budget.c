@@ -186,8 +186,8 @@ const char *ec_budget_state_name(ec_budget_state s)
 int ec_budget_json(const ec_budget_snapshot *s, uint64_t ts_ms, char *buf, size_t n)
 {
     return snprintf(buf, n,
-                    "{\"state\":\"%s\",\"day\":\"%s\",\"month\":\"%s\",\"day_usd\":%.6f,"
-                    "\"month_usd\":%.6f,\"daily_cap_usd\":%.6f,\"monthly_cap_usd\":%.6f,"
+                    "{\"state\":\"%s\",\"day\":\"%s\",\"month\":\"%s\",\"day_usd\":%.12g,"
+                    "\"month_usd\":%.12g,\"daily_cap_usd\":%.12g,\"monthly_cap_usd\":%.12g,"
                     "\"warn_at\":%g,\"ts_ms\":%llu}",
                     ec_budget_state_name(s->state), s->day, s->month, s->day_usd, s->month_usd,
                     s->daily_cap_usd, s->monthly_cap_usd, s->warn_at, (unsigned long long)ts_ms);

@@ -221,22 +221,28 @@ void ec_cache_clear(ec_cache *c)
     pthread_mutex_unlock(&c->lock);
 }
 
-/* Appends s with every run of white space as one space, without the ends. */
+static bool is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v';
+}
+
+/* Appends s with every run of white space as one space, without the ends;
+ * words go in whole, not byte by byte. */
 static ec_err append_normalised(ec_buf *b, const char *s)
 {
-    bool space = false, any = false;
-    for (const char *p = s ? s : ""; *p; p++) {
-        char ch = *p;
-        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v') {
-            space = any;
-            continue;
-        }
-        if (space && ec_buf_append(b, " ", 1))
+    const char *p = s ? s : "";
+    bool first = true;
+    while (*p) {
+        while (is_space(*p))
+            p++;
+        const char *w = p;
+        while (*p && !is_space(*p))
+            p++;
+        if (p == w)
+            break;
+        if ((!first && ec_buf_append(b, " ", 1)) || ec_buf_append(b, w, (size_t)(p - w)))
             return EC_ERR_TOOBIG;
-        space = false;
-        any = true;
-        if (ec_buf_append(b, &ch, 1))
-            return EC_ERR_TOOBIG;
+        first = false;
     }
     return EC_OK;
 }
