@@ -21,10 +21,10 @@
 
 #include "edgecascade/buf.h"
 
-#define MAX_RULES   (EC_MAX_REDACT_PATTERNS + 4)
-#define MAX_LABEL   40
-#define REDACT_MAX  (16u * 1024u * 1024u) /* far above any prompt the wire allows */
-#define IPV6_MAX    64
+#define MAX_RULES  (EC_MAX_REDACT_PATTERNS + 4)
+#define MAX_LABEL  40
+#define REDACT_MAX (16u * 1024u * 1024u) /* far above any prompt the wire allows */
+#define IPV6_MAX   64
 
 typedef bool (*prefilter_fn)(const char *text);
 /* Accepts the span text[so, *eo) (and may shorten it); false rejects it. */
@@ -140,8 +140,7 @@ static bool accept_ipv6(const char *t, size_t so, size_t *eo)
 
 static bool accept_phone(const char *t, size_t so, size_t *eo)
 {
-    if (so > 0 && (is_word(t[so - 1]) || t[so - 1] == '+' || t[so - 1] == '.' ||
-                   t[so - 1] == '-'))
+    if (so > 0 && (is_word(t[so - 1]) || t[so - 1] == '+' || t[so - 1] == '.' || t[so - 1] == '-'))
         return false;
     size_t end = *eo;
     while (end > so && !isdigit((unsigned char)t[end - 1]))
@@ -220,8 +219,7 @@ static ec_err build(const ec_config *cfg, rule_set **out, ec_error *err)
         rc = add_rule(s, re_email, "EMAIL", pre_email, accept_email, err);
     for (size_t i = 0; !rc && i < cfg->n_redact_patterns && i < EC_MAX_REDACT_PATTERNS; i++) {
         const ec_redact_pattern_cfg *p = &cfg->redact_patterns[i];
-        rc = add_rule(s, p->regex ? p->regex : "", p->label ? p->label : "SERIAL", NULL, NULL,
-                      err);
+        rc = add_rule(s, p->regex ? p->regex : "", p->label ? p->label : "SERIAL", NULL, NULL, err);
     }
     if (!rc && cfg->redact_ip)
         rc = add_rule(s, re_ipv6, "IP", pre_ipv6, accept_ipv6, err);

@@ -15,7 +15,7 @@ struct ec_budget {
     double daily_cap;
     double monthly_cap;
     double warn_at;
-    uint64_t day_start;   /* of the period the totals belong to */
+    uint64_t day_start; /* of the period the totals belong to */
     uint64_t month_start;
     double day_usd;
     double month_usd;

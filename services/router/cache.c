@@ -14,7 +14,7 @@
 #define MAX_BUCKETS (1u << 20)
 
 typedef struct entry {
-    struct entry *chain;      /* bucket chain */
+    struct entry *chain;       /* bucket chain */
     struct entry *prev, *next; /* LRU: head is the most recent */
     uint64_t hash;
     char *key;
@@ -88,14 +88,14 @@ static size_t slen(const char *s)
 
 static void lru_unlink(ec_cache *c, entry *e)
 {
-    if (e->prev)
-        e->prev->next = e->next;
-    else
+    if (c->head == e)
         c->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
+    else if (e->prev)
+        e->prev->next = e->next;
+    if (c->tail == e)
         c->tail = e->prev;
+    else if (e->next)
+        e->next->prev = e->prev;
     e->prev = e->next = NULL;
 }
 
@@ -105,9 +105,9 @@ static void lru_push_front(ec_cache *c, entry *e)
     e->next = c->head;
     if (c->head)
         c->head->prev = e;
+    else
+        c->tail = e; /* the list was empty */
     c->head = e;
-    if (!c->tail)
-        c->tail = e;
 }
 
 static void remove_entry(ec_cache *c, entry *e)
@@ -260,9 +260,14 @@ bool ec_cache_key(ec_cache *c, const ec_query *q, ec_buf *key)
     ec_buf_reset(key);
     /* The separators are control characters, which the white-space folding
      * never produces, so two different chats cannot make the same key. */
-    if (ec_buf_printf(key, "v1\x1d" "max_tokens=%d\x1d" "temperature=%s\x1d" "policy=%s\x1d" "consent=%d\x1d",
-                      q->max_tokens, q->has_temperature ? "0" : "unset",
-                      ec_policy_name(q->policy), q->consent ? 1 : 0))
+    if (ec_buf_printf(key,
+                      "v1\x1d"
+                      "max_tokens=%d\x1d"
+                      "temperature=%s\x1d"
+                      "policy=%s\x1d"
+                      "consent=%d\x1d",
+                      q->max_tokens, q->has_temperature ? "0" : "unset", ec_policy_name(q->policy),
+                      q->consent ? 1 : 0))
         return false;
     if (q->n_messages == 0) {
         if (ec_buf_append(key, "user\x1f", 5) || append_normalised(key, q->prompt))
@@ -277,8 +282,7 @@ bool ec_cache_key(ec_cache *c, const ec_query *q, ec_buf *key)
     return true;
 }
 
-bool ec_cache_get(ec_cache *c, const void *key, size_t key_len, uint64_t now_ms,
-                  ec_cache_hit *out)
+bool ec_cache_get(ec_cache *c, const void *key, size_t key_len, uint64_t now_ms, ec_cache_hit *out)
 {
     uint64_t h = fnv1a(key, key_len);
     bool hit = false;
@@ -305,8 +309,7 @@ bool ec_cache_get(ec_cache *c, const void *key, size_t key_len, uint64_t now_ms,
 void ec_cache_put(ec_cache *c, const void *key, size_t key_len, const ec_cache_hit *v,
                   uint64_t now_ms)
 {
-    size_t bytes =
-        sizeof(entry) + key_len + slen(v->answer) + slen(v->tier_name) + slen(v->model);
+    size_t bytes = sizeof(entry) + key_len + slen(v->answer) + slen(v->tier_name) + slen(v->model);
     entry *e = calloc(1, sizeof(*e));
     if (!e)
         return;

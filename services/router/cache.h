@@ -62,8 +62,7 @@ bool ec_cache_key(ec_cache *c, const ec_query *q, ec_buf *key);
 
 /* Looks key up at now_ms; on a hit fills out (the caller clears it). An entry
  * older than the TTL is removed and counts as a miss. */
-bool ec_cache_get(ec_cache *c, const void *key, size_t key_len, uint64_t now_ms,
-                  ec_cache_hit *out);
+bool ec_cache_get(ec_cache *c, const void *key, size_t key_len, uint64_t now_ms, ec_cache_hit *out);
 /* Stores a copy of v under key (replacing an older entry), evicting the least
  * recently used until the limits hold. An entry larger than max_bytes is not
  * stored. */

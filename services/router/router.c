@@ -179,7 +179,8 @@ static bool stays_local(const ec_pending *p)
 static bool cloud_after(const ec_router *r, int ti)
 {
     for (size_t i = (size_t)ti + 1; i < r->cfg->n_tiers; i++)
-        if (!r->cfg->tiers[i].local && !(r->cfg->tiers[i].failover_of && *r->cfg->tiers[i].failover_of))
+        if (!r->cfg->tiers[i].local &&
+            !(r->cfg->tiers[i].failover_of && *r->cfg->tiers[i].failover_of))
             return true;
     return false;
 }

@@ -32,8 +32,7 @@ static void seed_budget(ec_router *r)
     ec_error err = {0};
     if (ec_store_cloud_spend(r->store, ec_budget_month_start(now), ec_budget_day_start(now), local,
                              n, &day, &month, &err)) {
-        ec_log_error("budget: cloud spend so far could not be read (%s); counting from 0",
-                     err.msg);
+        ec_log_error("budget: cloud spend so far could not be read (%s); counting from 0", err.msg);
         return;
     }
     ec_budget_seed(r->budget, now, day, month);
@@ -211,8 +210,7 @@ void ec_router_budget_publish(ec_router *r, bool force)
     int len = ec_budget_json(&s, now, doc, sizeof(doc));
     ec_error err = {0};
     if (len > 0 && (size_t)len < sizeof(doc) &&
-        ec_mqtt_publish(r->svc->mqtt, r->budget_topic, doc, (size_t)len, 1, true, NULL, 5000,
-                        &err))
+        ec_mqtt_publish(r->svc->mqtt, r->budget_topic, doc, (size_t)len, 1, true, NULL, 5000, &err))
         ec_log_warn("budget status not published on %s: %s", r->budget_topic, err.msg);
 }
 

@@ -186,8 +186,9 @@ enum MHD_Result sim_stats_get(sim_req *r)
     for (size_t i = 0; i < r->srv->script->n_models; i++) {
         const char *last = r->srv->last_body[i];
         json_object_set_new(models, r->srv->script->models[i].name,
-                            json_pack("{s:I, s:I, s:o}", "requests", (json_int_t)r->srv->requests[i],
-                                      "faulted", (json_int_t)r->srv->faulted[i], "last_request",
+                            json_pack("{s:I, s:I, s:o}", "requests",
+                                      (json_int_t)r->srv->requests[i], "faulted",
+                                      (json_int_t)r->srv->faulted[i], "last_request",
                                       last ? json_string(last) : json_null()));
     }
     pthread_mutex_unlock(&r->srv->lock);

@@ -389,7 +389,8 @@ static void consent_withheld_until_given(void **state)
     ech h;
     start(&h, "controls-consent", NULL);
     ec_result r;
-    ask_json(&h, "{\"id\":\"c-1\",\"prompt\":\"Patient monitor alarm: next?\",\"policy\":\"consent\"}",
+    ask_json(&h,
+             "{\"id\":\"c-1\",\"prompt\":\"Patient monitor alarm: next?\",\"policy\":\"consent\"}",
              &r);
     assert_null(r.error.code);
     assert_string_equal(r.tier, "local");

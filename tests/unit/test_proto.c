@@ -1413,6 +1413,10 @@ static void test_policy(void **state)
     assert_int_equal(p, EC_POLICY_AUTO);
     assert_int_equal(ec_policy_parse("local_only", &p), 0);
     assert_int_equal(p, EC_POLICY_LOCAL_ONLY);
+    assert_string_equal(ec_policy_name(EC_POLICY_CONSENT), "consent");
+    assert_int_equal(ec_policy_parse("consent", &p), 0);
+    assert_int_equal(p, EC_POLICY_CONSENT);
+    p = EC_POLICY_LOCAL_ONLY;
     assert_int_not_equal(ec_policy_parse("cloud", &p), 0);
     assert_int_not_equal(ec_policy_parse("", &p), 0);
     assert_int_not_equal(ec_policy_parse(NULL, &p), 0);

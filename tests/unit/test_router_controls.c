@@ -14,7 +14,7 @@
 #include "cache.h"
 #include "edgecascade/util.h"
 
-#define T0 1764374400000ull /* 2025-11-29 00:00:00 UTC */
+#define T0   1764374400000ull /* 2025-11-29 00:00:00 UTC */
 #define HOUR 3600000ull
 #define DAY  (24 * HOUR)
 

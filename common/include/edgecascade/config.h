@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include "edgecascade/err.h"
 
-#define EC_MAX_TIERS 8
+#define EC_MAX_TIERS           8
 #define EC_MAX_REDACT_PATTERNS 16
 
 /* privacy.patterns: one extra redaction pattern (POSIX extended regex). */
