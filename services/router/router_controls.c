@@ -188,7 +188,21 @@ void ec_router_cache_result(const ec_pending *p, ec_result *res, char *reason, s
 
 /* ---- budget ---- */
 
+/* Workers and the sweeper may see a change at the same moment: one at a time,
+ * so the retained state on the broker is never an older one published last.
+ * (One router per process.) */
+static pthread_mutex_t publish_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void publish_locked(ec_router *r, bool force);
+
 void ec_router_budget_publish(ec_router *r, bool force)
+{
+    pthread_mutex_lock(&publish_lock);
+    publish_locked(r, force);
+    pthread_mutex_unlock(&publish_lock);
+}
+
+static void publish_locked(ec_router *r, bool force)
 {
     ec_budget_snapshot s;
     uint64_t now = ec_now_ms();

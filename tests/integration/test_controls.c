@@ -195,6 +195,32 @@ static void redacted_before_it_leaves_the_device(void **state)
     ech_teardown(&h);
 }
 
+/* A shadow copy (gate.shadow_rate) of a locally answered query is masked
+ * too, and its decision row says it left the device. */
+static void shadow_copies_are_redacted(void **state)
+{
+    (void)state;
+    ech h;
+    start(&h, "controls-shadow", "gate:\n  shadow_rate: 1\ncache:\n  enabled: false\n");
+    ec_result r;
+    ask(&h, "Within tolerance? Ask anna.schmidt@example-plant.com at 10.0.0.5", &r);
+    assert_string_equal(r.tier, "local");
+    assert_false(r.redacted); /* the answer itself never left */
+    char sql[300];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM decisions d JOIN attempts a ON a.decision_id = d.id"
+             " WHERE d.query_id='%s'",
+             r.id);
+    assert_int_equal(wait_rows(&h, sql, 2), 2); /* the shadow call is appended */
+    expect_row(&h, r.id, "left_device || '|' || redacted", "1|1");
+    char *cloud = ech_sim_last_request(&h, CLOUD);
+    assert_true(contains(cloud, "Within tolerance? Ask [EMAIL] at [IP]"));
+    assert_false(contains(cloud, "anna.schmidt"));
+    free(cloud);
+    ec_result_clear(&r);
+    ech_teardown(&h);
+}
+
 /* ---- budget ---- */
 
 /* Waits for <root>/status/budget to show state want; returns the document. */
@@ -429,6 +455,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(redacted_before_it_leaves_the_device),
+        cmocka_unit_test(shadow_copies_are_redacted),
         cmocka_unit_test(budget_cap_holds_across_a_restart),
         cmocka_unit_test(cache_answers_repeats_until_the_ttl),
         cmocka_unit_test(consent_withheld_until_given),
