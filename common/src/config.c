@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "config_map.h"
+#include "edgecascade/redact.h"
 #include "edgecascade/util.h"
 
 #define CONFIG_MAX_BYTES   (1024 * 1024)
@@ -112,6 +113,23 @@ static const char *check_ipv4(const char *v)
 {
     struct in_addr a;
     return inet_pton(AF_INET, v, &a) == 1 ? NULL : "must be an IPv4 address like 127.0.0.1";
+}
+
+/* A redaction pattern must compile, so a typo stops the service at start (or
+ * a reload is refused) instead of silently masking nothing. */
+static const char *check_regex(const char *v)
+{
+    static _Thread_local char why[200];
+    return ec_redact_check_regex(v, why, sizeof(why));
+}
+
+/* Placeholders are [WORD]: upper-case letters, digits and '_'. */
+static const char *check_label(const char *v)
+{
+    for (const char *p = v; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return "must be upper-case letters, digits or '_' (it becomes [LABEL])";
+    return NULL;
 }
 
 /* ---- the tables ---- */
@@ -339,6 +357,64 @@ static const ec_cm_entry relay_table[] = {
     {0},
 };
 
+#define PAT(f) offsetof(ec_redact_pattern_cfg, f)
+
+static const ec_cm_entry redact_pattern_table[] = {
+    {.type = EC_CM_STR, .key = "regex", .offset = PAT(regex),
+     .desc = "POSIX extended regular expression, e.g. SN-[0-9]{6}",
+     .flags = EC_CM_REQUIRED | EC_CM_NONEMPTY, .max_len = 512, .check = check_regex},
+    {.type = EC_CM_STR, .key = "label", .offset = PAT(label), .def = "SERIAL",
+     .desc = "placeholder word: a match becomes [LABEL]", .flags = EC_CM_NONEMPTY,
+     .max_len = 32, .check = check_label},
+    {0},
+};
+
+static const ec_cm_entry privacy_table[] = {
+    {.type = EC_CM_BOOL, .key = "redact", .offset = CFG(redact), .def = "true",
+     .desc = "mask personal data in every prompt that leaves the device (cloud tiers, shadow "
+             "calls, queue replays); local tiers get the original"},
+    {.type = EC_CM_BOOL, .key = "email", .offset = CFG(redact_email), .def = "true",
+     .desc = "e-mail addresses become [EMAIL]"},
+    {.type = EC_CM_BOOL, .key = "phone", .offset = CFG(redact_phone), .def = "true",
+     .desc = "phone numbers (+country code, or 555-123-4567 style) become [PHONE]"},
+    {.type = EC_CM_BOOL, .key = "ip", .offset = CFG(redact_ip), .def = "true",
+     .desc = "IPv4 and IPv6 addresses become [IP]"},
+    {.type = EC_CM_LIST, .key = "patterns", .offset = CFG(redact_patterns),
+     .sub = redact_pattern_table, .count_offset = CFG(n_redact_patterns),
+     .stride = sizeof(ec_redact_pattern_cfg), .min_items = 0,
+     .max_items = EC_MAX_REDACT_PATTERNS,
+     .desc = "extra patterns (serial numbers, asset tags): list of {regex, label}"},
+    {0},
+};
+
+static const ec_cm_entry budget_table[] = {
+    {.type = EC_CM_DOUBLE, .key = "daily_usd", .offset = CFG(budget_daily_usd), .def = "0",
+     .desc = "cap on cloud spend per UTC day; 0 = no cap", .min = 0, .max = INFINITY},
+    {.type = EC_CM_DOUBLE, .key = "monthly_usd", .offset = CFG(budget_monthly_usd), .def = "0",
+     .desc = "cap on cloud spend per UTC month; 0 = no cap", .min = 0, .max = INFINITY},
+    {.type = EC_CM_DOUBLE, .key = "warn_at", .offset = CFG(budget_warn_at), .def = "0.8",
+     .desc = "share of a cap that raises a warning on <root>/status/budget", .min = 0.01,
+     .max = 1},
+    {0},
+};
+
+static const ec_cm_entry cache_table[] = {
+    {.type = EC_CM_BOOL, .key = "enabled", .offset = CFG(cache_enabled), .def = "true",
+     .desc = "answer a repeated query (same messages and parameters) from memory"},
+    {.type = EC_CM_U32, .key = "ttl_s", .offset = CFG(cache_ttl_s), .def = "3600",
+     .desc = "how long a cached answer is served", .min = 1, .max = 2592000},
+    {.type = EC_CM_INT, .key = "max_entries", .offset = CFG(cache_max_entries), .def = "1024",
+     .desc = "answers kept at most (least recently used go first)", .min = 1, .max = 1000000},
+    {.type = EC_CM_U32, .key = "max_bytes", .offset = CFG(cache_max_bytes), .def = "8388608",
+     .desc = "memory the cached prompts and answers may take", .min = 1024,
+     .max = 1073741824},
+    {.type = EC_CM_BOOL, .key = "unset_temperature", .offset = CFG(cache_unset_temperature),
+     .def = "true",
+     .desc = "also cache queries without a temperature (temperature 0 is always cached, "
+             "above 0 never)"},
+    {0},
+};
+
 static const ec_cm_entry log_table[] = {
     {.type = EC_CM_STR, .key = "level", .offset = CFG(log_level), .def = "info",
      .desc = "verbosity", .choices = level_names},
@@ -363,6 +439,12 @@ static const ec_cm_entry config_table[] = {
      .desc = "the router's HTTP server (metrics, stats, dashboard)"},
     {.type = EC_CM_SECTION, .key = "local", .sub = local_table, .desc = "edgecascade-local"},
     {.type = EC_CM_SECTION, .key = "relay", .sub = relay_table, .desc = "edgecascade-relay"},
+    {.type = EC_CM_SECTION, .key = "privacy", .sub = privacy_table,
+     .desc = "redaction before a prompt leaves the device"},
+    {.type = EC_CM_SECTION, .key = "budget", .sub = budget_table,
+     .desc = "caps on cloud spend (edgecascade-router)"},
+    {.type = EC_CM_SECTION, .key = "cache", .sub = cache_table,
+     .desc = "answer cache (edgecascade-router)"},
     {.type = EC_CM_SECTION, .key = "log", .sub = log_table, .desc = "logging"},
     {.type = EC_CM_LIST, .key = "tiers", .offset = CFG(tiers), .sub = tier_table,
      .count_offset = CFG(n_tiers), .stride = sizeof(ec_tier_cfg), .min_items = 1,

@@ -155,27 +155,35 @@ static const char *const migrations[EC_STORE_SCHEMA_VERSION + 1] = {
     "  digest INTEGER PRIMARY KEY,"
     "  ts_ms INTEGER NOT NULL);"
     "PRAGMA user_version = 4;",
+    /* 5: the router's controls: whether anything was masked before the query
+     * left the device (privacy.*), and whether a consent query was kept on
+     * the device for want of consent. Cache hits are tier_kind 'cache'. */
+    "ALTER TABLE decisions ADD COLUMN redacted INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE decisions ADD COLUMN escalation_withheld INTEGER NOT NULL DEFAULT 0;"
+    "PRAGMA user_version = 5;",
 };
 
 static const char sql_upd_decision[] =
     "UPDATE decisions SET tier_kind = ?2, tier_index = ?3, tier_name = ?4, model = ?5,"
     " confidence = ?6, threshold = ?7, escalated = ?8, reason = ?9, cost_usd = ?10,"
     " cost_top_usd = ?11, latency_ms = ?12, tokens_in = ?13, tokens_out = ?14,"
-    " left_device = 1, error_code = ?15, error_message = ?16, degraded = ?17, revision = ?18"
-    " WHERE id = ?1";
+    " left_device = 1, error_code = ?15, error_message = ?16, degraded = ?17, revision = ?18,"
+    " redacted = max(redacted, ?19) WHERE id = ?1";
 static const char sql_find_decision[] =
     "SELECT d.id, (SELECT count(*) FROM attempts a WHERE a.decision_id = d.id) FROM decisions d"
     " WHERE d.query_id = ?1 ORDER BY d.id DESC LIMIT 1";
 static const char sql_del_journal[] = "DELETE FROM journal WHERE id = ?1";
-static const char sql_add_cost[] = "UPDATE decisions SET cost_usd = cost_usd + ?2 WHERE id = ?1";
+/* A shadow call left the device too, possibly masked. */
+static const char sql_add_cost[] = "UPDATE decisions SET cost_usd = cost_usd + ?2, left_device = 1,"
+                                   " redacted = max(redacted, ?3) WHERE id = ?1";
 
 static const char sql_ins_decision[] =
     "INSERT INTO decisions (ts_ms, query_id, source, policy, encoding, tier_kind, tier_index,"
     " tier_name, model, confidence, threshold, escalated, reason, cost_usd, cost_top_usd,"
     " latency_ms, router_ms, tokens_in, tokens_out, left_device, error_code, error_message,"
-    " degraded, revision, complexity)"
+    " degraded, revision, complexity, redacted, escalation_withheld)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"
-    " ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
+    " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)";
 
 static const char sql_ins_attempt[] =
     "INSERT INTO attempts (decision_id, seq, tier_index, tier_name, model, confidence,"
@@ -537,6 +545,7 @@ static ec_err update_decision(ec_store *s, sqlite3_int64 id, size_t n_att, const
     bind_text(st, 16, r->error.message);
     sqlite3_bind_int(st, 17, r->degraded);
     sqlite3_bind_int64(st, 18, r->revision);
+    sqlite3_bind_int(st, 19, r->redacted);
     ec_err rc = step_done(s, st, "updating decision", err);
     sqlite3_clear_bindings(st);
     for (size_t i = 0; !rc && i < r->n_attempts; i++) {
@@ -554,6 +563,7 @@ static ec_err append_attempts(ec_store *s, sqlite3_int64 id, size_t n_att, const
     sqlite3_stmt *st = s->st_add_cost;
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_double(st, 2, r->cost_usd);
+    sqlite3_bind_int(st, 3, r->redacted);
     ec_err rc = step_done(s, st, "adding shadow cost", err);
     sqlite3_clear_bindings(st);
     for (size_t i = 0; !rc && i < r->n_attempts; i++) {
@@ -616,6 +626,8 @@ static ec_err insert_decision(ec_store *s, const ec_decision *d, ec_error *err)
     sqlite3_bind_int(st, 23, r->degraded);
     sqlite3_bind_int64(st, 24, r->revision ? r->revision : 1);
     bind_text(st, 25, r->complexity);
+    sqlite3_bind_int(st, 26, r->redacted);
+    sqlite3_bind_int(st, 27, r->escalation_withheld);
     rc = step_done(s, st, "inserting decision", err);
     sqlite3_clear_bindings(st);
     if (rc)
@@ -788,11 +800,11 @@ static ec_err check_decision(const ec_decision *d, ec_error *err)
     if (!d->result.id || !d->result.id[0])
         return ec_error_set(err, EC_ERR_INVAL, "store: decision has no query id");
     const char *t = d->result.tier;
-    if (t && strcmp(t, "local") != 0 && strcmp(t, "cloud") != 0)
-        return ec_error_set(
-            err, EC_ERR_INVAL,
-            "store: decision %s: tier must be \"local\" or \"cloud\", not \"%.16s\"", d->result.id,
-            t);
+    if (t && strcmp(t, "local") != 0 && strcmp(t, "cloud") != 0 && strcmp(t, "cache") != 0)
+        return ec_error_set(err, EC_ERR_INVAL,
+                            "store: decision %s: tier must be \"local\", \"cloud\" or \"cache\", "
+                            "not \"%.16s\"",
+                            d->result.id, t);
     return EC_OK;
 }
 

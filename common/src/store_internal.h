@@ -12,7 +12,7 @@
 #include "edgecascade/queue.h"
 #include "edgecascade/store.h"
 
-#define EC_STORE_SCHEMA_VERSION 4
+#define EC_STORE_SCHEMA_VERSION 5
 
 struct ec_store {
     char *path;

@@ -213,8 +213,9 @@ static ec_err enc_field(msgpack_packer *pk, const ec_field *f, const void *msg, 
         return EC_OK;
     case EC_FK_POLICY: {
         ec_policy p = *(const ec_policy *)at;
-        if (p != EC_POLICY_AUTO && p != EC_POLICY_LOCAL_ONLY)
-            return fail(cx, cx->bad, path, f->name, "must be \"auto\" or \"local_only\"");
+        if (p != EC_POLICY_AUTO && p != EC_POLICY_LOCAL_ONLY && p != EC_POLICY_CONSENT)
+            return fail(cx, cx->bad, path, f->name,
+                        "must be \"auto\", \"local_only\" or \"consent\"");
         const char *s = ec_policy_name(p);
         pack_cstr(pk, s, strlen(s));
         return EC_OK;
@@ -400,11 +401,13 @@ static ec_err dec_field(const ec_field *f, const msgpack_object *v, const ec_msg
         ec_policy p;
         char name[16];
         if (v->type != MSGPACK_OBJECT_STR || v->via.str.size >= sizeof(name))
-            return fail(cx, cx->bad, path, f->name, "must be \"auto\" or \"local_only\"");
+            return fail(cx, cx->bad, path, f->name,
+                        "must be \"auto\", \"local_only\" or \"consent\"");
         memcpy(name, v->via.str.ptr, v->via.str.size);
         name[v->via.str.size] = '\0';
         if (strlen(name) != v->via.str.size || ec_policy_parse(name, &p) != 0)
-            return fail(cx, cx->bad, path, f->name, "must be \"auto\" or \"local_only\"");
+            return fail(cx, cx->bad, path, f->name,
+                        "must be \"auto\", \"local_only\" or \"consent\"");
         *(ec_policy *)at = p;
         return EC_OK;
     }

@@ -14,6 +14,8 @@ const char *ec_policy_name(ec_policy p)
         return "auto";
     case EC_POLICY_LOCAL_ONLY:
         return "local_only";
+    case EC_POLICY_CONSENT:
+        return "consent";
     }
     return "unknown";
 }
@@ -26,6 +28,8 @@ int ec_policy_parse(const char *s, ec_policy *out)
         *out = EC_POLICY_AUTO;
     else if (strcmp(s, "local_only") == 0)
         *out = EC_POLICY_LOCAL_ONLY;
+    else if (strcmp(s, "consent") == 0)
+        *out = EC_POLICY_CONSENT;
     else
         return -1;
     return 0;

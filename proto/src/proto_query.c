@@ -58,6 +58,7 @@ static const ec_field query_fields[] = {
     {.name = "policy", .kind = EC_FK_POLICY, .off = offsetof(ec_query, policy)},
     {.name = "source", .kind = EC_FK_STR, .off = offsetof(ec_query, source), .limit = EC_MAX_ID},
     {.name = "deadline_ms", .kind = EC_FK_U32, .off = offsetof(ec_query, deadline_ms)},
+    {.name = "consent", .kind = EC_FK_BOOL, .off = offsetof(ec_query, consent)},
 };
 
 const ec_msgdef ec_def_query = {

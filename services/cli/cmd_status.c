@@ -151,6 +151,8 @@ int cli_cmd_status(cli_ctx *ctx, int argc, char **argv)
             const char *t = entries[i].topic_tail;
             if (strncmp(t, "breaker/", 8) == 0)
                 json_object_set(brk, t + 8, entries[i].doc);
+            else if (strcmp(t, "budget") == 0) /* the router's cloud spend, not a service */
+                json_object_set(out, "budget", entries[i].doc);
             else
                 json_object_set(svc, t, entries[i].doc);
         }
@@ -196,6 +198,17 @@ int cli_cmd_status(cli_ctx *ctx, int argc, char **argv)
             printf("  (none reported: is edgecascade-relay running?)\n");
         if (depth >= 0)
             printf("offline queue  %ld escalation%s waiting\n", depth, depth == 1 ? "" : "s");
+        for (size_t i = 0; i < n; i++) {
+            json_t *d = entries[i].doc;
+            if (strcmp(entries[i].topic_tail, "budget") != 0)
+                continue;
+            printf("cloud budget   %s: %.4f USD today (cap %g), %.4f USD this month (cap %g)\n",
+                   json_string_value(json_object_get(d, "state")) ?: "?",
+                   json_number_value(json_object_get(d, "day_usd")),
+                   json_number_value(json_object_get(d, "daily_cap_usd")),
+                   json_number_value(json_object_get(d, "month_usd")),
+                   json_number_value(json_object_get(d, "monthly_cap_usd")));
+        }
     }
     for (size_t i = 0; i < n; i++)
         json_decref(entries[i].doc);

@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "cache.h"
+
 struct ec_pending_table {
     pthread_mutex_t lock;
     ec_pending **buckets;
@@ -28,11 +30,24 @@ ec_pending_table *ec_pending_table_create(size_t buckets)
     return t;
 }
 
+static void free_msgs(ec_chat_msg *m, size_t n)
+{
+    for (size_t i = 0; m && i < n; i++) {
+        free(m[i].role);
+        free(m[i].content);
+    }
+    free(m);
+}
+
 void ec_pending_free(ec_pending *p)
 {
     if (!p)
         return;
     ec_query_clear(&p->query);
+    free_msgs(p->masked, p->n_masked);
+    free(p->cache_key);
+    ec_cache_hit_clear(p->cached);
+    free(p->cached);
     free(p->response_topic);
     free(p->corr);
     for (size_t i = 0; i < p->n_attempts; i++) {

@@ -44,6 +44,16 @@ typedef struct ec_pending {
     double prior_cost_usd; /* spent before a replay (revision 1's attempts) */
     uint64_t arrived_ms;   /* epoch ms of the first arrival (replays: the original) */
     bool shadow;           /* a shadow call: recorded beside the decision, never published */
+
+    /* controls (router_controls.c) */
+    ec_chat_msg *masked; /* the messages as a cloud tier gets them (privacy.*), or NULL */
+    size_t n_masked;
+    bool mask_done;  /* masked was worked out (it stays NULL when nothing matched) */
+    bool redacted;   /* something was masked before the query left the device */
+    bool withheld;   /* policy consent without consent kept a draft on the device */
+    char *cache_key; /* the query's cache key; NULL when not cacheable */
+    size_t cache_key_len;
+    struct ec_cache_hit *cached; /* answered from the cache */
 } ec_pending;
 
 typedef struct ec_pending_table ec_pending_table;

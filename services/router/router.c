@@ -136,7 +136,14 @@ static void finish(ec_router *r, ec_pending *p, int answer_attempt, bool degrade
     res.revision = p->revision ? p->revision : 1;
     res.degraded = degraded;
     res.complexity = ec_strdup0(ec_complexity_name(p->gq.complexity));
-    if (answer_attempt >= 0) {
+    res.redacted = p->redacted;
+    res.escalation_withheld = p->withheld;
+    if (p->cached) {
+        char why[EC_MAX_REASON];
+        ec_router_cache_result(p, &res, why, sizeof(why));
+        free(res.reason);
+        res.reason = strdup(why);
+    } else if (answer_attempt >= 0) {
         const ec_attempt *a = &p->attempts[answer_attempt];
         const char *answer = p->details[answer_attempt].answer;
         res.answer = strdup(answer ? answer : "");
@@ -163,6 +170,7 @@ static void finish(ec_router *r, ec_pending *p, int answer_attempt, bool degrade
     /* A replayed escalation counts from the query's first arrival. */
     res.latency_ms = p->outbox_id ? (double)(ec_now_ms() - p->arrived_ms) : now - p->t0_ms;
     res.router_ms = p->busy_ms + (now - t_in);
+    ec_router_cache_store(r, p, &res, answer_attempt);
     ec_router_publish_result(r, p, &res);
     observe(r, p, &res);
     ec_log_debug("query %s: %s tier %u, confidence %.3f, %.2f ms: %s", res.id,
@@ -185,13 +193,32 @@ static void finish_error(ec_router *r, ec_pending *p, const char *code, const ch
 
 /* ---- dispatch ---- */
 
+/* Whether the query must stay on the device: policy local_only, or policy
+ * consent without consent: true. */
+static bool stays_local(const ec_pending *p)
+{
+    return p->query.policy == EC_POLICY_LOCAL_ONLY ||
+           (p->query.policy == EC_POLICY_CONSENT && !p->query.consent);
+}
+
+/* Whether a cloud tier of the cascade comes after ti: what a consent query
+ * without consent is kept from. */
+static bool cloud_after(const ec_router *r, int ti)
+{
+    for (size_t i = (size_t)ti + 1; i < r->cfg->n_tiers; i++)
+        if (!r->cfg->tiers[i].local &&
+            !(r->cfg->tiers[i].failover_of && *r->cfg->tiers[i].failover_of))
+            return true;
+    return false;
+}
+
 /* Next tier after `after` in the cascade that the query's policy allows, or
  * -1. Failover tiers are not part of the cascade: they stand in for their
  * primary only when it fails (failover_next). */
 static int next_tier(const ec_router *r, const ec_pending *p, int after)
 {
     for (size_t i = (size_t)(after + 1); i < r->cfg->n_tiers; i++) {
-        if (p->query.policy == EC_POLICY_LOCAL_ONLY && !r->cfg->tiers[i].local)
+        if (stays_local(p) && !r->cfg->tiers[i].local)
             continue;
         if (r->cfg->tiers[i].failover_of && *r->cfg->tiers[i].failover_of)
             continue;
@@ -218,7 +245,7 @@ static int failover_next(const ec_router *r, const ec_pending *p, int ti)
     const char *primary = r->cfg->tiers[primary_of(r, ti)].name;
     for (size_t i = (size_t)ti + 1; i < r->cfg->n_tiers; i++) {
         const ec_tier_cfg *t = &r->cfg->tiers[i];
-        if (p->query.policy == EC_POLICY_LOCAL_ONLY && !t->local)
+        if (stays_local(p) && !t->local)
             continue;
         if (t->failover_of && strcmp(t->failover_of, primary) == 0)
             return (int)i;
@@ -242,12 +269,35 @@ void ec_router_dispatch(ec_router *r, ec_pending *p, int ti)
 {
     const ec_tier_cfg *t = &r->cfg->tiers[ti];
     double t_in = ec_mono_ms();
+    if (!t->local) {
+        /* At a spend cap a cloud tier is as good as an open breaker; a prompt
+         * that could not be masked never leaves. */
+        char why[300];
+        const char *code = NULL;
+        if (!ec_router_budget_allows(r, why, sizeof(why)))
+            code = "budget";
+        else if (!ec_router_mask(r, p) &&
+                 snprintf(why, sizeof(why), "the prompt could not be redacted; not sent") > 0)
+            code = "internal";
+        if (code) {
+            p->tier = ti;
+            p->hop_start_ms = t_in;
+            ec_infer_reply rep = {0};
+            ec_wire_error_set(&rep.error, code, why);
+            ec_router_judge(r, p, &rep);
+            ec_infer_reply_clear(&rep);
+            return;
+        }
+    }
     ec_infer_request req = {0};
     ec_chat_msg one = {.role = "user", .content = p->query.prompt};
     req.id = p->query.id;
     req.tier_index = (uint32_t)ti;
     req.tier = t->name;
-    if (p->query.n_messages) {
+    if (!t->local && p->masked) {
+        req.messages = p->masked;
+        req.n_messages = p->n_masked;
+    } else if (p->query.n_messages) {
         req.messages = p->query.messages;
         req.n_messages = p->query.n_messages;
     } else {
@@ -343,6 +393,8 @@ void ec_router_judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
         v.threshold = ec_gate_threshold(r->cfg, (size_t)ti);
     a->threshold = v.threshold;
     a->cost_usd = rep->cost_usd;
+    if (!t->local && rep->cost_usd > 0)
+        ec_router_budget_spent(r, rep->cost_usd);
     a->tokens_in = rep->tokens_in;
     a->tokens_out = rep->tokens_out;
     if (rep->model && *rep->model) {
@@ -384,12 +436,16 @@ void ec_router_judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
                       strcmp(code, "bad_request") != 0 && strcmp(code, "too_large") != 0;
         char why[EC_MAX_REASON];
         ec_error qerr = {0};
-        if (outage && r->cfg->offline_queue && p->query.policy == EC_POLICY_AUTO && r->ledger) {
+        bool may_queue = p->query.policy == EC_POLICY_AUTO ||
+                         (p->query.policy == EC_POLICY_CONSENT && p->query.consent);
+        if (outage && r->cfg->offline_queue && may_queue && r->ledger) {
             if (ec_router_enqueue(r, p, primary_of(r, ti), &qerr)) {
                 if (p->best >= 0) {
                     snprintf(why, sizeof(why),
-                             "cloud unavailable, escalation queued (revision 2 follows); serving "
-                             "the local draft: %.300s",
+                             "%s, escalation queued (revision 2 follows); serving the local "
+                             "draft: %.300s",
+                             strcmp(code, "budget") == 0 ? "cloud budget reached"
+                                                         : "cloud unavailable",
                              reason);
                     finish(r, p, p->best, true, why, NULL, NULL);
                 } else {
@@ -461,6 +517,14 @@ void ec_router_judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
                  "the device",
                  a->confidence, a->threshold);
         a->accepted = true;
+    } else if (p->query.policy == EC_POLICY_CONSENT && !p->query.consent && cloud_after(r, ti)) {
+        snprintf(reason, sizeof(reason),
+                 "escalation withheld: confidence %.2f < threshold %.2f, and policy consent asks "
+                 "a cloud tier only with \"consent\": true; serving the local draft (resubmit "
+                 "with consent to escalate)",
+                 a->confidence, a->threshold);
+        a->accepted = true;
+        p->withheld = true;
     } else {
         snprintf(reason, sizeof(reason), "accepted below threshold (%.2f < %.2f): no further tier",
                  a->confidence, a->threshold);
@@ -556,8 +620,12 @@ void ec_router_on_query(ec_router *r, ec_mqtt_msg *msg)
     if (p->query.deadline_ms)
         p->deadline_ms = p->t0_ms + p->query.deadline_ms;
     ec_gate_classify(r->gate, &p->query, &p->gq);
+    if (ec_router_cache_lookup(r, p)) {
+        finish(r, p, -1, false, "cache hit", NULL, NULL);
+        return;
+    }
     int first = next_tier(r, p, -1);
-    if (p->gq.preroute_cloud && p->query.policy != EC_POLICY_LOCAL_ONLY) {
+    if (p->gq.preroute_cloud && !stays_local(p)) {
         /* Hard queries go straight to the first cloud tier (gate.preroute). */
         int c = first;
         while (c >= 0 && r->cfg->tiers[c].local)
@@ -655,8 +723,10 @@ static void *worker_main(void *arg)
 static void *sweeper_main(void *arg)
 {
     ec_router *r = arg;
-    while (!ec_service_stopping()) {
+    for (unsigned tick = 1; !ec_service_stopping(); tick++) {
         ec_sleep_ms(50);
+        if (tick % 20 == 0)
+            ec_router_budget_publish(r, false); /* a new day or month lifts a cap */
         ec_pending *p = ec_pending_take_expired(r->pending, ec_mono_ms());
         while (p) {
             ec_pending *next = p->next;
@@ -704,6 +774,8 @@ ec_err ec_router_create(ec_router **out, ec_service *svc, ec_store *store, ec_er
         return ec_error_set(err, EC_ERR_NOMEM, "router: out of memory");
     }
     ec_err rc = ec_gate_create(&r->gate, r->cfg, err);
+    if (!rc)
+        rc = ec_router_controls_create(r, err);
     if (rc) {
         ec_router_destroy(r);
         return rc;
@@ -751,6 +823,7 @@ ec_err ec_router_start(ec_router *r, ec_error *err)
     if (pthread_create(&r->sweeper, NULL, sweeper_main, r) != 0)
         return ec_error_set(err, EC_ERR_NOMEM, "router: cannot start the sweeper thread");
     r->sweeper_started = true;
+    ec_router_budget_publish(r, true);
     if (r->ledger) {
         ec_router_journal_replay(r);
         if (pthread_create(&r->replayer, NULL, ec_router_replayer_main, r) != 0)
@@ -785,6 +858,7 @@ void ec_router_destroy(ec_router *r)
         ec_log_warn("%zu queries still in flight at shutdown", ec_pending_count(r->pending));
     ec_pending_table_destroy(r->pending);
     ec_gate_destroy(r->gate);
+    ec_router_controls_destroy(r);
     ec_ledger_close(r->ledger);
     ec_metrics_destroy(r->metrics);
     for (size_t i = 0; i < r->n_recovered; i++)

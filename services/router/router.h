@@ -32,6 +32,15 @@ size_t ec_router_inflight(ec_router *r);
 /* The filter for the relay's breaker states, which the router records. */
 const char *ec_router_breaker_filter(const ec_router *r);
 
+/* Applies a new configuration's privacy.*, budget.* and cache.* to a running
+ * router (for a reload); on error (a pattern that does not compile) nothing
+ * changes. The cache is emptied, since the tiers behind it may have changed. */
+ec_err ec_router_controls_configure(ec_router *r, const ec_config *cfg, ec_error *err);
+
+/* Cloud spend against the caps, for the stats document. */
+struct ec_budget_snapshot;
+void ec_router_budget_snapshot(ec_router *r, struct ec_budget_snapshot *out);
+
 /* The topic the router listens on for tier replies. */
 const char *ec_router_reply_topic(const ec_router *r);
 

@@ -6,7 +6,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "budget.h"
+#include "cache.h"
 #include "edgecascade/ledger.h"
+#include "edgecascade/redact.h"
 #include "gate.h"
 #include "pending.h"
 #include "router.h"
@@ -64,6 +67,12 @@ struct ec_router {
     struct MHD_Daemon *http;
     unsigned http_port; /* the port bound, 0 when off */
 
+    /* controls (router_controls.c): privacy, budget, cache */
+    ec_redactor *redactor;
+    ec_cache *cache;
+    ec_budget *budget;
+    char budget_topic[300]; /* <root>/status/budget */
+
     /* queries found in the journal at start, re-run once connected */
     ec_mqtt_msg **recovered;
     size_t n_recovered;
@@ -114,5 +123,27 @@ void ec_router_stats_stop(ec_router *r);
  * http.bind:http.port (nothing when the port is 0). */
 ec_err ec_router_http_start(ec_router *r, ec_error *err);
 void ec_router_http_stop(ec_router *r);
+
+/* router_controls.c: privacy.*, budget.*, cache.* */
+ec_err ec_router_controls_create(ec_router *r, ec_error *err);
+void ec_router_controls_destroy(ec_router *r);
+/* Works out p->masked once (what a cloud tier may see); false when the
+ * prompt cannot be masked (out of memory): it must not leave then. */
+bool ec_router_mask(ec_router *r, ec_pending *p);
+/* Looks p up in the cache: true (p->cached set) on a hit; on a miss keeps
+ * p's key so finish() can store the answer. */
+bool ec_router_cache_lookup(ec_router *r, ec_pending *p);
+/* Stores res under p's key when it may be cached (accepted, not degraded,
+ * not withheld, no error). */
+void ec_router_cache_store(ec_router *r, const ec_pending *p, const ec_result *res,
+                           int answer_attempt);
+/* Fills the Result of a cache hit (tier "cache", cost 0). */
+void ec_router_cache_result(const ec_pending *p, ec_result *res, char *reason, size_t n);
+/* Counts cloud spend; publishes the budget state when it changes. */
+void ec_router_budget_spent(ec_router *r, double usd);
+/* Whether a cloud call may start now; why names the cap when not. */
+bool ec_router_budget_allows(ec_router *r, char *why, size_t n);
+/* Publishes <root>/status/budget (retained) when the state changed, or always with force. */
+void ec_router_budget_publish(ec_router *r, bool force);
 
 #endif

@@ -11,7 +11,8 @@
  * Data) and updates the query's decision row; a failure leaves the item queued
  * and ends the round. Expired items (router.queue_ttl_s, or the query's MQTT
  * Message Expiry when shorter) are removed, recorded and announced with a
- * revision 2 carrying error "expired". */
+ * revision 2 carrying error "expired". While a budget cap is reached
+ * (budget.*) the queue is not replayed; items still expire. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,7 +227,14 @@ void *ec_router_replayer_main(void *arg)
             continue;
         int64_t after = 0;
         int sent = 0;
+        /* At a budget cap nothing new is sent (the queue waits for the next
+         * day or month); answers kept from before a crash cost nothing more. */
+        bool can_spend = ec_router_budget_allows(r, NULL, 0);
         while (sent < REPLAY_WINDOW && ec_outbox_next(r->ledger, after, &it, &err) == EC_OK) {
+            if (!it.answered && !can_spend) {
+                ec_outbox_item_clear(&it);
+                break;
+            }
             after = it.id;
             if (replay_item(r, &it))
                 sent++;

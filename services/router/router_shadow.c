@@ -77,6 +77,7 @@ void ec_router_shadow_done(ec_router *r, ec_pending *p)
     res.id = strdup(p->query.id);
     res.revision = 1;
     res.cost_usd = a->cost_usd;
+    res.redacted = p->redacted; /* the store marks the decision row */
     res.attempts = calloc(1, sizeof(ec_attempt));
     if (res.attempts) {
         ec_router_copy_attempt(&res.attempts[0], a);

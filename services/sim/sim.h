@@ -16,7 +16,8 @@
 #include "edgecascade/buf.h"
 #include "sim_script.h"
 
-#define SIM_MAX_BODY (8u * 1024u * 1024u)
+#define SIM_MAX_BODY      (8u * 1024u * 1024u)
+#define SIM_LAST_BODY_MAX (256u * 1024u)
 
 typedef struct sim_server {
     sim_script *script;   /* owned; read-only while serving */
@@ -25,6 +26,8 @@ typedef struct sim_server {
     unsigned *fault_hits; /* requests the current fault applied to, for "times" */
     uint64_t *requests;   /* chat requests per model, on any API */
     uint64_t *faulted;    /* of which a fault answered */
+    char **last_body;     /* the last chat request's body per model (tests check what
+                           * left the device), at most SIM_LAST_BODY_MAX bytes */
     atomic_bool stopping; /* set before the daemon stops: sleeping handlers give up */
     atomic_uint_fast64_t sampled; /* requests at temperature > 0 so far (rule samples) */
     struct sim_replay *replay;    /* replay mode (sim_replay.h): not owned; NULL = script */

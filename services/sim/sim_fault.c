@@ -30,7 +30,8 @@ ec_err sim_server_init(sim_server *srv, sim_script *script, ec_error *err)
     srv->fault_hits = calloc(n, sizeof(*srv->fault_hits));
     srv->requests = calloc(n, sizeof(*srv->requests));
     srv->faulted = calloc(n, sizeof(*srv->faulted));
-    if (!srv->faults || !srv->fault_hits || !srv->requests || !srv->faulted) {
+    srv->last_body = calloc(n, sizeof(*srv->last_body));
+    if (!srv->faults || !srv->fault_hits || !srv->requests || !srv->faulted || !srv->last_body) {
         sim_server_clear(srv);
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
     }
@@ -42,6 +43,9 @@ void sim_server_clear(sim_server *srv)
 {
     if (!srv)
         return;
+    for (size_t i = 0; srv->last_body && srv->script && i < srv->script->n_models; i++)
+        free(srv->last_body[i]);
+    free(srv->last_body);
     sim_script_free(srv->script);
     free(srv->faults);
     free(srv->fault_hits);
@@ -80,8 +84,12 @@ bool sim_model_enter(sim_req *r, size_t m, sim_error_fn fn, bool *malformed, enu
     sim_fault f;
     bool apply;
     *malformed = false;
+    size_t blen = r->body.len < SIM_LAST_BODY_MAX ? r->body.len : SIM_LAST_BODY_MAX;
+    char *body = blen ? strndup(r->body.data, blen) : NULL;
     pthread_mutex_lock(&srv->lock);
     srv->requests[m]++;
+    free(srv->last_body[m]);
+    srv->last_body[m] = body;
     f = srv->faults[m];
     apply = sim_fault_active(&f) && (f.times == 0 || srv->fault_hits[m] < (unsigned)f.times);
     if (apply) {
@@ -177,9 +185,12 @@ enum MHD_Result sim_stats_get(sim_req *r)
     json_t *models = json_object();
     pthread_mutex_lock(&r->srv->lock);
     for (size_t i = 0; i < r->srv->script->n_models; i++) {
+        const char *last = r->srv->last_body[i];
         json_object_set_new(models, r->srv->script->models[i].name,
-                            json_pack("{s:I, s:I}", "requests", (json_int_t)r->srv->requests[i],
-                                      "faulted", (json_int_t)r->srv->faulted[i]));
+                            json_pack("{s:I, s:I, s:o}", "requests",
+                                      (json_int_t)r->srv->requests[i], "faulted",
+                                      (json_int_t)r->srv->faulted[i], "last_request",
+                                      last ? json_string(last) : json_null()));
     }
     pthread_mutex_unlock(&r->srv->lock);
     return sim_reply_json(r, 200, json_pack("{s:o, s:b}", "models", models, "simulated", 1), false,
@@ -192,6 +203,10 @@ enum MHD_Result sim_stats_delete(sim_req *r)
     pthread_mutex_lock(&r->srv->lock);
     memset(r->srv->requests, 0, n * sizeof(*r->srv->requests));
     memset(r->srv->faulted, 0, n * sizeof(*r->srv->faulted));
+    for (size_t i = 0; i < n; i++) {
+        free(r->srv->last_body[i]);
+        r->srv->last_body[i] = NULL;
+    }
     pthread_mutex_unlock(&r->srv->lock);
     return sim_stats_get(r);
 }

@@ -106,13 +106,14 @@ async function main() {
     check(reasons.some((r) => r.startsWith('accepted')), 'feed shows the reasons');
 
     // 2. more queries: the page follows
-    ask('Is 25.04 mm within tolerance?');
+    ask('Is 25.04 mm within tolerance?'); // asked before: the cache answers
     ask('Is 25.10 mm within tolerance?');
-    ask('Motor vibration is 12 mm/s, what now?');
+    ask('Motor vibration is 13 mm/s, what now?');
     const after = await pageMatchesApi(page, before.queries + 3);
     check(after.queries === before.queries + 3, 'queries ' + after.queries);
-    check(after.local === before.local + 2 && after.cloud === before.cloud + 1,
-          'local/cloud after: ' + after.local + '/' + after.cloud);
+    check(after.local === before.local + 1 && after.cloud === before.cloud + 1 &&
+          after.cache === before.cache + 1,
+          'local/cloud/cache after: ' + after.local + '/' + after.cloud + '/' + after.cache);
     const top = (await api('/api/decisions?limit=1')).decisions[0];
     await page.waitForFunction((id) => {
       const r = document.querySelector('#feed tbody tr[data-id]');

@@ -618,6 +618,17 @@ long ech_sim_requests(ech *h, const char *model)
     return n;
 }
 
+char *ech_sim_last_request(ech *h, const char *model)
+{
+    json_t *j = sim_call(h, "/sim/stats", NULL);
+    assert_non_null(j);
+    json_t *m = json_object_get(json_object_get(j, "models"), model);
+    const char *s = json_string_value(json_object_get(m, "last_request"));
+    char *out = s ? strdup(s) : NULL;
+    json_decref(j);
+    return out;
+}
+
 void ech_sim_fault(ech *h, const char *body)
 {
     json_decref(sim_call(h, "/sim/faults", body));

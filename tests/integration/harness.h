@@ -102,6 +102,9 @@ int ech_ask(ech *h, const char *prompt, const char *policy, ec_result *out, int 
 
 /* Returns the simulator's request count for a model (GET /sim/stats). */
 long ech_sim_requests(ech *h, const char *model);
+/* The body of the last chat request the simulator got for a model (heap
+ * string), or NULL when none. */
+char *ech_sim_last_request(ech *h, const char *model);
 /* Sets a fault on the simulator (POST /sim/faults with the given JSON body). */
 void ech_sim_fault(ech *h, const char *json);
 

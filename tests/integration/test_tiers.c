@@ -346,13 +346,16 @@ static void calibrate_from_store_counts_shadow_labels(void **state)
     ech h;
     start(&h, NULL, "gate:\n  shadow_rate: 1.0\n");
     ec_result r = {0};
-    for (int i = 0; i < 4; i++) {
-        assert_int_equal(ech_ask(&h, "an easy one", NULL, &r, 10000), 0);
+    char prompt[64];
+    for (int i = 0; i < 4; i++) { /* distinct prompts: no answer comes from the cache */
+        snprintf(prompt, sizeof(prompt), "an easy one, #%d", i);
+        assert_int_equal(ech_ask(&h, prompt, NULL, &r, 10000), 0);
         assert_string_equal(r.tier, "local");
         ec_result_clear(&r);
     }
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(ech_ask(&h, "a hard question", NULL, &r, 10000), 0);
+        snprintf(prompt, sizeof(prompt), "a hard question, #%d", i);
+        assert_int_equal(ech_ask(&h, prompt, NULL, &r, 10000), 0);
         assert_string_equal(r.tier, "cloud");
         ec_result_clear(&r);
     }

@@ -514,8 +514,8 @@ static void test_vectors_spot_check(void **state)
     anymsg m;
 
     read_vector("query_minimal", &b);
-    /* {"v":1,"id":nil,"prompt":"...",...}: 9 keys, v first. */
-    assert_int_equal((unsigned char)b.data[0], 0x89);
+    /* {"v":1,"id":nil,"prompt":"...",...}: 10 keys, v first. */
+    assert_int_equal((unsigned char)b.data[0], 0x8a);
     assert_memory_equal(b.data + 1, "\xa1v\x01\xa2id\xc0\xa6prompt", 14);
     expect_ok(K_QUERY, b.data, b.len, &m);
     assert_null(m.q.id);
@@ -537,6 +537,8 @@ static void test_vectors_spot_check(void **state)
     assert_string_equal(m.r.attempts[1].model, "gpt-4o-mini");
     assert_true(m.r.attempts[1].confidence == -1.0);
     assert_true(m.r.escalated);
+    assert_true(m.r.redacted);
+    assert_false(m.r.escalation_withheld);
     assert_null(m.r.error.code);
     clear_any(K_RESULT, &m);
     ec_buf_free(&b);
@@ -1122,7 +1124,7 @@ static void test_number_forms(void **state)
     g_str = "local_only\0";
     g_len = 11;
     check_edit("query_full", "policy", put_str_g, EC_ERR_PROTO,
-               "query.policy: must be \"auto\" or \"local_only\"");
+               "query.policy: must be \"auto\", \"local_only\" or \"consent\"");
     g_str = "LOCAL_ONLY";
     g_len = 10;
     check_edit("query_full", "policy", put_str_g, EC_ERR_PROTO, "query.policy");
@@ -1411,6 +1413,10 @@ static void test_policy(void **state)
     assert_int_equal(p, EC_POLICY_AUTO);
     assert_int_equal(ec_policy_parse("local_only", &p), 0);
     assert_int_equal(p, EC_POLICY_LOCAL_ONLY);
+    assert_string_equal(ec_policy_name(EC_POLICY_CONSENT), "consent");
+    assert_int_equal(ec_policy_parse("consent", &p), 0);
+    assert_int_equal(p, EC_POLICY_CONSENT);
+    p = EC_POLICY_LOCAL_ONLY;
     assert_int_not_equal(ec_policy_parse("cloud", &p), 0);
     assert_int_not_equal(ec_policy_parse("", &p), 0);
     assert_int_not_equal(ec_policy_parse(NULL, &p), 0);

@@ -83,6 +83,7 @@ static inline ec_query fx_query_full(void)
     q.has_temperature = true;
     q.policy = EC_POLICY_LOCAL_ONLY;
     q.source = S("plc-7");
+    q.consent = true; /* read only under policy consent; here it exercises the key */
     return q;
 }
 
@@ -181,6 +182,7 @@ static inline ec_result fx_result_escalated(void)
     r.tokens_in = 82;
     r.tokens_out = 85;
     r.source = S("scada");
+    r.redacted = true;
     return r;
 }
 
@@ -265,6 +267,7 @@ static inline bool fx_query_eq(const ec_query *a, const ec_query *b, double tol)
     FX_D(temperature);
     FX_I(policy);
     FX_S(source);
+    FX_I(consent);
     return ok;
 }
 
@@ -348,6 +351,10 @@ static inline bool fx_result_eq(const ec_result *a, const ec_result *b, double t
     FX_I(tokens_in);
     FX_I(tokens_out);
     FX_S(source);
+    FX_I(degraded);
+    FX_I(revision);
+    FX_I(redacted);
+    FX_I(escalation_withheld);
     ok &= fx_werr_eq(&a->error, &b->error);
     return ok;
 }

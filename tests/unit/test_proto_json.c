@@ -150,7 +150,7 @@ static void test_same_errors_as_msgpack(void **state)
                       "=query.temperature: must be a number 0..2");
     expect_query_fail("{\"prompt\":42}", EC_ERR_PROTO, "=query.prompt: must be a string");
     expect_query_fail("{\"prompt\":\"p\",\"policy\":\"cloud\"}", EC_ERR_PROTO,
-                      "=query.policy: must be \"auto\" or \"local_only\"");
+                      "=query.policy: must be \"auto\", \"local_only\" or \"consent\"");
     expect_query_fail("{\"prompt\":\"p\",\"source\":[\"a\"]}", EC_ERR_PROTO,
                       "=query.source: must be a string");
     expect_query_fail("{\"prompt\":\"p\",\"id\":\"a/b\"}", EC_ERR_PROTO, "query.id: must not");
@@ -283,7 +283,8 @@ static void test_encode_exact(void **state)
     assert_string_equal(
         json, "{\"v\":1,\"id\":null,\"prompt\":\"What is the maximum spindle speed "
               "of CNC-4 in rpm?\",\"messages\":null,\"max_tokens\":null,"
-              "\"temperature\":null,\"policy\":\"auto\",\"source\":null,\"deadline_ms\":0}");
+              "\"temperature\":null,\"policy\":\"auto\",\"source\":null,\"deadline_ms\":0,"
+              "\"consent\":false}");
     free(json);
 
     q = fx_query_full();
@@ -295,7 +296,7 @@ static void test_encode_exact(void **state)
               "P-12: hydraulic pressure low.\"},{\"role\":\"assistant\",\"content\":\"Check the "
               "accumulator pre-charge and the pump inlet filter.\"}],\"max_tokens\":256,"
               "\"temperature\":0.25,\"policy\":\"local_only\",\"source\":\"plc-7\","
-              "\"deadline_ms\":0}");
+              "\"deadline_ms\":0,\"consent\":true}");
     free(json);
 
     ec_result r = fx_result_error();
@@ -306,7 +307,8 @@ static void test_encode_exact(void **state)
               "\"threshold\":0.0,\"escalated\":false,\"reason\":null,\"cost_usd\":0.0,"
               "\"latency_ms\":0.0,\"router_ms\":0.0,\"attempts\":null,\"tokens_in\":0,"
               "\"tokens_out\":0,\"source\":null,\"degraded\":false,\"revision\":0,"
-              "\"complexity\":null,\"error\":{\"code\":\"bad_request\","
+              "\"complexity\":null,\"redacted\":false,\"escalation_withheld\":false,"
+              "\"error\":{\"code\":\"bad_request\","
               "\"message\":\"query.max_tokens: must be an integer 0..32768\"}}");
     free(json);
 

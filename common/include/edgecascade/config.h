@@ -14,7 +14,14 @@
 #include <stdio.h>
 #include "edgecascade/err.h"
 
-#define EC_MAX_TIERS 8
+#define EC_MAX_TIERS           8
+#define EC_MAX_REDACT_PATTERNS 16
+
+/* privacy.patterns: one extra redaction pattern (POSIX extended regex). */
+typedef struct ec_redact_pattern_cfg {
+    char *regex; /* checked by the loader: a bad one is a config error naming the key */
+    char *label; /* placeholder word, "SERIAL" -> [SERIAL] */
+} ec_redact_pattern_cfg;
 
 typedef struct ec_tier_cfg {
     char *name;     /* unique; defaults to model */
@@ -101,6 +108,26 @@ typedef struct ec_config {
     uint32_t backoff_ms;     /* full-jitter backoff base */
     uint32_t backoff_max_ms; /* and cap */
     ec_breaker_cfg breaker;
+
+    /* privacy: masking before a prompt leaves the device (edgecascade/redact.h) */
+    bool redact;       /* the pass at all */
+    bool redact_email; /* built-ins */
+    bool redact_phone;
+    bool redact_ip;
+    ec_redact_pattern_cfg redact_patterns[EC_MAX_REDACT_PATTERNS];
+    size_t n_redact_patterns;
+
+    /* budget: caps on cloud spend, USD; 0 = no cap */
+    double budget_daily_usd;
+    double budget_monthly_usd;
+    double budget_warn_at; /* share of a cap (0..1) that raises the warning */
+
+    /* cache: exact-match answers (services/router/cache.h) */
+    bool cache_enabled;
+    uint32_t cache_ttl_s;
+    int cache_max_entries;
+    uint32_t cache_max_bytes;
+    bool cache_unset_temperature; /* also cache queries that give no temperature */
 
     char *log_level; /* error | warn | info | debug */
 

@@ -114,6 +114,14 @@ ec_err ec_store_totals_each(ec_store *s, ec_store_total_fn fn, void *ctx, ec_err
 /* Count of decision rows for a query id (tests, dedup). */
 ec_err ec_store_count_query(ec_store *s, const char *query_id, int *count, ec_error *err);
 
+/* Cloud spend since month_start_ms, and the part of it since day_start_ms
+ * (budget caps): the cost of every attempt on a tier not named in
+ * local_tiers (shadow calls and revision-2 replays included), by the arrival
+ * time of its query. */
+ec_err ec_store_cloud_spend(ec_store *s, uint64_t month_start_ms, uint64_t day_start_ms,
+                            const char *const *local_tiers, size_t n_local, double *day_usd,
+                            double *month_usd, ec_error *err);
+
 /* ---- reading, grouped (edgecascade stats --by) ---- */
 typedef enum ec_stats_by {
     EC_STATS_BY_MODEL = 0, /* the model that answered (NULL key: no answer) */

@@ -35,6 +35,7 @@
 typedef enum ec_policy {
     EC_POLICY_AUTO = 0,       /* cascade as the gate decides */
     EC_POLICY_LOCAL_ONLY = 1, /* never leaves the device */
+    EC_POLICY_CONSENT = 2,    /* leaves the device only with the query's consent: true */
 } ec_policy;
 
 const char *ec_policy_name(ec_policy p);
@@ -70,6 +71,7 @@ typedef struct ec_query {
     ec_policy policy;
     char *source;         /* optional: who asked ("plc-7", "scada") */
     uint32_t deadline_ms; /* optional: answer within this many ms of arrival, 0 = config */
+    bool consent;         /* policy consent: the caller agrees to a cloud tier */
 } ec_query;
 
 /* ---- InferRequest: router -> a tier (topics <root>/infer/local, <root>/infer/cloud) ---- */
@@ -137,7 +139,7 @@ typedef struct ec_attempt {
 typedef struct ec_result {
     char *id;
     char *answer;        /* NULL when error.code is set and no draft exists */
-    char *tier;          /* "local" or "cloud" (kind of the answering tier) */
+    char *tier;          /* "local", "cloud" or "cache" (kind of the answering tier) */
     uint32_t tier_index; /* which configured tier answered */
     char *tier_name;
     char *model;
@@ -156,6 +158,9 @@ typedef struct ec_result {
     bool degraded;     /* a lower tier's draft served because a better tier was unavailable */
     uint32_t revision; /* 1; 2 when a queued escalation later brings a better answer */
     char *complexity;  /* the query's estimated complexity, or NULL */
+    bool redacted;     /* something was masked before the query left the device */
+    /* policy consent without consent: true kept a doubtful draft on the device */
+    bool escalation_withheld;
     ec_wire_error error;
 } ec_result;
 
