@@ -676,7 +676,9 @@ ec_err ec_router_create(ec_router **out, ec_service *svc, ec_store *store, ec_er
         ec_router_destroy(r);
         return ec_error_set(err, EC_ERR_NOMEM, "router: out of memory");
     }
-    ec_err rc = ec_gate_create(&r->gate, r->cfg, err);
+    ec_gate *gate = NULL;
+    ec_err rc = ec_gate_create(&gate, r->cfg, err);
+    atomic_init(&r->gate, gate);
     if (rc) {
         ec_router_destroy(r);
         return rc;
@@ -740,6 +742,7 @@ void ec_router_destroy(ec_router *r)
         ec_log_warn("%zu queries still in flight at shutdown", ec_pending_count(r->pending));
     ec_pending_table_destroy(r->pending);
     ec_gate_destroy(r->gate);
+    ec_router_reload_clear(r);
     ec_ledger_close(r->ledger);
     for (size_t i = 0; i < r->n_recovered; i++)
         ec_mqtt_msg_free(r->recovered[i]);
