@@ -623,6 +623,11 @@ void ech_sim_fault(ech *h, const char *body)
     json_decref(sim_call(h, "/sim/faults", body));
 }
 
+void ech_sim_post(ech *h, const char *path, const char *body)
+{
+    json_decref(sim_call(h, path, body));
+}
+
 char *ech_sql(ech *h, const char *sql)
 {
     sqlite3 *db = NULL;

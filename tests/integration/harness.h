@@ -104,6 +104,8 @@ int ech_ask(ech *h, const char *prompt, const char *policy, ec_result *out, int 
 long ech_sim_requests(ech *h, const char *model);
 /* Sets a fault on the simulator (POST /sim/faults with the given JSON body). */
 void ech_sim_fault(ech *h, const char *json);
+/* POSTs a JSON body to one of the simulator's control endpoints (/sim/...). */
+void ech_sim_post(ech *h, const char *path, const char *json);
 
 /* Runs a query against the SQLite store and returns the first column of the
  * first row as a heap string (NULL when no row). */
