@@ -53,6 +53,10 @@ void ech_start_broker(ech *h);
  * connections. The TLS and password tests use it. */
 void ech_start_broker_conf(ech *h, const char *conf);
 void ech_stop_broker(ech *h);
+/* Starts another Mosquitto (e.g. a central broker for a bridge) with the
+ * given config, listening on port; log in <dir>/<name>.log. Stop it with
+ * ech_stop before ech_teardown. */
+void ech_start_mosquitto(ech *h, ech_proc *p, const char *name, const char *conf, int port);
 
 /* Simulator with the given script file (NULL: deploy/sim-script.json). */
 void ech_start_sim(ech *h, const char *script);
