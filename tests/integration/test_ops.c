@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "edgecascade/util.h"
@@ -599,6 +600,74 @@ static void test_model_discovery(void **state)
     stack_done();
 }
 
+/* ---- doctor ---- */
+
+/* Runs `edgecascade doctor` on the test's config; its stdout in out. */
+static int run_doctor(ech *h, char *out, size_t cap)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "%s/edgecascade --config '%s' doctor 2>&1", EC_BIN_DIR, h->config);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void assert_has(const char *hay, const char *needle)
+{
+    if (!strstr(hay, needle))
+        fail_msg("expected \"%s\" in:\n%s", needle, hay);
+}
+
+static void test_doctor_reports(void **state)
+{
+    (void)state;
+    ech *h = &g_h;
+    ech_init(h, "doctor");
+    g_live = true;
+    ech_start_broker(h);
+    ech_start_sim(h, NULL);
+    char tiers[1024];
+    snprintf(tiers, sizeof(tiers),
+             "tiers:\n"
+             "  - name: local\n"
+             "    provider: vllm\n"
+             "    model: auto\n"
+             "    base_url: http://127.0.0.1:%d/v1\n"
+             "  - name: cloud\n"
+             "    provider: openai\n"
+             "    model: gpt-4o-mini\n"
+             "    base_url: http://127.0.0.1:%d/v1\n"
+             "    api_key_env: EC_TEST_OPENAI_KEY\n",
+             h->sim_port, h->sim_port);
+    ech_write_config_tiers(h, tiers, "local:\n  discovery_interval_s: 1\n");
+    ech_start_services(h);
+    static char out[16384];
+    int rc = run_doctor(h, out, sizeof(out));
+    assert_has(out, "model auto would use 'llama3.2-1b'");
+    assert_has(out, "edgecascade-local serves 'llama3.2-1b'");
+    assert_has(out, "one token in");
+    if (rc != 0)
+        fail_msg("doctor failed with everything running:\n%s", out);
+
+    /* A refused reload and a vanished model: both shown, with a fix. */
+    ech_write_config_tiers(h, tiers, "local:\n  discovery_interval_s: 1\nrouter:\n  workers: 5\n");
+    sighup(&h->router);
+    json_decref(wait_status(h, "router", error_has, "router.workers", 5000));
+    ech_sim_post(h, "/sim/models", "{\"model\": \"llama3.2-1b\", \"listed\": false}");
+    const char *missing[] = {"llama3.2-1b", "missing"};
+    json_decref(wait_status(h, "local", model_is, missing, 5000));
+    rc = run_doctor(h, out, sizeof(out));
+    assert_int_equal(rc, 1);
+    assert_has(out, "last reload refused: router.workers changed: needs a restart");
+    assert_has(out, "systemctl reload edgecascade-router");
+    assert_has(out, "missing: model 'llama3.2-1b' is no longer served");
+    assert_has(out, "reload edgecascade-local");
+    stack_done();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -606,6 +675,7 @@ int main(void)
         cmocka_unit_test_teardown(test_reload_refused, teardown),
         cmocka_unit_test_teardown(test_sd_notify, teardown),
         cmocka_unit_test_teardown(test_model_discovery, teardown),
+        cmocka_unit_test_teardown(test_doctor_reports, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
