@@ -365,7 +365,7 @@ static void reload(tierd *t)
     tierd_snap *sn = NULL;
     ec_error err = {0};
     if (ec_service_reload_prepare(t->svc, &next, &err) != EC_OK ||
-        snap_build(t->svc, t->opts, next, false, &sn, &err) != EC_OK) {
+        snap_build(t->svc, t->opts, next, false, &sn, &err) != EC_OK || !sn) {
         ec_service_reload_reject(t->svc, next, err.msg);
         return;
     }

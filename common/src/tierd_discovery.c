@@ -59,7 +59,8 @@ static char **list_models(ec_http *http, const ec_tier_cfg *t, size_t *n, char *
     ec_http_request_init(&req, "GET");
     ec_http_response_init(&resp);
     if (!p || !p->build_models || !p->parse_models) {
-        snprintf(why, cap, "provider %s cannot list its models; give the model's name", t->provider);
+        snprintf(why, cap, "provider %s cannot list its models; give the model's name",
+                 t->provider);
         goto out;
     }
     key = ec_tier_api_key(t, &err);
@@ -106,10 +107,11 @@ static void check_tier(ec_http *http, const ec_tier_cfg *t, tier_state *ns)
         return;
     }
     join_list(names, n, ns->listed, sizeof(ns->listed));
+    const char *pref = t->prefer_model && *t->prefer_model ? t->prefer_model : NULL;
     bool have = false, prefer = false;
     for (size_t i = 0; i < n; i++) {
         have |= ns->model[0] && strcmp(names[i], ns->model) == 0;
-        prefer |= t->prefer_model && *t->prefer_model && strcmp(names[i], t->prefer_model) == 0;
+        prefer |= pref && strcmp(names[i], pref) == 0;
     }
     if (ns->model[0] && have) {
         ns->state = M_SERVING;
@@ -124,14 +126,14 @@ static void check_tier(ec_http *http, const ec_tier_cfg *t, tier_state *ns)
         ns->state = M_UNKNOWN;
         snprintf(ns->error, sizeof(ns->error), "%.200s serves no model yet", t->base_url);
     } else {
-        const char *pick = prefer ? t->prefer_model : names[0];
+        const char *pick = prefer && pref ? pref : names[0];
         snprintf(ns->model, sizeof(ns->model), "%s", pick);
         ns->state = M_SERVING;
         ns->error[0] = '\0';
-        if (t->prefer_model && *t->prefer_model && !prefer)
+        if (pref && !prefer)
             ec_log_warn("tier %s: prefer_model '%s' is not served by %s (it lists: %s); using "
                         "'%s'",
-                        t->name, t->prefer_model, t->base_url, ns->listed, pick);
+                        t->name, pref, t->base_url, ns->listed, pick);
     }
     ec_models_free(names, n);
 }

@@ -268,8 +268,9 @@ static void check_reported(doctor *d, const char *service, json_t *doc)
                  "correct the file and reload again (systemctl reload edgecascade-%s), or "
                  "restart it for keys that need a restart",
                  service);
-        report(d, D_WARN, check, fix, "last reload refused: %s (still running the config loaded %s)",
-               cerr, ago(cts, buf, sizeof(buf)));
+        report(d, D_WARN, check, fix,
+               "last reload refused: %s (still running the config loaded %s)", cerr,
+               ago(cts, buf, sizeof(buf)));
     }
     json_t *models = json_object_get(doc, "models");
     for (size_t i = 0; i < json_array_size(models); i++) {

@@ -135,8 +135,7 @@ static ec_mqtt *fleet_client(int port)
     char uri[64], cid[64];
     snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
     snprintf(cid, sizeof(cid), "fleet-dashboard-%d", (int)getpid());
-    ec_mqtt_opts o = {
-        .uri = uri, .client_id = cid, .clean_start = false, .session_expiry_s = 3600};
+    ec_mqtt_opts o = {.uri = uri, .client_id = cid, .clean_start = false, .session_expiry_s = 3600};
     assert_int_equal(ec_mqtt_create(&c, &o, &err), EC_OK);
     assert_int_equal(ec_mqtt_subscribe(c, "fleet/+/result/#", 1, &err), EC_OK);
     assert_int_equal(ec_mqtt_subscribe(c, "fleet/+/status/#", 1, &err), EC_OK);

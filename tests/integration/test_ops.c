@@ -119,8 +119,7 @@ static json_t *status_wait(ech *h, ec_mqtt *c, const char *service, status_pred 
         free(s);
         json_decref(last);
         ech_dump_logs(h);
-        fail_msg("status of %s: the expected state did not come within %d ms", service,
-                 timeout_ms);
+        fail_msg("status of %s: the expected state did not come within %d ms", service, timeout_ms);
     }
     json_decref(last);
     return hit;
@@ -322,7 +321,8 @@ static void test_reload_threshold_inflight(void **state)
 
     /* local and relay reload as well: a new tier timeout and relay retries. */
     json_int_t lts = config_ts(h, "local"), rts = config_ts(h, "relay");
-    ech_write_config(h, "gate:\n  min_confidence: 0.99\nrelay:\n  retries: 0\nlocal:\n  discovery_interval_s: 30\n");
+    ech_write_config(h, "gate:\n  min_confidence: 0.99\nrelay:\n  retries: 0\nlocal:\n  "
+                        "discovery_interval_s: 30\n");
     sighup(&h->local);
     sighup(&h->relay);
     json_decref(wait_status(h, "local", newer_config, &lts, 5000));
@@ -431,10 +431,8 @@ static pid_t notify_wait(notify_sock *ns, const char *want, int timeout_ms)
         char buf[2048];
         char ctl[CMSG_SPACE(sizeof(struct ucred))];
         struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
-        struct msghdr mh = {.msg_iov = &iov,
-                            .msg_iovlen = 1,
-                            .msg_control = ctl,
-                            .msg_controllen = sizeof(ctl)};
+        struct msghdr mh = {
+            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl)};
         ssize_t n = recvmsg(ns->fd, &mh, MSG_DONTWAIT);
         if (n < 0) {
             ec_sleep_ms(20);
@@ -559,8 +557,8 @@ static void test_model_discovery(void **state)
     const char *missing[] = {"llama3.1-8b", "missing"};
     json_t *doc = status_wait(h, watch, "local", model_is, missing, 5000);
     double detect_ms = (double)(ec_mono_us() - t0) / 1000.0;
-    const char *e =
-        json_string_value(json_object_get(json_array_get(json_object_get(doc, "models"), 0), "error"));
+    const char *e = json_string_value(
+        json_object_get(json_array_get(json_object_get(doc, "models"), 0), "error"));
     assert_non_null(e);
     assert_non_null(strstr(e, "'llama3.1-8b' is no longer served"));
     assert_non_null(strstr(e, "llama3.2-1b")); /* what it lists now */

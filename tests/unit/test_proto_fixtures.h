@@ -205,8 +205,8 @@ static inline ec_status fx_status(void)
     s.config_ts_ms = 1717999990000ull;
     s.config_error = S("gate.min_confidence: must be between 0 and 1");
     static ec_model_status models[1];
-    models[0] = (ec_model_status){.tier = S("local"), .model = S("llama3.2-3b"),
-                                  .state = S("serving")};
+    models[0] =
+        (ec_model_status){.tier = S("local"), .model = S("llama3.2-3b"), .state = S("serving")};
     s.models = models;
     s.n_models = 1;
     return s;

@@ -46,8 +46,8 @@ typedef struct ec_service {
     void *overflow_ctx;
 
     /* reload */
-    char *config_path; /* --config, NULL for the built-in defaults */
-    char *broker_arg;  /* --broker, applied to every reload as well */
+    char *config_path;         /* --config, NULL for the built-in defaults */
+    char *broker_arg;          /* --broker, applied to every reload as well */
     _Atomic(ec_config *) live; /* the config in force: &cfg, or the last reload's */
     struct ec_service_retired *retired;
     pthread_mutex_t status_lock; /* the fields below */

@@ -177,8 +177,8 @@ typedef struct ec_status {
     char *instance; /* client id */
     uint32_t pid;
     uint64_t ts_ms;
-    uint64_t config_ts_ms; /* when the configuration in force was loaded (start or reload) */
-    char *config_error;    /* why the last reload was refused (the old config stays), or NULL */
+    uint64_t config_ts_ms;   /* when the configuration in force was loaded (start or reload) */
+    char *config_error;      /* why the last reload was refused (the old config stays), or NULL */
     ec_model_status *models; /* edgecascade-local's model "auto" tiers */
     size_t n_models;
 } ec_status;
