@@ -148,7 +148,9 @@ static const ec_cm_entry tier_table[] = {
     {.type = EC_CM_STR, .key = "provider", .offset = TIER(provider), .desc = "model API",
      .choices = provider_names, .flags = EC_CM_REQUIRED},
     {.type = EC_CM_STR, .key = "model", .offset = TIER(model),
-     .desc = "model name sent to the provider", .flags = EC_CM_REQUIRED | EC_CM_NONEMPTY,
+     .desc = "model name sent to the provider; \"auto\" (local tiers): the one the server "
+             "lists (edgecascade-local asks it at start and every local.discovery_interval_s)",
+     .flags = EC_CM_REQUIRED | EC_CM_NONEMPTY,
      .max_len = TIER_NAME_MAX, .check = check_printable},
     {.type = EC_CM_STR, .key = "base_url", .offset = TIER(base_url), .desc = "API base URL",
      .def_doc = "vllm, openai-compatible http://127.0.0.1:8000/v1; ollama "
@@ -179,6 +181,9 @@ static const ec_cm_entry tier_table[] = {
     {.type = EC_CM_STR, .key = "failover_of", .offset = TIER(failover_of), .def = "",
      .desc = "name of an earlier tier this one replaces when that one fails (e.g. Anthropic "
              "for OpenAI); used only then", .check = check_printable},
+    {.type = EC_CM_STR, .key = "prefer_model", .offset = TIER(prefer_model), .def = "",
+     .desc = "with model: auto, the model to use when the server lists it (\"\": the first "
+             "listed)", .max_len = TIER_NAME_MAX, .check = check_printable},
     {0},
 };
 
@@ -314,6 +319,9 @@ static const ec_cm_entry http_table[] = {
 static const ec_cm_entry local_table[] = {
     {.type = EC_CM_INT, .key = "workers", .offset = CFG(local_workers), .def = "4",
      .desc = "concurrent local model calls", .min = 1, .max = 64},
+    {.type = EC_CM_U32, .key = "discovery_interval_s", .offset = CFG(discovery_interval_s),
+     .def = "60", .desc = "with a tier's model: auto, seconds between checks of the model "
+     "server's list (a vanished model is reported)", .min = 1, .max = 86400},
     {0},
 };
 
@@ -723,6 +731,11 @@ ec_err ec_config_validate(ec_config *cfg, ec_error *err)
                                 i, t->provider ? t->provider : "");
         if (!nonempty(t->base_url))
             return ec_error_set(err, EC_ERR_CONFIG, "tiers[%zu].base_url: must not be empty", i);
+        if (ec_tier_model_auto(t) && !ec_provider_is_local(t->provider))
+            return ec_error_set(err, EC_ERR_CONFIG,
+                                "tiers[%zu].model: \"auto\" is only for local tiers (vllm, "
+                                "openai-compatible, ollama); name the %s model",
+                                i, t->provider);
         if (!(t->min_confidence <= 1))
             return ec_error_set(err, EC_ERR_CONFIG,
                                 "tiers[%zu].min_confidence: must be at most 1, got %g", i,
@@ -757,6 +770,16 @@ ec_err ec_config_validate(ec_config *cfg, ec_error *err)
                             "relay.breaker.min_calls: %d is more than relay.breaker.window (%d)",
                             cfg->breaker.min_calls, cfg->breaker.window);
     return EC_OK;
+}
+
+bool ec_tier_model_auto(const ec_tier_cfg *t)
+{
+    return t->model && strcmp(t->model, EC_MODEL_AUTO) == 0;
+}
+
+const ec_cm_entry *ec_config_root_table(void)
+{
+    return config_table;
 }
 
 void ec_config_free(ec_config *cfg)

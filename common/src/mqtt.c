@@ -219,8 +219,13 @@ static void on_connected(void *ctx, char *cause)
         if (rc != MQTTASYNC_SUCCESS)
             ec_log_error("mqtt: subscribe %s: %s", subs[i].filter, MQTTAsync_strerror(rc));
     }
-    if (m->status_topic && m->status_online)
-        publish_status(m, m->status_online);
+    /* The online status may be replaced at any time (ec_mqtt_set_status). */
+    pthread_mutex_lock(&m->lock);
+    char *online = m->status_topic ? ec_strdup0(m->status_online) : NULL;
+    pthread_mutex_unlock(&m->lock);
+    if (online)
+        publish_status(m, online);
+    free(online);
     if (m->generation > 1)
         ec_log_info("mqtt: reconnected to %s", m->uri);
 }
@@ -273,6 +278,31 @@ static void publish_status(ec_mqtt *m, const char *payload)
 }
 
 /* ---- public API ---- */
+
+ec_err ec_mqtt_set_status(ec_mqtt *m, const char *online, ec_error *err)
+{
+    if (!m->status_topic)
+        return ec_error_set(err, EC_ERR_INVAL, "mqtt: no status topic");
+    char *copy = strdup(online);
+    if (!copy)
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&m->lock);
+    free(m->status_online);
+    m->status_online = copy;
+    bool up = m->connected && !m->stopping;
+    pthread_mutex_unlock(&m->lock);
+    /* Sent from our copy under no lock: Paho copies the payload. When not
+     * connected, on_connected publishes the new text. */
+    if (up) {
+        pthread_mutex_lock(&m->lock);
+        char *now = ec_strdup0(m->status_online);
+        pthread_mutex_unlock(&m->lock);
+        if (now)
+            publish_status(m, now);
+        free(now);
+    }
+    return EC_OK;
+}
 
 ec_err ec_mqtt_create(ec_mqtt **out, const ec_mqtt_opts *o, ec_error *err)
 {

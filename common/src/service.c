@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,20 +11,43 @@
 
 #include "edgecascade/buf.h"
 #include "edgecascade/log.h"
+#include "edgecascade/notify.h"
 #include "edgecascade/proto.h"
 #include "edgecascade/util.h"
 
 static volatile sig_atomic_t g_stop;
+static volatile sig_atomic_t g_reload;
+static atomic_bool g_stopping_sent;
+
+struct ec_service_retired {
+    ec_config *cfg;
+    struct ec_service_retired *next;
+};
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    g_stop = 1;
+    if (sig == SIGHUP)
+        g_reload = 1;
+    else
+        g_stop = 1;
 }
 
 bool ec_service_stopping(void)
 {
     return g_stop != 0;
+}
+
+bool ec_service_reload_requested(void)
+{
+    if (!g_reload)
+        return false;
+    g_reload = 0;
+    return true;
+}
+
+ec_config *ec_service_config(ec_service *s)
+{
+    return atomic_load(&s->live);
 }
 
 static void usage(FILE *out, const char *prog, const char *summary)
@@ -157,6 +181,11 @@ int ec_service_init(ec_service *s, const char *name, const char *summary, int ar
         free(s->cfg.broker);
         s->cfg.broker = strdup(broker);
     }
+    s->config_path = config_path ? strdup(config_path) : NULL;
+    s->broker_arg = broker ? strdup(broker) : NULL;
+    atomic_init(&s->live, &s->cfg);
+    pthread_mutex_init(&s->status_lock, NULL);
+    s->config_ts_ms = ec_now_ms();
     ec_log_level level = EC_LOG_INFO;
     ec_log_level_parse(s->cfg.log_level, &level);
     ec_log_init(prog, level);
@@ -166,6 +195,7 @@ int ec_service_init(ec_service *s, const char *name, const char *summary, int ar
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     /* The id stays the same across restarts, so the broker keeps this
@@ -187,6 +217,8 @@ int ec_service_init(ec_service *s, const char *name, const char *summary, int ar
 
 static char *status_json(ec_service *s, const char *state)
 {
+    ec_model_status models[EC_SERVICE_MAX_MODELS];
+    memset(models, 0, sizeof(models));
     ec_status st = {
         .service = (char *)s->name,
         .state = (char *)state,
@@ -196,12 +228,145 @@ static char *status_json(ec_service *s, const char *state)
         .ts_ms = ec_now_ms(),
     };
     ec_buf b;
-    ec_buf_init(&b, 4096);
-    if (ec_status_encode_json(&st, &b, NULL) != EC_OK) {
+    ec_buf_init(&b, 16 * 1024);
+    pthread_mutex_lock(&s->status_lock);
+    st.config_ts_ms = s->config_ts_ms;
+    st.config_error = s->config_error[0] ? s->config_error : NULL;
+    for (size_t i = 0; i < s->n_models; i++) {
+        const ec_service_model *m = &s->models[i];
+        models[i] = (ec_model_status){.tier = (char *)m->tier,
+                                      .model = m->model[0] ? (char *)m->model : NULL,
+                                      .state = (char *)m->state,
+                                      .error = m->error[0] ? (char *)m->error : NULL};
+    }
+    st.models = s->n_models ? models : NULL;
+    st.n_models = s->n_models;
+    ec_err rc = ec_status_encode_json(&st, &b, NULL);
+    pthread_mutex_unlock(&s->status_lock);
+    if (rc != EC_OK) {
         ec_buf_free(&b);
         return NULL;
     }
     return ec_buf_take(&b, NULL);
+}
+
+/* Republishes the retained online status (after a reload or a model change). */
+static void status_update(ec_service *s)
+{
+    if (!s->mqtt)
+        return;
+    char *online = status_json(s, "online");
+    ec_error err = {0};
+    if (!online || ec_mqtt_set_status(s->mqtt, online, &err) != EC_OK)
+        ec_log_warn("status not updated: %s", online ? err.msg : "cannot encode it");
+    free(online);
+}
+
+ec_err ec_service_reload_prepare(ec_service *s, ec_config **out, ec_error *err)
+{
+    *out = NULL;
+    ec_notifyf("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)ec_mono_us());
+    ec_config *next = calloc(1, sizeof(*next));
+    if (!next)
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    ec_err rc;
+    if ((rc = ec_config_defaults(next, err)) || (rc = ec_config_load(next, s->config_path, err)) ||
+        (rc = ec_config_validate(next, err)) || (rc = ec_service_credentials(next, s->name, err)))
+        goto fail;
+    if (s->broker_arg) {
+        free(next->broker);
+        if (!(next->broker = strdup(s->broker_arg))) {
+            rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    char key[128];
+    if (ec_config_restart_key(ec_service_config(s), next, key, sizeof(key))) {
+        rc = ec_error_set(err, EC_ERR_CONFIG,
+                          "%s changed: needs a restart (systemctl restart edgecascade-%s); "
+                          "nothing of this file was applied",
+                          key, s->name);
+        goto fail;
+    }
+    *out = next;
+    return EC_OK;
+fail:
+    ec_config_free(next);
+    free(next);
+    return rc;
+}
+
+void ec_service_reload_commit(ec_service *s, ec_config *next, double took_ms)
+{
+    struct ec_service_retired *r = malloc(sizeof(*r));
+    ec_config *old = atomic_exchange(&s->live, next);
+    /* Kept, not freed: a worker may still be reading it (see service.h). */
+    if (old != &s->cfg) {
+        if (r) {
+            r->cfg = old;
+            r->next = s->retired;
+            s->retired = r;
+            r = NULL;
+        } else {
+            ec_log_warn("out of memory: a replaced configuration is leaked, not freed early");
+        }
+    }
+    free(r);
+    ec_log_level level = EC_LOG_INFO;
+    if (ec_log_level_parse(next->log_level, &level) == 0)
+        ec_log_set_level(level);
+    pthread_mutex_lock(&s->status_lock);
+    s->config_ts_ms = ec_now_ms();
+    s->config_error[0] = '\0';
+    pthread_mutex_unlock(&s->status_lock);
+    ec_log_info("configuration reloaded from %s in %.1f ms",
+                s->config_path ? s->config_path : "(defaults)", took_ms);
+    status_update(s);
+    ec_notifyf("READY=1\nSTATUS=configuration reloaded");
+}
+
+void ec_service_reload_reject(ec_service *s, ec_config *next, const char *why)
+{
+    if (next) {
+        ec_config_free(next);
+        free(next);
+    }
+    ec_log_error("reload refused, the running configuration stays in force: %s", why);
+    pthread_mutex_lock(&s->status_lock);
+    snprintf(s->config_error, sizeof(s->config_error), "%s", why);
+    pthread_mutex_unlock(&s->status_lock);
+    status_update(s);
+    ec_notifyf("READY=1\nSTATUS=reload refused: %.900s", why);
+}
+
+void ec_service_set_models(ec_service *s, const ec_service_model *models, size_t n)
+{
+    if (n > EC_SERVICE_MAX_MODELS)
+        n = EC_SERVICE_MAX_MODELS;
+    pthread_mutex_lock(&s->status_lock);
+    memcpy(s->models, models, n * sizeof(*models));
+    s->n_models = n;
+    pthread_mutex_unlock(&s->status_lock);
+    status_update(s);
+}
+
+void ec_service_ready(ec_service *s, const char *fmt, ...)
+{
+    char text[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    (void)s;
+    if (ec_notifyf("READY=1\nSTATUS=%s", text) < 0)
+        ec_log_warn("systemd notification to %s failed: %s", getenv("NOTIFY_SOCKET"),
+                    strerror(errno));
+}
+
+void ec_service_notify_stopping(void)
+{
+    if (!atomic_exchange(&g_stopping_sent, true))
+        ec_notify("STOPPING=1\nSTATUS=stopping");
 }
 
 ec_err ec_service_connect(ec_service *s, const char *const *filters, ec_error *err)
@@ -257,11 +422,28 @@ ec_err ec_service_connect(ec_service *s, const char *const *filters, ec_error *e
 
 void ec_service_shutdown(ec_service *s)
 {
+    ec_service_notify_stopping();
     if (s->mqtt) {
         ec_mqtt_stop(s->mqtt);
         ec_mqtt_destroy(s->mqtt);
         s->mqtt = NULL;
     }
+    ec_config *live = atomic_load(&s->live);
+    if (live && live != &s->cfg) {
+        ec_config_free(live);
+        free(live);
+    }
+    while (s->retired) {
+        struct ec_service_retired *r = s->retired;
+        s->retired = r->next;
+        ec_config_free(r->cfg);
+        free(r->cfg);
+        free(r);
+    }
+    free(s->config_path);
+    free(s->broker_arg);
+    s->config_path = s->broker_arg = NULL;
+    pthread_mutex_destroy(&s->status_lock);
     ec_config_free(&s->cfg);
 }
 

@@ -8,18 +8,32 @@
 #include "edgecascade/log.h"
 #include "edgecascade/provider.h"
 #include "edgecascade/util.h"
+#include "tierd_discovery.h"
 
 #define EC_TIERD_MAX_FILTERS 4
+
+/* What a request is served with: the config and what follows from it. A
+ * reload builds a new one and swaps the pointer; the old one is kept until
+ * exit (workers may hold it; reloads are rare). */
+typedef struct tierd_snap {
+    const ec_config *cfg;
+    char *keys[EC_MAX_TIERS]; /* API keys, read when the snapshot is built; never logged */
+    int max_retries;          /* extra attempts on RETRY outcomes, within the deadline */
+    unsigned backoff_ms;      /* base of the capped full-jitter backoff */
+    unsigned backoff_max_ms;
+    struct tierd_snap *older; /* the snapshots it replaced */
+} tierd_snap;
 
 typedef struct tierd {
     ec_service *svc;
     const ec_tierd_opts *opts;
-    char *keys[EC_MAX_TIERS]; /* API keys read once at start; never logged */
+    _Atomic(tierd_snap *) snap;
+    ec_discovery *disc; /* local: model "auto" tiers */
     char infer_topic[300];
 } tierd;
 
 /* Full jitter (AWS architecture blog): sleep uniform(0, min(cap, base*2^n)). */
-static unsigned backoff_delay(const ec_tierd_opts *o, int attempt, unsigned *seed)
+static unsigned backoff_delay(const tierd_snap *o, int attempt, unsigned *seed)
 {
     unsigned cap = o->backoff_max_ms ? o->backoff_max_ms : 2000;
     unsigned d = o->backoff_ms ? o->backoff_ms : 100;
@@ -48,12 +62,25 @@ static const char *wire_code(ec_err rc)
 }
 
 /* Calls the model, retrying transient failures within the deadline. */
-static void call_tier(tierd *t, ec_http *http, int ti, const ec_infer_request *req,
-                      ec_infer_reply *rep, unsigned *seed)
+static void call_tier(tierd *t, const tierd_snap *sn, ec_http *http, int ti,
+                      const ec_infer_request *req, ec_infer_reply *rep, unsigned *seed)
 {
-    const ec_tier_cfg *tier = &t->svc->cfg.tiers[ti];
+    const ec_tier_cfg *tier = &sn->cfg->tiers[ti];
     const ec_provider *p = ec_provider_find(tier->provider);
     ec_error err = {0};
+    ec_tier_cfg found;
+    char model[128], why[512];
+    if (ec_tier_model_auto(tier)) {
+        /* The model discovery found (tierd_discovery.h), or a clear error. */
+        if (!ec_discovery_model(t->disc, (size_t)ti, model, sizeof(model), why, sizeof(why))) {
+            ec_infer_reply_clear(rep);
+            ec_wire_error_set(&rep->error, "unavailable", why);
+            return;
+        }
+        found = *tier;
+        found.model = model;
+        tier = &found;
+    }
     uint32_t budget = tier->timeout_ms;
     if (req->timeout_ms && req->timeout_ms < budget)
         budget = req->timeout_ms;
@@ -79,7 +106,7 @@ static void call_tier(tierd *t, ec_http *http, int ti, const ec_infer_request *r
         double left = deadline - ec_mono_ms();
         if (left < 1)
             left = 1;
-        ec_err rc = p->build_chat(tier, req, t->keys[ti], &hr, &err);
+        ec_err rc = p->build_chat(tier, req, sn->keys[ti], &hr, &err);
         if (rc) {
             outcome = EC_OUTCOME_ERROR;
             last_rc = rc;
@@ -104,9 +131,9 @@ static void call_tier(tierd *t, ec_http *http, int ti, const ec_infer_request *r
         if (outcome == EC_OUTCOME_OK)
             break;
         ec_log_warn("tier %s (%s) attempt %d: %s", tier->name, tier->model, attempt + 1, err.msg);
-        if (outcome == EC_OUTCOME_ERROR || attempt >= t->opts->max_retries)
+        if (outcome == EC_OUTCOME_ERROR || attempt >= sn->max_retries)
             break;
-        unsigned delay = backoff_delay(t->opts, attempt, seed);
+        unsigned delay = backoff_delay(sn, attempt, seed);
         if (retry_after_ms > delay)
             delay = retry_after_ms;
         if (ec_mono_ms() + delay >= deadline)
@@ -151,8 +178,8 @@ static void normalize(const char *in, char *out, size_t n)
 
 /* Self-consistency: draws samples-1 more answers at the sample temperature
  * and records how many agree with the first. Costs and tokens add up. */
-static void draw_samples(tierd *t, ec_http *http, int ti, const ec_infer_request *req,
-                         ec_infer_reply *rep, unsigned *seed)
+static void draw_samples(tierd *t, const tierd_snap *sn, ec_http *http, int ti,
+                         const ec_infer_request *req, ec_infer_reply *rep, unsigned *seed)
 {
     uint32_t k = req->samples;
     if (k < 2 || rep->error.code || !rep->answer)
@@ -161,13 +188,13 @@ static void draw_samples(tierd *t, ec_http *http, int ti, const ec_infer_request
     extra.samples = 0;
     extra.logprobs = false;
     extra.has_temperature = true;
-    extra.temperature = t->svc->cfg.sample_temperature;
+    extra.temperature = sn->cfg->sample_temperature;
     static __thread char first[2048], other[2048];
     normalize(rep->answer, first, sizeof(first));
     uint32_t drawn = 1, agree = 1;
     for (uint32_t i = 1; i < k; i++) {
         ec_infer_reply more = {0};
-        call_tier(t, http, ti, &extra, &more, seed);
+        call_tier(t, sn, http, ti, &extra, &more, seed);
         if (!more.error.code && more.answer) {
             drawn++;
             normalize(more.answer, other, sizeof(other));
@@ -218,11 +245,13 @@ static void handle(tierd *t, ec_http *http, ec_mqtt_msg *msg, unsigned *seed)
         rep.id = strdup("unreadable-request"); /* the id could not be read */
         goto send;
     }
-    int ti = ec_config_tier_index(&t->svc->cfg, req.tier);
+    /* One snapshot for the whole request, however long it takes. */
+    const tierd_snap *sn = atomic_load(&t->snap);
+    int ti = ec_config_tier_index(sn->cfg, req.tier);
     rep.id = strdup(req.id);
     rep.tier_index = req.tier_index;
     rep.tier = strdup(req.tier);
-    if (ti < 0 || t->svc->cfg.tiers[ti].local != t->opts->serve_local) {
+    if (ti < 0 || sn->cfg->tiers[ti].local != t->opts->serve_local) {
         char m[256];
         snprintf(m, sizeof(m),
                  "tier '%s' is not served by edgecascade-%s (check that every "
@@ -231,8 +260,8 @@ static void handle(tierd *t, ec_http *http, ec_mqtt_msg *msg, unsigned *seed)
         ec_wire_error_set(&rep.error, "config", m);
         goto send;
     }
-    call_tier(t, http, ti, &req, &rep, seed);
-    draw_samples(t, http, ti, &req, &rep, seed);
+    call_tier(t, sn, http, ti, &req, &rep, seed);
+    draw_samples(t, sn, http, ti, &req, &rep, seed);
     if (!rep.id)
         rep.id = strdup(req.id);
     if (!rep.tier)
@@ -270,6 +299,84 @@ static void *worker(void *arg)
     return NULL;
 }
 
+static void snap_free(tierd_snap *sn)
+{
+    while (sn) {
+        tierd_snap *older = sn->older;
+        for (size_t i = 0; i < EC_MAX_TIERS; i++) {
+            if (sn->keys[i]) {
+                memset(sn->keys[i], 0, strlen(sn->keys[i]));
+                free(sn->keys[i]);
+            }
+        }
+        free(sn);
+        sn = older;
+    }
+}
+
+/* Builds what requests are served with from cfg: API keys read now. Logs
+ * each served tier when verbose (at start). */
+static ec_err snap_build(const ec_service *s, const ec_tierd_opts *o, const ec_config *cfg,
+                         bool verbose, tierd_snap **out, ec_error *err)
+{
+    tierd_snap *sn = calloc(1, sizeof(*sn));
+    if (!sn)
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    sn->cfg = cfg;
+    /* The relay's retry policy comes from the config (relay.*) and so
+     * follows a reload; the local service never retries (o->max_retries 0). */
+    sn->max_retries = o->serve_local ? o->max_retries : cfg->relay_retries;
+    sn->backoff_ms = o->serve_local ? o->backoff_ms : cfg->backoff_ms;
+    sn->backoff_max_ms = o->serve_local ? o->backoff_max_ms : cfg->backoff_max_ms;
+    for (size_t i = 0; i < cfg->n_tiers; i++) {
+        const ec_tier_cfg *tier = &cfg->tiers[i];
+        if (tier->local != o->serve_local)
+            continue;
+        if (!ec_provider_find(tier->provider)) {
+            snap_free(sn);
+            return ec_error_set(err, EC_ERR_CONFIG, "tier %s: unknown provider %s", tier->name,
+                                tier->provider);
+        }
+        sn->keys[i] = ec_tier_api_key(tier, err);
+        if (err->code) {
+            snap_free(sn);
+            ec_error_prefix(err, "tier %s: ", tier->name);
+            return EC_ERR_CONFIG;
+        }
+        if (!verbose)
+            continue;
+        if (!o->serve_local && !sn->keys[i])
+            ec_log_warn("tier %s: no API key (set %s); calls will be refused by %s", tier->name,
+                        tier->api_key_env && *tier->api_key_env ? tier->api_key_env
+                                                                : "api_key_env or api_key_file",
+                        tier->provider);
+        ec_log_info("serving tier %zu '%s': %s %s at %s", i, tier->name, tier->provider,
+                    tier->model, tier->base_url);
+    }
+    (void)s;
+    *out = sn;
+    return EC_OK;
+}
+
+static void reload(tierd *t)
+{
+    double t0 = ec_mono_ms();
+    ec_config *next = NULL;
+    tierd_snap *sn = NULL;
+    ec_error err = {0};
+    if (ec_service_reload_prepare(t->svc, &next, &err) != EC_OK ||
+        snap_build(t->svc, t->opts, next, false, &sn, &err) != EC_OK || !sn) {
+        ec_service_reload_reject(t->svc, next, err.msg);
+        return;
+    }
+    if (t->opts->hooks.on_reload)
+        t->opts->hooks.on_reload(t->opts->hooks.ctx, next);
+    sn->older = atomic_exchange(&t->snap, sn);
+    ec_service_reload_commit(t->svc, next, ec_mono_ms() - t0);
+    if (t->disc)
+        ec_discovery_reset(t->disc); /* URLs or preferences may have changed */
+}
+
 int ec_tierd_run(ec_service *s, const ec_tierd_opts *o)
 {
     tierd t = {.svc = s, .opts = o};
@@ -278,33 +385,18 @@ int ec_tierd_run(ec_service *s, const ec_tierd_opts *o)
     pthread_t th[64];
     int n = o->workers > 0 ? (o->workers > 64 ? 64 : o->workers) : 1;
     int started = 0;
+    tierd_snap *first = NULL;
 
-    for (size_t i = 0; i < s->cfg.n_tiers; i++) {
-        const ec_tier_cfg *tier = &s->cfg.tiers[i];
-        if (tier->local != o->serve_local)
-            continue;
-        if (!ec_provider_find(tier->provider)) {
-            ec_log_error("tier %s: unknown provider %s", tier->name, tier->provider);
-            goto out;
-        }
-        t.keys[i] = ec_tier_api_key(tier, &err);
-        if (err.code) {
-            ec_log_error("tier %s: %s", tier->name, err.msg);
-            goto out;
-        }
-        if (!o->serve_local && !t.keys[i])
-            ec_log_warn("tier %s: no API key (set %s); calls will be refused by %s", tier->name,
-                        tier->api_key_env && *tier->api_key_env ? tier->api_key_env
-                                                                : "api_key_env or api_key_file",
-                        tier->provider);
-        ec_log_info("serving tier %zu '%s': %s %s at %s", i, tier->name, tier->provider,
-                    tier->model, tier->base_url);
-        served++;
+    if (snap_build(s, o, &s->cfg, true, &first, &err) != EC_OK) {
+        ec_log_error("%s", err.msg);
+        goto out;
     }
+    atomic_init(&t.snap, first);
+    for (size_t i = 0; i < s->cfg.n_tiers; i++)
+        served += s->cfg.tiers[i].local == o->serve_local;
     if (!served)
         ec_log_warn("no %s tier in the configuration; requests will be answered with errors",
                     o->serve_local ? "local" : "cloud");
-
     char filter[340];
     ec_topic(&s->cfg, t.infer_topic, sizeof(t.infer_topic),
              o->serve_local ? "infer/local" : "infer/cloud");
@@ -329,6 +421,15 @@ int ec_tierd_run(ec_service *s, const ec_tierd_opts *o)
     }
     if (o->hooks.on_ready)
         o->hooks.on_ready(o->hooks.ctx);
+    if (o->serve_local) {
+        /* Model "auto" tiers get their model before the service says ready;
+         * a server that is slow to answer delays that by its timeout at most. */
+        if (ec_discovery_create(&t.disc, s, &err) != EC_OK ||
+            ec_discovery_start(t.disc, 12000, &err) != EC_OK) {
+            ec_log_error("%s", err.msg);
+            goto out;
+        }
+    }
     for (; started < n; started++) {
         if (pthread_create(&th[started], NULL, worker, &t) != 0) {
             ec_log_error("cannot start worker thread");
@@ -336,18 +437,19 @@ int ec_tierd_run(ec_service *s, const ec_tierd_opts *o)
         }
     }
     ec_log_info("ready: %d workers on %s", started, filter);
-    while (!ec_service_stopping())
-        ec_sleep_ms(100);
+    ec_service_ready(s, "%d workers on %s", started, filter);
+    while (!ec_service_stopping()) {
+        if (ec_service_reload_requested())
+            reload(&t);
+        ec_sleep_ms(50);
+    }
     code = 0;
+    ec_service_notify_stopping();
     ec_log_info("stopping");
     for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);
 out:
-    for (size_t i = 0; i < EC_MAX_TIERS; i++) {
-        if (t.keys[i]) {
-            memset(t.keys[i], 0, strlen(t.keys[i]));
-            free(t.keys[i]);
-        }
-    }
+    ec_discovery_destroy(t.disc);
+    snap_free(atomic_load(&t.snap));
     return code;
 }

@@ -255,6 +255,41 @@ static json_t *status_doc(const doctor *d, const char *tail)
 
 /* ---- services ---- */
 
+/* What an online service says is wrong in its status: a refused reload, a
+ * local model that vanished from its server. */
+static void check_reported(doctor *d, const char *service, json_t *doc)
+{
+    char check[48], fix[200], buf[32];
+    const char *cerr = json_string_value(json_object_get(doc, "config_error"));
+    if (cerr) {
+        uint64_t cts = (uint64_t)json_integer_value(json_object_get(doc, "config_ts_ms"));
+        snprintf(check, sizeof(check), "reload %s", service);
+        snprintf(fix, sizeof(fix),
+                 "correct the file and reload again (systemctl reload edgecascade-%s), or "
+                 "restart it for keys that need a restart",
+                 service);
+        report(d, D_WARN, check, fix,
+               "last reload refused: %s (still running the config loaded %s)", cerr,
+               ago(cts, buf, sizeof(buf)));
+    }
+    json_t *models = json_object_get(doc, "models");
+    for (size_t i = 0; i < json_array_size(models); i++) {
+        json_t *m = json_array_get(models, i);
+        const char *tier = json_string_value(json_object_get(m, "tier"));
+        const char *model = json_string_value(json_object_get(m, "model"));
+        const char *st = json_string_value(json_object_get(m, "state"));
+        const char *e = json_string_value(json_object_get(m, "error"));
+        snprintf(check, sizeof(check), "model auto %s", tier ? tier : "?");
+        if (st && strcmp(st, "serving") == 0)
+            report(d, D_OK, check, NULL, "edgecascade-local serves '%s'", model ? model : "?");
+        else
+            report(d, D_FAIL, check,
+                   "serve the model again, or reload edgecascade-local (systemctl reload "
+                   "edgecascade-local) to use one the server lists",
+                   "%s: %s", st ? st : "unknown", e ? e : "no model found");
+    }
+}
+
 static void check_services(doctor *d)
 {
     static const char *const names[] = {"router", "local", "relay"};
@@ -293,6 +328,7 @@ static void check_services(doctor *d)
             report(d, D_OK, check, NULL, "online (pid %lld, since %s)",
                    (long long)json_integer_value(json_object_get(doc, "pid")),
                    ago(ts, buf, sizeof(buf)));
+            check_reported(d, names[s], doc);
         } else {
             report(d, bad, check, fix, "%s since %s", state ? state : "no state",
                    ago(ts, buf, sizeof(buf)));
@@ -339,7 +375,18 @@ static void excerpt(const ec_http_response *resp, char *out, size_t cap)
     out[n] = '\0';
 }
 
-static bool check_models(doctor *d, ec_http *http, const ec_tier_cfg *t, const ec_provider *p)
+/* With model: auto, the model edgecascade-local would pick from names:
+ * prefer_model when listed, else the first; NULL when none. */
+static const char *auto_pick(const ec_tier_cfg *t, char **names, size_t n)
+{
+    for (size_t i = 0; t->prefer_model && *t->prefer_model && i < n; i++)
+        if (strcmp(names[i], t->prefer_model) == 0)
+            return names[i];
+    return n ? names[0] : NULL;
+}
+
+static bool check_models(doctor *d, ec_http *http, const ec_tier_cfg *t, const ec_provider *p,
+                         char *picked, size_t pcap)
 {
     char check[64], why[EC_ERROR_MSG_LEN + 160], fix[256], body[128];
     ec_http_request req;
@@ -389,6 +436,19 @@ static bool check_models(doctor *d, ec_http *http, const ec_tier_cfg *t, const e
         if (used < sizeof(list))
             used +=
                 (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", names[i]);
+    }
+    if (ec_tier_model_auto(t)) {
+        const char *pick = auto_pick(t, names, n);
+        if (!pick) {
+            report(d, D_FAIL, check, "load a model on the server (model: auto uses what it lists)",
+                   "%s is up, but lists no model", t->base_url);
+            goto out;
+        }
+        snprintf(picked, pcap, "%s", pick);
+        report(d, D_OK, check, NULL, "%s: reachable, model auto would use '%s' (it offers: %s)",
+               t->base_url, pick, list);
+        ok = true;
+        goto out;
     }
     if (!listed) {
         report(d, D_FAIL, check,
@@ -659,8 +719,13 @@ int cli_cmd_doctor(cli_ctx *ctx, int argc, char **argv)
             const ec_provider *p = ec_provider_find(t->provider);
             if (!t->local || !p)
                 continue;
-            if (check_models(&d, http, t, p))
-                check_completion(&d, http, t, p);
+            char picked[128] = "";
+            if (check_models(&d, http, t, p, picked, sizeof(picked))) {
+                ec_tier_cfg tc = *t;
+                if (picked[0])
+                    tc.model = picked; /* model: auto: try the one it would use */
+                check_completion(&d, http, &tc, p);
+            }
         }
         for (size_t i = 0; i < cfg.n_tiers; i++) {
             const ec_tier_cfg *t = &cfg.tiers[i];

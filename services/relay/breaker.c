@@ -46,6 +46,25 @@ void ec_breaker_init(ec_breaker *b, const ec_breaker_cfg *cfg, uint64_t now_ms)
     snprintf(b->reason, sizeof(b->reason), "started");
 }
 
+void ec_breaker_reconfigure(ec_breaker *b, const ec_breaker_cfg *cfg)
+{
+    ec_breaker_cfg old = b->cfg;
+    b->cfg = *cfg;
+    if (b->cfg.window > EC_BREAKER_MAX_WINDOW)
+        b->cfg.window = EC_BREAKER_MAX_WINDOW;
+    if (b->cfg.window < 1)
+        b->cfg.window = 1;
+    if (b->cfg.half_open_probes < 1)
+        b->cfg.half_open_probes = 1;
+    /* The ring is laid out for the old window: start the window afresh
+     * rather than read it with the wrong length. State and consecutive
+     * failures carry over. */
+    if (old.window != b->cfg.window) {
+        b->ring_len = 0;
+        b->ring_pos = 0;
+    }
+}
+
 uint64_t ec_breaker_retry_at(const ec_breaker *b)
 {
     return b->state == EC_BREAKER_OPEN ? b->since_ms + b->cfg.open_ms : 0;

@@ -51,6 +51,9 @@ typedef struct ec_breaker {
 } ec_breaker;
 
 void ec_breaker_init(ec_breaker *b, const ec_breaker_cfg *cfg, uint64_t now_ms);
+/* New settings (a reload): the state and the consecutive count stay; the
+ * sliding window starts afresh when its size changed. */
+void ec_breaker_reconfigure(ec_breaker *b, const ec_breaker_cfg *cfg);
 
 /* May a call go out now? Moves open -> half-open when open_ms has passed, and
  * half-open -> open when a probe outlived probe_deadline_ms. A true answer in

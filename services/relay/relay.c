@@ -136,6 +136,15 @@ static void on_ready(void *ctx)
     }
 }
 
+static void on_reload(void *ctx, const ec_config *next)
+{
+    ec_relay *r = ctx;
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < EC_MAX_TIERS; i++)
+        ec_breaker_reconfigure(&r->breakers[i], &next->breaker);
+    pthread_mutex_unlock(&r->lock);
+}
+
 ec_err ec_relay_create(ec_relay **out, ec_service *svc, ec_error *err)
 {
     ec_relay *r = calloc(1, sizeof(*r));
@@ -169,4 +178,5 @@ void ec_relay_hooks(ec_relay *r, ec_tierd_hooks *out)
     out->on_message = on_message;
     out->extra_filters = r->filters;
     out->on_ready = on_ready;
+    out->on_reload = on_reload;
 }

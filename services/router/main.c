@@ -49,8 +49,13 @@ int main(int argc, char **argv)
     }
     ec_log_info("ready: %zu tiers, threshold %.2f (%s), decisions in %s", svc.cfg.n_tiers,
                 svc.cfg.min_confidence, svc.cfg.gate_preset, svc.cfg.db_path);
-    while (!ec_service_stopping())
-        ec_sleep_ms(100);
+    ec_service_ready(&svc, "serving %zu tiers on %s", svc.cfg.n_tiers, query_topic);
+    while (!ec_service_stopping()) {
+        if (ec_service_reload_requested())
+            ec_router_reload(router, &err); /* logs and publishes its outcome */
+        ec_sleep_ms(50);
+    }
+    ec_service_notify_stopping();
     ec_log_info("stopping");
     /* Let queries already with a tier finish, so their callers get an answer. */
     for (int i = 0; i < 50 && ec_router_inflight(router) > 0; i++)

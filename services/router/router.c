@@ -773,7 +773,9 @@ ec_err ec_router_create(ec_router **out, ec_service *svc, ec_store *store, ec_er
         ec_router_destroy(r);
         return ec_error_set(err, EC_ERR_NOMEM, "router: out of memory");
     }
-    ec_err rc = ec_gate_create(&r->gate, r->cfg, err);
+    ec_gate *gate = NULL;
+    ec_err rc = ec_gate_create(&gate, r->cfg, err);
+    atomic_init(&r->gate, gate);
     if (!rc)
         rc = ec_router_controls_create(r, err);
     if (rc) {
@@ -859,6 +861,7 @@ void ec_router_destroy(ec_router *r)
     ec_pending_table_destroy(r->pending);
     ec_gate_destroy(r->gate);
     ec_router_controls_destroy(r);
+    ec_router_reload_clear(r);
     ec_ledger_close(r->ledger);
     ec_metrics_destroy(r->metrics);
     for (size_t i = 0; i < r->n_recovered; i++)

@@ -44,4 +44,28 @@ void ec_router_budget_snapshot(ec_router *r, struct ec_budget_snapshot *out);
 /* The topic the router listens on for tier replies. */
 const char *ec_router_reply_topic(const ec_router *r);
 
+/* A module's part in a reload (budget, cache, redaction...). check runs for
+ * every hook before anything applies and may refuse the new config (err says
+ * why; the whole reload is then refused); apply cannot fail and runs once
+ * every check passed, just before next becomes the config in force. Either
+ * may be NULL. They run on the router's main thread. */
+typedef struct ec_router_reload_hook {
+    const char *name; /* for the log, e.g. "budget" */
+    ec_err (*check)(void *ctx, const ec_config *next, ec_error *err);
+    void (*apply)(void *ctx, const ec_config *next);
+    void *ctx;
+} ec_router_reload_hook;
+
+#define EC_ROUTER_MAX_RELOAD_HOOKS 8
+
+/* Registers a hook (copied), in call order. */
+ec_err ec_router_add_reload_hook(ec_router *r, const ec_router_reload_hook *h, ec_error *err);
+
+/* SIGHUP: reads the config file again. Applies it (thresholds, presets,
+ * calibration, shadow rate, samples, tier costs and timeouts, queue TTL and
+ * caps, log level, and whatever the hooks take) or refuses it as a whole,
+ * with the reason logged and published on the router's status; queries in
+ * flight finish either way. EC_OK when it applied. */
+ec_err ec_router_reload(ec_router *r, ec_error *err);
+
 #endif

@@ -23,10 +23,13 @@ struct MHD_Daemon; /* libmicrohttpd, router_http.c */
 
 struct ec_router {
     ec_service *svc;
-    ec_config *cfg;
+    /* Both swapped whole by a reload (router_reload.c): every r->cfg->x and
+     * r->gate is an atomic load of a config or gate that stays valid until
+     * the router is destroyed. */
+    _Atomic(ec_config *) cfg;
     ec_store *store;
     ec_ledger *ledger;
-    ec_gate *gate;
+    _Atomic(ec_gate *) gate;
     ec_pending_table *pending;
     atomic_uint_fast64_t next_key;
     char reply_topic[300];
@@ -76,6 +79,12 @@ struct ec_router {
     /* queries found in the journal at start, re-run once connected */
     ec_mqtt_msg **recovered;
     size_t n_recovered;
+
+    /* router_reload.c */
+    ec_router_reload_hook reload_hooks[EC_ROUTER_MAX_RELOAD_HOOKS];
+    size_t n_reload_hooks;
+    ec_gate **retired_gates; /* replaced by reloads, freed with the router */
+    size_t n_retired_gates;
 };
 
 /* router.c */
@@ -94,6 +103,9 @@ ec_query *ec_router_shadow_copy(const ec_pending *p);
 void ec_router_shadow_send(ec_router *r, ec_query *q);
 /* The shadow call came back (or failed): recorded, p freed. */
 void ec_router_shadow_done(ec_router *r, ec_pending *p);
+
+/* router_reload.c: frees what reloads left behind (retired gates). */
+void ec_router_reload_clear(ec_router *r);
 
 /* router_queue.c */
 /* Queues p's escalation to cloud tier ti; false when it could not be queued

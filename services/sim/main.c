@@ -40,7 +40,8 @@ static void usage(FILE *f)
           "  --help, --version\n"
           "\n"
           "Endpoints: POST /v1/chat/completions, GET /v1/models, POST /v1/messages,\n"
-          "POST /api/chat, GET /api/tags, POST|GET /sim/faults, GET|DELETE /sim/stats.\n",
+          "POST /api/chat, GET /api/tags, POST|GET /sim/faults, POST /sim/models,\n"
+          "GET|DELETE /sim/stats.\n",
           f);
 }
 

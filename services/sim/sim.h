@@ -28,6 +28,7 @@ typedef struct sim_server {
     uint64_t *faulted;    /* of which a fault answered */
     char **last_body;     /* the last chat request's body per model (tests check what
                            * left the device), at most SIM_LAST_BODY_MAX bytes */
+    bool *unlisted;       /* POST /sim/models: taken off the server, as if unloaded */
     atomic_bool stopping; /* set before the daemon stops: sleeping handlers give up */
     atomic_uint_fast64_t sampled; /* requests at temperature > 0 so far (rule samples) */
     struct sim_replay *replay;    /* replay mode (sim_replay.h): not owned; NULL = script */
@@ -82,6 +83,12 @@ void sim_rfc3339_now(char out[40]);
  * body); false when the fault already answered, with *res to return. */
 bool sim_model_enter(sim_req *r, size_t m, sim_error_fn fn, bool *malformed, enum MHD_Result *res);
 
+/* Index of the script's model called name if the server serves it now
+ * (not taken off with POST /sim/models), else -1. */
+long sim_served_model(sim_server *srv, const char *name);
+/* Whether model i is listed now (under the lock). */
+bool sim_model_listed(sim_server *srv, size_t i);
+
 /* Endpoints. */
 enum MHD_Result sim_openai_chat(sim_req *r);
 enum MHD_Result sim_openai_models(sim_req *r);
@@ -92,6 +99,7 @@ enum MHD_Result sim_ollama_tags(sim_req *r);
 json_t *sim_ollama_error(int status, const char *message);
 enum MHD_Result sim_faults_post(sim_req *r);
 enum MHD_Result sim_faults_get(sim_req *r);
+enum MHD_Result sim_models_post(sim_req *r);
 enum MHD_Result sim_stats_get(sim_req *r);
 enum MHD_Result sim_stats_delete(sim_req *r);
 

@@ -67,7 +67,7 @@ enum MHD_Result sim_anthropic_messages(sim_req *r)
         goto out;
     }
     snprintf(r->model, sizeof(r->model), "%s", model);
-    long m = sim_script_model_index(srv->script, model);
+    long m = sim_served_model(srv, model);
     if (m < 0) {
         res = sim_reply_error(r, anthropic_error, 404, "model: %s", model);
         goto out;

@@ -31,7 +31,9 @@ ec_err sim_server_init(sim_server *srv, sim_script *script, ec_error *err)
     srv->requests = calloc(n, sizeof(*srv->requests));
     srv->faulted = calloc(n, sizeof(*srv->faulted));
     srv->last_body = calloc(n, sizeof(*srv->last_body));
-    if (!srv->faults || !srv->fault_hits || !srv->requests || !srv->faulted || !srv->last_body) {
+    srv->unlisted = calloc(n ? n : 1, sizeof(*srv->unlisted));
+    if (!srv->faults || !srv->fault_hits || !srv->requests || !srv->faulted || !srv->last_body ||
+        !srv->unlisted) {
         sim_server_clear(srv);
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
     }
@@ -51,6 +53,7 @@ void sim_server_clear(sim_server *srv)
     free(srv->fault_hits);
     free(srv->requests);
     free(srv->faulted);
+    free(srv->unlisted);
     pthread_mutex_destroy(&srv->lock);
     memset(srv, 0, sizeof(*srv));
 }
@@ -160,6 +163,54 @@ enum MHD_Result sim_faults_post(sim_req *r)
         res = sim_reply_json(r, 200,
                              json_pack("{s:s, s:o, s:b}", "model", name, "fault",
                                        sim_fault_to_json(&f), "simulated", 1),
+                             false, 0);
+    }
+    json_decref(body);
+    return res;
+}
+
+long sim_served_model(sim_server *srv, const char *name)
+{
+    long m = sim_script_model_index(srv->script, name);
+    if (m >= 0 && !sim_model_listed(srv, (size_t)m))
+        return -1;
+    return m;
+}
+
+bool sim_model_listed(sim_server *srv, size_t i)
+{
+    pthread_mutex_lock(&srv->lock);
+    bool listed = !srv->unlisted[i];
+    pthread_mutex_unlock(&srv->lock);
+    return listed;
+}
+
+/* POST /sim/models {"model": "x", "listed": false}: the server stops serving
+ * x (gone from /v1/models and /api/tags, chat answers 404 as for an unknown
+ * model), as when an operator unloads or swaps the model; "listed": true
+ * brings it back. For the model auto-discovery tests. */
+enum MHD_Result sim_models_post(sim_req *r)
+{
+    char why[256];
+    json_t *body = sim_body_json(r, why, sizeof(why));
+    if (!body)
+        return sim_reply_error(r, sim_error, 400, "%s", why);
+    enum MHD_Result res;
+    const char *name = json_string_value(json_object_get(body, "model"));
+    json_t *listed = json_object_get(body, "listed");
+    long m = name ? sim_script_model_index(r->srv->script, name) : -1;
+    if (!name || !json_is_boolean(listed)) {
+        res = sim_reply_error(r, sim_error, 400, "expected {\"model\": NAME, \"listed\": BOOL}");
+    } else if (m < 0) {
+        res = sim_reply_error(r, sim_error, 404, "no model \"%s\" in the script", name);
+    } else {
+        pthread_mutex_lock(&r->srv->lock);
+        r->srv->unlisted[m] = !json_is_true(listed);
+        pthread_mutex_unlock(&r->srv->lock);
+        snprintf(r->model, sizeof(r->model), "%s", name);
+        res = sim_reply_json(r, 200,
+                             json_pack("{s:s, s:b, s:b}", "model", name, "listed",
+                                       json_is_true(listed), "simulated", 1),
                              false, 0);
     }
     json_decref(body);

@@ -32,6 +32,7 @@ static const sim_route routes[] = {
     {"GET", "/api/tags", sim_ollama_tags},
     {"POST", "/sim/faults", sim_faults_post},
     {"GET", "/sim/faults", sim_faults_get},
+    {"POST", "/sim/models", sim_models_post},
     {"GET", "/sim/stats", sim_stats_get},
     {"DELETE", "/sim/stats", sim_stats_delete},
 };

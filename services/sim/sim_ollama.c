@@ -121,7 +121,7 @@ enum MHD_Result sim_ollama_chat(sim_req *r)
         goto out;
     }
     snprintf(r->model, sizeof(r->model), "%s", model);
-    long m = sim_script_model_index(srv->script, model);
+    long m = sim_served_model(srv, model);
     if (m < 0) {
         res = sim_reply_error(r, sim_ollama_error, 404,
                               "model \"%s\" not found, try pulling it first", model);
@@ -219,6 +219,8 @@ enum MHD_Result sim_ollama_tags(sim_req *r)
 {
     json_t *models = json_array();
     for (size_t i = 0; i < r->srv->script->n_models; i++) {
+        if (!sim_model_listed(r->srv, i))
+            continue;
         const char *name = r->srv->script->models[i].name;
         char family[32], psize[16], digest[65];
         describe(name, family, sizeof(family), psize, sizeof(psize));

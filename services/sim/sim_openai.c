@@ -90,7 +90,7 @@ enum MHD_Result sim_openai_chat(sim_req *r)
         goto out;
     }
     snprintf(r->model, sizeof(r->model), "%s", model);
-    long m = sim_script_model_index(srv->script, model);
+    long m = sim_served_model(srv, model);
     if (m < 0) {
         res = sim_reply_json(
             r, 404,
@@ -192,6 +192,8 @@ enum MHD_Result sim_openai_models(sim_req *r)
 {
     json_t *data = json_array();
     for (size_t i = 0; i < r->srv->script->n_models; i++) {
+        if (!sim_model_listed(r->srv, i))
+            continue;
         json_array_append_new(
             data, json_pack("{s:s, s:s, s:i, s:s}", "id", r->srv->script->models[i].name, "object",
                             "model", "created", SIM_MODEL_CREATED, "owned_by", "edgecascade-sim"));

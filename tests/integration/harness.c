@@ -118,7 +118,8 @@ static char **child_env(ech *h, const char *name, char *own[3])
 
 static void spawn(ech *h, ech_proc *p, const char *name, char *const argv[])
 {
-    bool ours = strcmp(name, "mosquitto") != 0; /* only our programs are instrumented */
+    /* only our programs are instrumented ("mosquitto", "mosquitto-central") */
+    bool ours = strncmp(name, "mosquitto", 9) != 0;
     memset(p, 0, sizeof(*p));
     snprintf(p->name, sizeof(p->name), "%s", name);
     snprintf(p->log, sizeof(p->log), "%s/%s.log", h->dir, name);
@@ -275,6 +276,21 @@ void ech_start_broker_conf(ech *h, const char *conf)
     }
     ech_dump_logs(h);
     fail_msg("mosquitto (%s) did not start on port %d", conf, h->mqtt_port);
+}
+
+void ech_start_mosquitto(ech *h, ech_proc *p, const char *name, const char *conf, int port)
+{
+    char *argv[] = {"/usr/sbin/mosquitto", "-c", (char *)conf, NULL};
+    spawn(h, p, name, argv); /* name must start with "mosquitto" */
+    for (int i = 0; i < 200; i++) {
+        if (port_open(port))
+            return;
+        if (!ech_alive(p))
+            break;
+        ec_sleep_ms(25);
+    }
+    ech_dump_logs(h);
+    fail_msg("mosquitto %s (%s) did not start on port %d", name, conf, port);
 }
 
 void ech_stop_broker(ech *h)
@@ -632,6 +648,11 @@ char *ech_sim_last_request(ech *h, const char *model)
 void ech_sim_fault(ech *h, const char *body)
 {
     json_decref(sim_call(h, "/sim/faults", body));
+}
+
+void ech_sim_post(ech *h, const char *path, const char *body)
+{
+    json_decref(sim_call(h, path, body));
 }
 
 char *ech_sql(ech *h, const char *sql)

@@ -53,6 +53,10 @@ void ech_start_broker(ech *h);
  * connections. The TLS and password tests use it. */
 void ech_start_broker_conf(ech *h, const char *conf);
 void ech_stop_broker(ech *h);
+/* Starts another Mosquitto (e.g. a central broker for a bridge) with the
+ * given config, listening on port; log in <dir>/<name>.log. Stop it with
+ * ech_stop before ech_teardown. */
+void ech_start_mosquitto(ech *h, ech_proc *p, const char *name, const char *conf, int port);
 
 /* Simulator with the given script file (NULL: deploy/sim-script.json). */
 void ech_start_sim(ech *h, const char *script);
@@ -107,6 +111,8 @@ long ech_sim_requests(ech *h, const char *model);
 char *ech_sim_last_request(ech *h, const char *model);
 /* Sets a fault on the simulator (POST /sim/faults with the given JSON body). */
 void ech_sim_fault(ech *h, const char *json);
+/* POSTs a JSON body to one of the simulator's control endpoints (/sim/...). */
+void ech_sim_post(ech *h, const char *path, const char *json);
 
 /* Runs a query against the SQLite store and returns the first column of the
  * first row as a heap string (NULL when no row). */

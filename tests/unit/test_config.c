@@ -980,6 +980,84 @@ static void test_example_loads_to_defaults(void **state)
     ec_config_free(&d);
 }
 
+/* config_reload.c's list of restart keys, checked against the table. */
+const char *ec_config_restart_key_unknown(void);
+
+static void restart_case(const char *yaml, const char *want)
+{
+    ec_config a, b;
+    ec_error e = {0};
+    char key[128] = "";
+    assert_int_equal(load(&a, "", &e), EC_OK);
+    assert_int_equal(load(&b, yaml, &e), EC_OK);
+    bool differs = ec_config_restart_key(&a, &b, key, sizeof(key));
+    if (want) {
+        if (!differs)
+            fail_msg("%s: expected restart key %s", yaml, want);
+        assert_contains(key, want);
+    } else if (differs) {
+        fail_msg("%s: should apply live, got restart key %s", yaml, key);
+    }
+    ec_config_free(&a);
+    ec_config_free(&b);
+}
+
+static void test_restart_keys(void **state)
+{
+    (void)state;
+    assert_null(ec_config_restart_key_unknown());
+    restart_case("", NULL);
+    restart_case("gate: {preset: conservative}", NULL);
+    restart_case("gate: {min_confidence: 0.9, shadow_rate: 0.5, samples: 3}", NULL);
+    restart_case("router: {queue_ttl_s: 60, queue_max: 5, replay_interval_ms: 100}", NULL);
+    restart_case("relay: {retries: 0, breaker: {consecutive: 2}}", NULL);
+    restart_case("log: {level: debug}", NULL);
+    restart_case("mqtt: {broker: tcp://10.0.0.9:1883}", "mqtt.broker");
+    restart_case("mqtt: {username: plc}", "mqtt.username");
+    restart_case("mqtt: {client_id: x}", "mqtt.client_id");
+    restart_case("site: plant9", "site");
+    restart_case("topic_root: a/b", "topic_root");
+    restart_case("store: {path: other.db}", "store.path");
+    restart_case("router: {workers: 7}", "router.workers");
+    restart_case("local: {workers: 7}", "local.workers");
+    restart_case("relay: {workers: 7}", "relay.workers");
+    /* Costs, timeouts, URLs and models of the same tiers apply live. */
+    restart_case("tiers:\n"
+                 "  - {name: local, provider: ollama, model: auto, timeout_ms: 900}\n"
+                 "  - {name: cloud, provider: anthropic, model: m, input_per_1m: 3}\n",
+                 NULL);
+    restart_case("tiers:\n"
+                 "  - {name: edge, provider: vllm, model: x}\n"
+                 "  - {name: cloud, provider: openai, model: gpt-4o-mini}\n",
+                 "tiers[0].name");
+    restart_case("tiers:\n"
+                 "  - {name: local, provider: openai, model: x}\n"
+                 "  - {name: cloud, provider: openai, model: gpt-4o-mini}\n",
+                 "tiers[0].provider");
+    restart_case("tiers:\n  - {name: local, provider: vllm, model: x}\n", "tiers (2 tiers, now 1)");
+}
+
+static void test_model_auto(void **state)
+{
+    (void)state;
+    ec_config c;
+    ec_error e = {0};
+    assert_int_equal(load(&c,
+                          "local: {discovery_interval_s: 5}\n"
+                          "tiers:\n  - {name: local, provider: ollama, model: auto, "
+                          "prefer_model: llama3.2:3b}\n",
+                          &e),
+                     EC_OK);
+    assert_true(ec_tier_model_auto(&c.tiers[0]));
+    assert_string_equal(c.tiers[0].prefer_model, "llama3.2:3b");
+    assert_int_equal(c.discovery_interval_s, 5);
+    ec_config_free(&c);
+    assert_int_equal(load(&c, "tiers:\n  - {name: cloud, provider: openai, model: auto}\n", &e),
+                     EC_ERR_CONFIG);
+    assert_contains(e.msg, "\"auto\" is only for local tiers");
+    ec_config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1007,6 +1085,8 @@ int main(void)
         cmocka_unit_test(test_cost),
         cmocka_unit_test(test_example_file_matches),
         cmocka_unit_test(test_example_loads_to_defaults),
+        cmocka_unit_test(test_restart_keys),
+        cmocka_unit_test(test_model_auto),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

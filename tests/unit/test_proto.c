@@ -777,7 +777,8 @@ static const struct {
      "attempts.1.latency_ms:D attempts.1.cost_usd:D attempts.1.tokens_in:U "
      "attempts.1.tokens_out:U attempts.1.error:E"},
     {"result_error", "error.code:S error.message:S"},
-    {"status", "v:V service:S state:S version:S instance:S pid:U ts_ms:W"},
+    {"status", "v:V service:S state:S version:S instance:S pid:U ts_ms:W config_ts_ms:W "
+               "config_error:S models:A models.0.tier:S models.0.model:S models.0.state:S"},
 };
 
 /* "attempts.1.reason" is reported as "result.attempts[1].reason". */
@@ -957,7 +958,8 @@ static const struct {
                          "source:128 attempts.0.tier:128 attempts.0.model:128 "
                          "attempts.1.reason:512"},
     {"result_error", "error.code:128 error.message:1024"},
-    {"status", "service:128 state:128 version:128 instance:128"},
+    {"status", "service:128 state:128 version:128 instance:128 config_error:1024 "
+               "models.0.tier:128 models.0.model:128"},
 };
 
 static void test_string_limits(void **state)

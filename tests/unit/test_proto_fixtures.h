@@ -204,6 +204,13 @@ static inline ec_status fx_status(void)
     s.instance = S("edgecascade-router-7f3a");
     s.pid = 4242;
     s.ts_ms = 1718000000000ull;
+    s.config_ts_ms = 1717999990000ull;
+    s.config_error = S("gate.min_confidence: must be between 0 and 1");
+    static ec_model_status models[1];
+    models[0] =
+        (ec_model_status){.tier = S("local"), .model = S("llama3.2-3b"), .state = S("serving")};
+    s.models = models;
+    s.n_models = 1;
     return s;
 }
 
@@ -368,6 +375,15 @@ static inline bool fx_status_eq(const ec_status *a, const ec_status *b)
     FX_S(instance);
     FX_I(pid);
     FX_I(ts_ms);
+    FX_I(config_ts_ms);
+    FX_S(config_error);
+    FX_I(n_models);
+    for (size_t i = 0; ok && i < a->n_models; i++) {
+        ok &= fx_str_eq("models.tier", a->models[i].tier, b->models[i].tier);
+        ok &= fx_str_eq("models.model", a->models[i].model, b->models[i].model);
+        ok &= fx_str_eq("models.state", a->models[i].state, b->models[i].state);
+        ok &= fx_str_eq("models.error", a->models[i].error, b->models[i].error);
+    }
     return ok;
 }
 

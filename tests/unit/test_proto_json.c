@@ -319,7 +319,11 @@ static void test_encode_exact(void **state)
     assert_int_equal(ec_status_encode_json(&s, &b, &e), EC_OK);
     assert_string_equal(b.data, "{\"v\":1,\"service\":\"router\",\"state\":\"online\","
                                 "\"version\":\"0.1.0\",\"instance\":\"edgecascade-router-7f3a\","
-                                "\"pid\":4242,\"ts_ms\":1718000000000}");
+                                "\"pid\":4242,\"ts_ms\":1718000000000,"
+                                "\"config_ts_ms\":1717999990000,\"config_error\":\"gate."
+                                "min_confidence: must be between 0 and 1\",\"models\":[{"
+                                "\"tier\":\"local\",\"model\":\"llama3.2-3b\",\"state\":"
+                                "\"serving\",\"error\":null}]}");
     /* Encoders append. */
     size_t one = b.len;
     assert_int_equal(ec_status_encode_json(&s, &b, &e), EC_OK);

@@ -37,6 +37,7 @@ typedef struct ec_tier_cfg {
     double min_confidence; /* per-tier gate override; < 0 means use the gate's */
     bool logprobs;         /* request token logprobs (default true) */
     char *failover_of;     /* "" or the name of the tier this one stands in for when it fails */
+    char *prefer_model;    /* model "auto": the served model to pick when listed ("" = first) */
     bool local;            /* derived from provider: served by edgecascade-local */
 } ec_tier_cfg;
 
@@ -103,6 +104,7 @@ typedef struct ec_config {
 
     /* local / relay */
     int local_workers;
+    uint32_t discovery_interval_s; /* model "auto": how often the model list is checked */
     int relay_workers;
     int relay_retries;       /* extra attempts on transient errors, within the deadline */
     uint32_t backoff_ms;     /* full-jitter backoff base */
@@ -165,6 +167,15 @@ char *ec_tier_api_key(const ec_tier_cfg *t, ec_error *err);
 /* USD cost of a call: separate input/output prices per 1M when either is set,
  * else the blended per-1K price on all tokens. */
 double ec_tier_cost(const ec_tier_cfg *t, uint32_t tokens_in, uint32_t tokens_out);
+
+/* The model name that asks edgecascade-local to use whatever the server serves. */
+#define EC_MODEL_AUTO "auto"
+bool ec_tier_model_auto(const ec_tier_cfg *t);
+
+/* For a reload: the first key whose change needs a restart (a dotted path such
+ * as "mqtt.broker" or "tiers[1].name"), written into key, or false when next
+ * differs from old only in keys that apply to a running service. */
+bool ec_config_restart_key(const ec_config *old, const ec_config *next, char *key, size_t keylen);
 
 /* Whether a provider name is served on the device (vllm, openai-compatible, ollama). */
 bool ec_provider_is_local(const char *provider);

@@ -90,6 +90,10 @@ ec_err ec_mqtt_subscribe(ec_mqtt *m, const char *filter, int qos, ec_error *err)
 ec_err ec_mqtt_connect(ec_mqtt *m, int timeout_ms, ec_error *err);
 bool ec_mqtt_connected(ec_mqtt *m);
 
+/* Replaces the retained online status (kept for every reconnect) and, when
+ * connected, publishes it now. */
+ec_err ec_mqtt_set_status(ec_mqtt *m, const char *online, ec_error *err);
+
 /* Publishes; blocks up to timeout_ms while max_inflight publishes are
  * outstanding (EC_ERR_BUSY after that). props may be NULL. */
 ec_err ec_mqtt_publish(ec_mqtt *m, const char *topic, const void *payload, size_t len, int qos,

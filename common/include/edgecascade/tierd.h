@@ -30,6 +30,9 @@ typedef struct ec_tierd_hooks {
     const char *const *extra_filters; /* NULL-terminated, may be NULL */
     /* Once connected, before the workers start. */
     void (*on_ready)(void *ctx);
+    /* A reload (SIGHUP) is about to make next the config in force: take what
+     * applies (the relay's breaker settings). On the main thread. */
+    void (*on_reload)(void *ctx, const ec_config *next);
 } ec_tierd_hooks;
 
 typedef struct ec_tierd_opts {
@@ -41,7 +44,11 @@ typedef struct ec_tierd_opts {
     ec_tierd_hooks hooks;
 } ec_tierd_opts;
 
-/* Runs until SIGTERM/SIGINT; returns the process exit code. */
+/* Runs until SIGTERM/SIGINT; returns the process exit code. SIGHUP reloads
+ * the config: tier URLs, models, timeouts, costs and API keys (read again),
+ * retries and backoff (relay), the breakers (relay, through on_reload), the
+ * log level; keys that need a restart make it refuse the file (service.h).
+ * Requests in flight finish with the config they started with. */
 int ec_tierd_run(ec_service *s, const ec_tierd_opts *o);
 
 #endif

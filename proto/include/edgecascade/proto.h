@@ -165,6 +165,16 @@ typedef struct ec_result {
 } ec_result;
 
 /* ---- Status: retained, <root>/status/<service> ---- */
+/* A local tier with model "auto": the model edgecascade-local found. */
+typedef struct ec_model_status {
+    char *tier;
+    char *model; /* the model in use, or NULL when none was found yet */
+    char *state; /* "serving", "missing" (gone from the server's list), "unknown" */
+    char *error; /* what is wrong, or NULL */
+} ec_model_status;
+
+#define EC_MAX_STATUS_MODELS 8u
+
 typedef struct ec_status {
     char *service; /* "router", "local", "relay" */
     char *state;   /* "online", "offline" */
@@ -172,6 +182,10 @@ typedef struct ec_status {
     char *instance; /* client id */
     uint32_t pid;
     uint64_t ts_ms;
+    uint64_t config_ts_ms;   /* when the configuration in force was loaded (start or reload) */
+    char *config_error;      /* why the last reload was refused (the old config stays), or NULL */
+    ec_model_status *models; /* edgecascade-local's model "auto" tiers */
+    size_t n_models;
 } ec_status;
 
 /* msgpack encoders append to out. */
