@@ -37,6 +37,8 @@ static const char *const restart_keys[] = {
     "router.max_pending",
     "local.workers",
     "relay.workers",
+    "http.port", /* the router's HTTP server binds once */
+    "http.bind",
     NULL,
 };
 

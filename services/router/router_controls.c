@@ -40,6 +40,16 @@ static void seed_budget(ec_router *r)
         ec_log_info("budget: %.4f USD of cloud spend today, %.4f USD this month", day, month);
 }
 
+/* SIGHUP: new patterns, cache limits and caps. The patterns were compiled
+ * once already when the new file was validated (privacy.patterns), so the
+ * redactor's own refusal here would be out of memory: the old set stays. */
+static void controls_apply(void *ctx, const ec_config *next)
+{
+    ec_error err = {0};
+    if (ec_router_controls_configure(ctx, next, &err))
+        ec_log_error("reload: privacy patterns kept as they were: %s", err.msg);
+}
+
 ec_err ec_router_controls_create(ec_router *r, ec_error *err)
 {
     ec_err rc = ec_redactor_create(&r->redactor, r->cfg, err);
@@ -52,7 +62,8 @@ ec_err ec_router_controls_create(ec_router *r, ec_error *err)
     if (!ec_topic(r->cfg, r->budget_topic, sizeof(r->budget_topic), "status/budget"))
         return ec_error_set(err, EC_ERR_CONFIG, "topic_root is too long");
     seed_budget(r);
-    return EC_OK;
+    ec_router_reload_hook hook = {.name = "controls", .apply = controls_apply, .ctx = r};
+    return ec_router_add_reload_hook(r, &hook, err);
 }
 
 void ec_router_controls_destroy(ec_router *r)

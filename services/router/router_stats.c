@@ -17,6 +17,7 @@
 
 #include "edgecascade/log.h"
 #include "edgecascade/util.h"
+#include "budget.h"
 #include "router_internal.h"
 
 typedef void (*stats_section)(ec_router *r, json_t *doc);
@@ -64,10 +65,36 @@ static void section_queue(ec_router *r, json_t *doc)
     json_object_set_new(doc, "inflight", json_integer((json_int_t)ec_pending_count(r->pending)));
 }
 
+/* Cloud spend against budget.*: "budget": {state, day_usd, month_usd, caps,
+ * used_pct of each cap (null without a cap)}. */
+static void section_budget(ec_router *r, json_t *doc)
+{
+    ec_budget_snapshot b;
+    ec_router_budget_snapshot(r, &b);
+    json_t *j = json_object();
+    if (!j)
+        return;
+    json_object_set_new(j, "state", json_string(ec_budget_state_name(b.state)));
+    json_object_set_new(j, "day", json_string(b.day));
+    json_object_set_new(j, "month", json_string(b.month));
+    json_object_set_new(j, "day_usd", json_real(b.day_usd));
+    json_object_set_new(j, "month_usd", json_real(b.month_usd));
+    json_object_set_new(j, "daily_cap_usd", json_real(b.daily_cap_usd));
+    json_object_set_new(j, "monthly_cap_usd", json_real(b.monthly_cap_usd));
+    json_object_set_new(j, "daily_used_pct",
+                        b.daily_cap_usd > 0 ? json_real(100.0 * b.day_usd / b.daily_cap_usd)
+                                            : json_null());
+    json_object_set_new(j, "monthly_used_pct",
+                        b.monthly_cap_usd > 0 ? json_real(100.0 * b.month_usd / b.monthly_cap_usd)
+                                              : json_null());
+    json_object_set_new(doc, "budget", j);
+}
+
 static const stats_section sections[] = {
     section_meta,
     section_metrics,
     section_queue,
+    section_budget,
 };
 
 json_t *ec_router_stats_doc(ec_router *r)
@@ -99,9 +126,13 @@ static void publish_stats(ec_router *r)
 static void *stats_main(void *arg)
 {
     ec_router *r = arg;
-    uint64_t every_ms = (uint64_t)r->cfg->stats_interval_s * 1000u;
     while (!atomic_load(&r->obs_stop) && !ec_service_stopping()) {
-        publish_stats(r);
+        /* Read each round: a reload may change the interval (0: pause). */
+        uint64_t every_ms = (uint64_t)r->cfg->stats_interval_s * 1000u;
+        if (every_ms)
+            publish_stats(r);
+        else
+            every_ms = 1000;
         uint64_t until = ec_now_ms() + every_ms;
         while (ec_now_ms() < until && !atomic_load(&r->obs_stop) && !ec_service_stopping())
             ec_sleep_ms(100);
@@ -111,8 +142,6 @@ static void *stats_main(void *arg)
 
 ec_err ec_router_stats_start(ec_router *r, ec_error *err)
 {
-    if (!r->cfg->stats_interval_s)
-        return EC_OK;
     if (pthread_create(&r->stats_thread, NULL, stats_main, r) != 0)
         return ec_error_set(err, EC_ERR_NOMEM, "router: cannot start the stats thread");
     r->stats_started = true;

@@ -9,8 +9,9 @@
  * fleet/test/status/. Then the central broker stops, more queries are
  * answered on the edge (the bridge holds their results), the central broker
  * starts again, and every held result arrives there.
- * (The stats topic is forwarded by the same file; its test follows the stats
- * document.) */
+ * The router's stats document (<root>/stats, retained) reaches the central
+ * broker as fleet/test/stats, live and again after the outage, counting the
+ * queries answered meanwhile. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "edgecascade/util.h"
 #include "harness.h"
@@ -139,6 +142,7 @@ static ec_mqtt *fleet_client(int port)
     assert_int_equal(ec_mqtt_create(&c, &o, &err), EC_OK);
     assert_int_equal(ec_mqtt_subscribe(c, "fleet/+/result/#", 1, &err), EC_OK);
     assert_int_equal(ec_mqtt_subscribe(c, "fleet/+/status/#", 1, &err), EC_OK);
+    assert_int_equal(ec_mqtt_subscribe(c, "fleet/+/stats", 1, &err), EC_OK);
     if (ec_mqtt_connect(c, 5000, &err) != EC_OK)
         fail_msg("fleet client: %s", err.msg);
     return c;
@@ -162,6 +166,28 @@ static int wait_topics(ec_mqtt *c, const char **want, int n, int timeout_ms)
         ec_mqtt_msg_free(m);
     }
     return n - left;
+}
+
+/* Waits for a stats document from this site on the central broker that
+ * counts at least min_queries; returns its count (-1 on timeout). */
+static long wait_stats(ec_mqtt *c, long min_queries, int timeout_ms)
+{
+    long best = -1;
+    uint64_t deadline = ec_mono_us() + (uint64_t)timeout_ms * 1000u;
+    while (best < min_queries && ec_mono_us() < deadline) {
+        ec_mqtt_msg *m = NULL;
+        if (ec_mqtt_next(c, &m, 50) != EC_OK)
+            continue;
+        if (strcmp(m->topic, "fleet/test/stats") == 0) {
+            json_t *j = json_loadb(m->payload, m->len, 0, NULL);
+            json_t *q = json_object_get(j, "queries");
+            if (json_is_integer(q) && json_integer_value(q) > best)
+                best = (long)json_integer_value(q);
+            json_decref(j);
+        }
+        ec_mqtt_msg_free(m);
+    }
+    return best;
 }
 
 static char *result_topic(const char *id)
@@ -199,7 +225,7 @@ static void test_bridge_store_and_forward(void **state)
     write_edge_conf(h, central_port, edge_conf, sizeof(edge_conf));
     ech_start_broker_conf(h, edge_conf);
     ech_start_sim(h, NULL);
-    ech_write_config(h, NULL);
+    ech_write_config(h, "stats:\n  interval_s: 1\n");
     ech_start_services(h);
     ech_connect_client(h);
 
@@ -219,6 +245,9 @@ static void test_bridge_store_and_forward(void **state)
            (double)(ec_mono_us() - t0) / 1000.0);
     free(topic);
     free(id);
+    long live = wait_stats(fleet, 1, 10000);
+    if (live < 1)
+        fail_msg("no stats document counting the query reached the central broker (%ld)", live);
 
     /* The uplink goes: the central broker stops. Queries are still answered
      * on the edge; the bridge holds their results. */
@@ -245,6 +274,10 @@ static void test_bridge_store_and_forward(void **state)
     printf("bridge: %d results held during the outage arrived %.1f ms after the central broker "
            "restarted\n",
            N_HELD, (double)(ec_mono_us() - t0) / 1000.0);
+    /* and the stats, counting them too */
+    long after = wait_stats(fleet, 1 + N_HELD, 15000);
+    if (after < 1 + N_HELD)
+        fail_msg("stats on the central broker count %ld queries, want %d", after, 1 + N_HELD);
     for (int i = 0; i < N_HELD; i++)
         free(topics[i]);
     ec_mqtt_destroy(fleet);

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,6 +348,17 @@ static void budget_cap_holds_across_a_restart(void **state)
         warned = warned || strstr(line, "past 80 % of a cap");
     fclose(f);
     assert_true(warned);
+
+    /* SIGHUP with a higher cap: applied live, the budget is ok again and
+     * the cloud answers. */
+    ech_write_config(&h, "budget:\n  daily_usd: 1000\nrouter:\n  offline_queue: false\n");
+    assert_int_equal(kill(h.router.pid, SIGHUP), 0);
+    json_decref(budget_status(&h, "ok"));
+    ask(&h, "Press P-6 alarm: what first?", &r);
+    assert_string_equal(r.tier, "cloud");
+    assert_false(r.degraded);
+    ec_result_clear(&r);
+    assert_true(ech_sim_requests(&h, CLOUD) > calls);
     ech_teardown(&h);
 }
 

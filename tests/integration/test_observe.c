@@ -260,6 +260,11 @@ static void stats_topic_and_http_agree_with_the_log(void **state)
     assert_true(jnum(json_object_get(lat, "cloud"), "p95") >=
                 jnum(json_object_get(lat, "cloud"), "p50"));
     assert_string_equal(json_string_value(json_object_get(s, "site")), "test");
+    /* the budget section: today's cloud spend is this test's cost, no caps */
+    json_t *b = json_object_get(s, "budget");
+    assert_string_equal(json_string_value(json_object_get(b, "state")), "ok");
+    assert_true(fabs(jnum(b, "day_usd") - cost) < 1e-7);
+    assert_true(json_is_null(json_object_get(b, "daily_used_pct")));
     assert_non_null(json_string_value(json_object_get(s, "version")));
     assert_int_equal(jint(s, "queue_depth"), 0);
     assert_string_equal(json_string_value(json_object_get(
