@@ -14,7 +14,6 @@
  * the endpoints have no authentication, so http.bind stays on loopback unless
  * the network in front of the device is trusted. */
 #include <arpa/inet.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,30 +23,35 @@
 
 #include "edgecascade/log.h"
 #include "router_internal.h"
+#include "router_mhd.h"
 #include "router_web.h"
 
 #define HTTP_MAX_CONNECTIONS 64
 #define HTTP_TIMEOUT_S       15
 #define METRICS_MAX_BYTES    (1024 * 1024)
 
+/* Set once by ec_router_http_start before the daemon (and so any handler)
+ * runs; read-only afterwards. */
+static const ec_mhd_api *M;
+
 static enum MHD_Result send_bytes(struct MHD_Connection *conn, unsigned status, const char *ctype,
                                   void *data, size_t len, enum MHD_ResponseMemoryMode mode,
                                   bool no_store)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, mode);
+    struct MHD_Response *resp = M->create_response_from_buffer(len, data, mode);
     if (!resp) {
         if (mode == MHD_RESPMEM_MUST_FREE)
             free(data);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    M->add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    M->add_response_header(resp, "X-Content-Type-Options", "nosniff");
     if (no_store)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        M->add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-    enum MHD_Result rc = MHD_queue_response(conn, status, resp);
-    MHD_destroy_response(resp);
+        M->add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    enum MHD_Result rc = M->queue_response(conn, status, resp);
+    M->destroy_response(resp);
     return rc;
 }
 
@@ -95,7 +99,7 @@ static enum MHD_Result serve_metrics(ec_router *r, struct MHD_Connection *conn)
 static enum MHD_Result serve_decisions(ec_router *r, struct MHD_Connection *conn)
 {
     size_t limit = EC_METRICS_RING;
-    const char *q = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit");
+    const char *q = M->lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit");
     if (q) {
         char *end = NULL;
         long v = strtol(q, &end, 10);
@@ -164,6 +168,8 @@ ec_err ec_router_http_start(ec_router *r, ec_error *err)
 {
     if (!r->cfg->http_port)
         return EC_OK;
+    if (!(M = ec_mhd_load(err)))
+        return EC_ERR_CONFIG;
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
@@ -171,7 +177,7 @@ ec_err ec_router_http_start(ec_router *r, ec_error *err)
     if (inet_pton(AF_INET, r->cfg->http_bind, &sa.sin_addr) != 1)
         return ec_error_set(err, EC_ERR_CONFIG, "http.bind %s: not an IPv4 address",
                             r->cfg->http_bind);
-    r->http = MHD_start_daemon(
+    r->http = M->start_daemon(
         MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         on_request, r, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)HTTP_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
@@ -188,7 +194,7 @@ ec_err ec_router_http_start(ec_router *r, ec_error *err)
 void ec_router_http_stop(ec_router *r)
 {
     if (r->http)
-        MHD_stop_daemon(r->http);
+        M->stop_daemon(r->http);
     r->http = NULL;
     r->http_port = 0;
 }
