@@ -2,9 +2,11 @@
  *
  * Runs on the store's read connection, inside one read transaction, so every
  * number comes from the same snapshot even while the writer commits. The
- * per-tier table always holds the three kinds "local", "cloud", "none" in
- * that order (n = 0 when a kind has no rows): a fixed layout is simpler to
- * print and to compare than a list whose positions move. Percentiles are
+ * per-tier table always holds the four kinds "local", "cloud", "cache" (the
+ * router's answer cache) and "none" (errors) in that order (n = 0 when a kind
+ * has no rows): a fixed layout is simpler to print and to compare than a list
+ * whose positions move. The same order as the router's live metrics, so
+ * local + cloud + cache + errors is every query. Percentiles are
  * nearest-rank over the sorted latencies: the value at index ceil(p*n)-1,
  * computed in integers so it is exact for every n. */
 #include "store_internal.h"
@@ -12,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kinds[EC_STATS_TIERS] = {"local", "cloud", "none"};
+static const char *const kinds[EC_STATS_TIERS] = {"local", "cloud", "cache", "none"};
 
 static ec_err db_fail(sqlite3 *db, ec_error *err, const char *what)
 {
@@ -52,7 +54,7 @@ static ec_err stats_locked(ec_store *s, uint64_t since_ms, ec_stats *out, ec_err
             db,
             "SELECT COUNT(*), TOTAL(tier_kind = 'local'), TOTAL(tier_kind = 'cloud'),"
             " TOTAL(tier_kind = 'none'), TOTAL(escalated != 0), TOTAL(cost_usd),"
-            " TOTAL(cost_top_usd) FROM decisions WHERE ts_ms >= ?1",
+            " TOTAL(cost_top_usd), TOTAL(tier_kind = 'cache') FROM decisions WHERE ts_ms >= ?1",
             -1, &tot, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db,
                            "SELECT COUNT(*), COUNT(latency_ms), TOTAL(cost_usd) FROM decisions"
@@ -78,9 +80,11 @@ static ec_err stats_locked(ec_store *s, uint64_t since_ms, ec_stats *out, ec_err
     out->escalated = (uint64_t)sqlite3_column_double(tot, 4);
     out->cost_usd = sqlite3_column_double(tot, 5);
     out->cost_top_usd = sqlite3_column_double(tot, 6);
+    out->cache = (uint64_t)sqlite3_column_double(tot, 7);
     if (out->queries) {
         out->pct_local = 100.0 * (double)out->local / (double)out->queries;
         out->pct_cloud = 100.0 * (double)out->cloud / (double)out->queries;
+        out->pct_cache = 100.0 * (double)out->cache / (double)out->queries;
     }
     if (out->cost_top_usd > 0)
         out->savings_pct = 100.0 * (1.0 - out->cost_usd / out->cost_top_usd);
@@ -224,6 +228,7 @@ static void group_finish(group_acc *a)
     if (g->queries) {
         g->pct_local = 100.0 * (double)g->local / (double)g->queries;
         g->pct_cloud = 100.0 * (double)g->cloud / (double)g->queries;
+        g->pct_cache = 100.0 * (double)g->cache / (double)g->queries;
     }
     if (g->cost_top_usd > 0)
         g->savings_pct = 100.0 * (1.0 - g->cost_usd / g->cost_top_usd);
@@ -298,6 +303,8 @@ static ec_err stats_by_locked(ec_store *s, uint64_t since_ms, ec_stats_by by, gr
             g->local++;
         else if (kind && strcmp(kind, "cloud") == 0)
             g->cloud++;
+        else if (kind && strcmp(kind, "cache") == 0)
+            g->cache++;
         else
             g->errors++;
         if (sqlite3_column_int(st, 2))

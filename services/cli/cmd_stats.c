@@ -33,16 +33,18 @@ void cli_help_stats(void)
            "                        [--format table|json|csv] [--json]\n"
            "\n"
            "Reads the router's decision log and prints how many queries each kind of\n"
-           "tier answered, what they cost against sending everything to the top tier,\n"
-           "and the latency percentiles; with --by, one row per model, source or UTC day.\n"
+           "tier answered (local, cloud, or cache: the router's answer cache), what they\n"
+           "cost against sending everything to the top tier, and the latency\n"
+           "percentiles; with --by, one row per model, source or UTC day.\n"
            "\n"
            "options:\n"
            "  --db PATH          decision log (default: store.path of the config)\n"
            "  --since DURATION   only decisions newer than this: 90s, 30m, 1h, 7d, 2w\n"
            "  --by KEY           group by model (that answered), source (of the query)\n"
-           "                     or day (UTC): queries, %% local, %% cloud, cost, savings,\n"
-           "                     p50/p95 latency per group\n"
-           "  --format FORMAT    table (default), json (one object) or csv (header + rows)\n"
+           "                     or day (UTC): queries, %% local, %% cloud, %% cache, cost,\n"
+           "                     savings, p50/p95 latency per group\n"
+           "  --format FORMAT    table (default), json (one object) or csv (header + rows;\n"
+           "                     cache and pct_cache are the last two columns)\n"
            "  --json             same as --format json\n");
 }
 
@@ -119,12 +121,13 @@ static int print_json(const ec_stats *st)
         if (!to || json_array_append_new(tiers, to) != 0)
             goto out;
     }
-    json_t *fields = json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "queries",
-                               (json_int_t)st->queries, "local", (json_int_t)st->local, "cloud",
-                               (json_int_t)st->cloud, "errors", (json_int_t)st->errors, "escalated",
-                               (json_int_t)st->escalated, "pct_local", st->pct_local, "pct_cloud",
-                               st->pct_cloud, "cost_usd", st->cost_usd, "cost_top_usd",
-                               st->cost_top_usd, "savings_pct", st->savings_pct);
+    json_t *fields =
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "queries",
+                  (json_int_t)st->queries, "local", (json_int_t)st->local, "cloud",
+                  (json_int_t)st->cloud, "cache", (json_int_t)st->cache, "errors",
+                  (json_int_t)st->errors, "escalated", (json_int_t)st->escalated, "pct_local",
+                  st->pct_local, "pct_cloud", st->pct_cloud, "pct_cache", st->pct_cache, "cost_usd",
+                  st->cost_usd, "cost_top_usd", st->cost_top_usd, "savings_pct", st->savings_pct);
     if (!fields || json_object_update(o, fields) != 0) {
         json_decref(fields);
         goto out;
@@ -168,6 +171,7 @@ static void print_human(const cli_ctx *ctx, const stats_opts *o, const ec_stats 
     printf("%-18s%llu\n", "queries", (unsigned long long)st->queries);
     printf("%-18s%llu (%.1f %%)\n", "local", (unsigned long long)st->local, st->pct_local);
     printf("%-18s%llu (%.1f %%)\n", "cloud", (unsigned long long)st->cloud, st->pct_cloud);
+    printf("%-18s%llu (%.1f %%)\n", "cache", (unsigned long long)st->cache, st->pct_cache);
     printf("%-18s%llu\n", "errors", (unsigned long long)st->errors);
     printf("%-18s%llu\n", "escalated", (unsigned long long)st->escalated);
     printf("%-18s$%.4f\n", "total cost", st->cost_usd);
@@ -175,15 +179,14 @@ static void print_human(const cli_ctx *ctx, const stats_opts *o, const ec_stats 
            top);
     printf("%-18s%.1f %%\n", "savings", st->savings_pct);
     printf("%-18s%-11s%-11s%s\n", "latency", "p50", "p95", "n");
-    static const char *const kinds[] = {"local", "cloud", "none"};
+    static const char *const kinds[] = {"local", "cloud", "cache", "none"};
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         const ec_tier_stats *t = find_kind(st, kinds[i]);
+        bool errors = strcmp(kinds[i], "none") == 0;
         /* Errors have no answering tier; show their row only when there are some. */
-        if (!t && i == 2)
+        if (errors && (!t || t->n == 0))
             continue;
-        if (i == 2 && t->n == 0)
-            continue;
-        printf("  %-16s", i == 2 ? "errors" : kinds[i]);
+        printf("  %-16s", errors ? "errors" : kinds[i]);
         print_ms(t ? t->p50_ms : 0, t ? t->n : 0);
         print_ms(t ? t->p95_ms : 0, t ? t->n : 0);
         printf("%llu\n", (unsigned long long)(t ? t->n : 0));
@@ -192,12 +195,15 @@ static void print_human(const cli_ctx *ctx, const stats_opts *o, const ec_stats 
 
 static void print_csv(const ec_stats *st)
 {
+    /* New columns go last: a spreadsheet or `cut -d,` reading the older
+     * columns by position keeps working. */
     printf("queries,local,cloud,errors,escalated,pct_local,pct_cloud,cost_usd,cost_top_usd,"
-           "savings_pct\n");
-    printf("%llu,%llu,%llu,%llu,%llu,%.4f,%.4f,%.6f,%.6f,%.4f\n", (unsigned long long)st->queries,
-           (unsigned long long)st->local, (unsigned long long)st->cloud,
-           (unsigned long long)st->errors, (unsigned long long)st->escalated, st->pct_local,
-           st->pct_cloud, st->cost_usd, st->cost_top_usd, st->savings_pct);
+           "savings_pct,cache,pct_cache\n");
+    printf("%llu,%llu,%llu,%llu,%llu,%.4f,%.4f,%.6f,%.6f,%.4f,%llu,%.4f\n",
+           (unsigned long long)st->queries, (unsigned long long)st->local,
+           (unsigned long long)st->cloud, (unsigned long long)st->errors,
+           (unsigned long long)st->escalated, st->pct_local, st->pct_cloud, st->cost_usd,
+           st->cost_top_usd, st->savings_pct, (unsigned long long)st->cache, st->pct_cache);
 }
 
 /* A CSV field: quoted when it holds a separator, a quote or a line break
@@ -221,16 +227,18 @@ static void csv_field(const char *s)
 
 static void print_groups_csv(const stats_opts *o, const ec_group_stats *g, size_t n)
 {
+    /* New columns last, as in print_csv. */
     printf("%s,queries,local,cloud,errors,escalated,pct_local,pct_cloud,cost_usd,cost_top_usd,"
-           "savings_pct,p50_ms,p95_ms\n",
+           "savings_pct,p50_ms,p95_ms,cache,pct_cache\n",
            by_names[o->by]);
     for (size_t i = 0; i < n; i++) {
         csv_field(g[i].key);
-        printf(",%llu,%llu,%llu,%llu,%llu,%.4f,%.4f,%.6f,%.6f,%.4f,%.3f,%.3f\n",
+        printf(",%llu,%llu,%llu,%llu,%llu,%.4f,%.4f,%.6f,%.6f,%.4f,%.3f,%.3f,%llu,%.4f\n",
                (unsigned long long)g[i].queries, (unsigned long long)g[i].local,
                (unsigned long long)g[i].cloud, (unsigned long long)g[i].errors,
                (unsigned long long)g[i].escalated, g[i].pct_local, g[i].pct_cloud, g[i].cost_usd,
-               g[i].cost_top_usd, g[i].savings_pct, g[i].p50_ms, g[i].p95_ms);
+               g[i].cost_top_usd, g[i].savings_pct, g[i].p50_ms, g[i].p95_ms,
+               (unsigned long long)g[i].cache, g[i].pct_cache);
     }
 }
 
@@ -244,13 +252,14 @@ static int print_groups_json(const stats_opts *o, const ec_group_stats *g, size_
         goto out;
     for (size_t i = 0; i < n; i++) {
         json_t *r = json_pack(
-            "{s:s?, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:o, s:o}", "key", g[i].key,
-            "queries", (json_int_t)g[i].queries, "local", (json_int_t)g[i].local, "cloud",
-            (json_int_t)g[i].cloud, "errors", (json_int_t)g[i].errors, "escalated",
-            (json_int_t)g[i].escalated, "pct_local", g[i].pct_local, "pct_cloud", g[i].pct_cloud,
-            "cost_usd", g[i].cost_usd, "cost_top_usd", g[i].cost_top_usd, "savings_pct",
-            g[i].savings_pct, "p50_ms", g[i].n_latency ? json_real(g[i].p50_ms) : json_null(),
-            "p95_ms", g[i].n_latency ? json_real(g[i].p95_ms) : json_null());
+            "{s:s?, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o}", "key",
+            g[i].key, "queries", (json_int_t)g[i].queries, "local", (json_int_t)g[i].local, "cloud",
+            (json_int_t)g[i].cloud, "cache", (json_int_t)g[i].cache, "errors",
+            (json_int_t)g[i].errors, "escalated", (json_int_t)g[i].escalated, "pct_local",
+            g[i].pct_local, "pct_cloud", g[i].pct_cloud, "pct_cache", g[i].pct_cache, "cost_usd",
+            g[i].cost_usd, "cost_top_usd", g[i].cost_top_usd, "savings_pct", g[i].savings_pct,
+            "p50_ms", g[i].n_latency ? json_real(g[i].p50_ms) : json_null(), "p95_ms",
+            g[i].n_latency ? json_real(g[i].p95_ms) : json_null());
         if (!r || json_array_append_new(arr, r) != 0)
             goto out;
     }
@@ -275,17 +284,17 @@ static void print_groups_table(const stats_opts *o, const ec_group_stats *g, siz
             w = (int)strlen(g[i].key) > 48 ? 48 : (int)strlen(g[i].key);
     if (o->since_text)
         printf("window: last %s\n", o->since_text);
-    printf("%-*s %8s %8s %8s %11s %10s %10s %10s\n", w, by_names[o->by], "queries", "local %",
-           "cloud %", "cost $", "savings %", "p50 ms", "p95 ms");
+    printf("%-*s %8s %8s %8s %8s %11s %10s %10s %10s\n", w, by_names[o->by], "queries", "local %",
+           "cloud %", "cache %", "cost $", "savings %", "p50 ms", "p95 ms");
     for (size_t i = 0; i < n; i++) {
         char p50[24] = "-", p95[24] = "-";
         if (g[i].n_latency) {
             snprintf(p50, sizeof(p50), "%.1f", g[i].p50_ms);
             snprintf(p95, sizeof(p95), "%.1f", g[i].p95_ms);
         }
-        printf("%-*.*s %8llu %8.1f %8.1f %11.6f %10.1f %10s %10s\n", w, w,
+        printf("%-*.*s %8llu %8.1f %8.1f %8.1f %11.6f %10.1f %10s %10s\n", w, w,
                g[i].key ? g[i].key : "(none)", (unsigned long long)g[i].queries, g[i].pct_local,
-               g[i].pct_cloud, g[i].cost_usd, g[i].savings_pct, p50, p95);
+               g[i].pct_cloud, g[i].pct_cache, g[i].cost_usd, g[i].savings_pct, p50, p95);
     }
     if (n == 0)
         printf("(no decisions%s%s)\n", o->since_text ? " in the last " : "",

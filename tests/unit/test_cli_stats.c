@@ -42,7 +42,8 @@
 
 static char g_dir[256];
 static char g_db[320];
-static char g_by_db[320]; /* fixed dates, several models and sources (stats --by) */
+static char g_by_db[320];    /* fixed dates, several models and sources (stats --by) */
+static char g_cache_db[320]; /* local, cloud, cache and error rows (the answer cache) */
 static int g_port;
 static pid_t g_broker = -1;
 static char g_uri[64];
@@ -183,6 +184,32 @@ static void write_by_decisions(void)
     ec_store_close(s);
 }
 
+/* Cache hits (tier_kind "cache") keep the model and tier of the answer they
+ * repeat, cost nothing, and take a few ms. Same two UTC days:
+ *   day 1: k1 plc-1 local llama 10 ms (top $0.001); k2 plc-1 cache llama 1 ms
+ *          (top $0.001); k3 plc-2 cloud gpt 400 ms $0.004 (escalated);
+ *          k4 plc-2 cache gpt 2 ms (top $0.004)
+ *   day 2: k5, k6 plc-1 local llama 20, 30 ms (top $0.001 each); k7 plc-1
+ *          cache llama 3 ms (top $0.001); k8 no source, error (timeout) 5000 ms
+ * Shares: 3 local 37.5 %, 1 cloud 12.5 %, 3 cache 37.5 %, 1 error 12.5 %. */
+static void write_cache_decisions(void)
+{
+    ec_store *s = NULL;
+    ec_error err = {0};
+    const char *llama = "llama3.2-1b", *gpt = "gpt-4o-mini";
+    uint64_t d2 = DAY1_MS + DAY_MS;
+    assert_int_equal(ec_store_open(&s, g_cache_db, false, &err), EC_OK);
+    put_src(s, DAY1_MS, "k1", "plc-1", "local", llama, 10, 0, 0.001, false, NULL);
+    put_src(s, DAY1_MS + 1, "k2", "plc-1", "cache", llama, 1, 0, 0.001, false, NULL);
+    put_src(s, DAY1_MS + 2, "k3", "plc-2", "cloud", gpt, 400, 0.004, 0.004, true, NULL);
+    put_src(s, DAY1_MS + 3, "k4", "plc-2", "cache", gpt, 2, 0, 0.004, false, NULL);
+    put_src(s, d2, "k5", "plc-1", "local", llama, 20, 0, 0.001, false, NULL);
+    put_src(s, d2 + 1, "k6", "plc-1", "local", llama, 30, 0, 0.001, false, NULL);
+    put_src(s, d2 + 2, "k7", "plc-1", "cache", llama, 3, 0, 0.001, false, NULL);
+    put_src(s, d2 + 3, "k8", NULL, NULL, NULL, 5000, 0, 0, false, "timeout");
+    ec_store_close(s);
+}
+
 /* ---- a broker of our own ---- */
 
 static int free_port(void)
@@ -250,6 +277,8 @@ static int group_setup(void **state)
     write_decisions();
     snprintf(g_by_db, sizeof(g_by_db), "%s/by.db", g_dir);
     write_by_decisions();
+    snprintf(g_cache_db, sizeof(g_cache_db), "%s/cache.db", g_dir);
+    write_cache_decisions();
     start_broker();
     return 0;
 }
@@ -326,6 +355,9 @@ static void stats_json_all(void **state)
     assert_near(num(c, "p95_ms"), 500);
     assert_near(num(c, "cost_usd"), 0.004);
     assert_near(num(tier(j, "none"), "n"), 1);
+    assert_near(num(j, "cache"), 0);
+    assert_near(num(j, "pct_cache"), 0);
+    assert_near(num(tier(j, "cache"), "n"), 0);
     json_decref(j);
     assert_string_equal(err, "");
     free(out);
@@ -357,6 +389,7 @@ static void stats_human_table(void **state)
     assert_non_null(strstr(out, "queries           8\n"));
     assert_non_null(strstr(out, "local             5 (62.5 %)\n"));
     assert_non_null(strstr(out, "cloud             2 (25.0 %)\n"));
+    assert_non_null(strstr(out, "cache             0 (0.0 %)\n"));
     assert_non_null(strstr(out, "errors            1\n"));
     assert_non_null(strstr(out, "total cost        $0.0040\n"));
     assert_non_null(strstr(out, "all-cloud cost    $0.0090   (every query on the top tier: "
@@ -364,6 +397,7 @@ static void stats_human_table(void **state)
     assert_non_null(strstr(out, "savings           55.6 %\n"));
     assert_non_null(strstr(out, "  local           30.0 ms    1000.0 ms  5\n"));
     assert_non_null(strstr(out, "  cloud           300.0 ms   500.0 ms   2\n"));
+    assert_non_null(strstr(out, "  cache           -          -          0\n"));
     free(out);
 }
 
@@ -451,15 +485,14 @@ static void stats_by_source_table(void **state)
 {
     char *out;
     assert_int_equal(run_cli(&out, NULL, "stats --db '%s' --by source", g_by_db), 0);
-    assert_string_equal(out,
-                        "source      queries  local %  cloud %      cost $  savings %     p50 ms"
-                        "     p95 ms\n"
-                        "(none)            1      0.0      0.0    0.000000        0.0     5000.0"
-                        "     5000.0\n"
-                        "plc-1             2    100.0      0.0    0.000000      100.0       10.0"
-                        "       30.0\n"
-                        "plc-2             3     33.3     66.7    0.005000       28.6      400.0"
-                        "      600.0\n");
+    assert_string_equal(out, "source      queries  local %  cloud %  cache %      cost $  savings %"
+                             "     p50 ms     p95 ms\n"
+                             "(none)            1      0.0      0.0      0.0    0.000000        0.0"
+                             "     5000.0     5000.0\n"
+                             "plc-1             2    100.0      0.0      0.0    0.000000      100.0"
+                             "       10.0       30.0\n"
+                             "plc-2             3     33.3     66.7      0.0    0.005000       28.6"
+                             "      400.0      600.0\n");
     free(out);
 }
 
@@ -470,11 +503,11 @@ static void stats_by_day_csv(void **state)
     /* Day 1: 10, 30, 400 ms; $0.003 of $0.005. Day 2: 20, 600, 5000 ms;
      * $0.002 of $0.004; one error. */
     assert_string_equal(out, "day,queries,local,cloud,errors,escalated,pct_local,pct_cloud,"
-                             "cost_usd,cost_top_usd,savings_pct,p50_ms,p95_ms\n"
+                             "cost_usd,cost_top_usd,savings_pct,p50_ms,p95_ms,cache,pct_cache\n"
                              "2026-03-01,3,2,1,0,1,66.6667,33.3333,0.003000,0.005000,40.0000,"
-                             "30.000,400.000\n"
+                             "30.000,400.000,0,0.0000\n"
                              "2026-03-02,3,1,1,1,1,33.3333,33.3333,0.002000,0.004000,50.0000,"
-                             "600.000,5000.000\n");
+                             "600.000,5000.000,0,0.0000\n");
     free(out);
 }
 
@@ -504,8 +537,132 @@ static void stats_totals_csv(void **state)
     char *out;
     assert_int_equal(run_cli(&out, NULL, "stats --db '%s' --format csv", g_by_db), 0);
     assert_string_equal(out, "queries,local,cloud,errors,escalated,pct_local,pct_cloud,cost_usd,"
-                             "cost_top_usd,savings_pct\n"
-                             "6,3,2,1,2,50.0000,33.3333,0.005000,0.009000,44.4444\n");
+                             "cost_top_usd,savings_pct,cache,pct_cache\n"
+                             "6,3,2,1,2,50.0000,33.3333,0.005000,0.009000,44.4444,0,0.0000\n");
+    free(out);
+}
+
+/* ---- stats with answer-cache hits ---- */
+
+/* Shares of one JSON object (totals or a group): each kind's count and
+ * percentage, and together every query once. */
+static void assert_shares(json_t *o, double queries, double local, double cloud, double cache,
+                          double errors)
+{
+    assert_near(num(o, "queries"), queries);
+    assert_near(num(o, "local"), local);
+    assert_near(num(o, "cloud"), cloud);
+    assert_near(num(o, "cache"), cache);
+    assert_near(num(o, "errors"), errors);
+    assert_near(num(o, "pct_local"), 100.0 * local / queries);
+    assert_near(num(o, "pct_cloud"), 100.0 * cloud / queries);
+    assert_near(num(o, "pct_cache"), 100.0 * cache / queries);
+    assert_near(local + cloud + cache + errors, queries);
+    assert_near(num(o, "pct_local") + num(o, "pct_cloud") + num(o, "pct_cache") +
+                    100.0 * num(o, "errors") / num(o, "queries"),
+                100.0);
+}
+
+static void stats_cache_json(void **state)
+{
+    char *out, *err;
+    assert_int_equal(run_cli(&out, &err, "stats --db '%s' --json", g_cache_db), 0);
+    json_t *j = parse_json(out);
+    assert_shares(j, 8, 3, 1, 3, 1);
+    assert_near(num(j, "pct_local"), 37.5);
+    assert_near(num(j, "pct_cache"), 37.5);
+    assert_near(num(j, "escalated"), 1);
+    assert_near(num(j, "cost_usd"), 0.004);
+    assert_near(num(j, "cost_top_usd"), 0.013);
+    assert_near(num(j, "savings_pct"), 100.0 * (1.0 - 4.0 / 13.0));
+    /* The per-kind table in its fixed order, cache beside local and cloud. */
+    json_t *tiers = json_object_get(j, "tiers");
+    assert_int_equal(json_array_size(tiers), 4);
+    const char *order[] = {"local", "cloud", "cache", "none"};
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(tiers, i), "kind")),
+                            order[i]);
+    json_t *c = tier(j, "cache");
+    assert_near(num(c, "n"), 3);
+    assert_near(num(c, "p50_ms"), 2); /* 1, 2, 3: index 1 */
+    assert_near(num(c, "p95_ms"), 3); /* index 2 */
+    assert_near(num(c, "cost_usd"), 0);
+    assert_near(num(tier(j, "local"), "n"), 3);
+    assert_near(num(tier(j, "local"), "p50_ms"), 20);
+    assert_near(num(tier(j, "cloud"), "n"), 1);
+    assert_near(num(tier(j, "none"), "n"), 1);
+    json_decref(j);
+    assert_string_equal(err, "");
+    free(out);
+    free(err);
+
+    /* Grouped: a cache hit counts under the model whose answer it repeats. */
+    assert_int_equal(run_cli(&out, NULL, "stats --db '%s' --by model --json", g_cache_db), 0);
+    j = parse_json(out);
+    assert_int_equal(json_array_size(json_object_get(j, "groups")), 3);
+    assert_shares(group(j, 0, NULL), 1, 0, 0, 0, 1);
+    json_t *g = group(j, 1, "gpt-4o-mini");
+    assert_shares(g, 2, 0, 1, 1, 0);
+    assert_near(num(g, "pct_cache"), 50);
+    assert_near(num(g, "savings_pct"), 50); /* $0.004 of $0.008 */
+    assert_near(num(g, "p50_ms"), 2);
+    assert_near(num(g, "p95_ms"), 400);
+    g = group(j, 2, "llama3.2-1b");
+    assert_shares(g, 5, 3, 0, 2, 0);
+    assert_near(num(g, "pct_cache"), 40);
+    assert_near(num(g, "p50_ms"), 10); /* 1, 3, 10, 20, 30: index 2 */
+    assert_near(num(g, "p95_ms"), 30); /* index 4 */
+    json_decref(j);
+    free(out);
+}
+
+static void stats_cache_table(void **state)
+{
+    char *out;
+    assert_int_equal(run_cli(&out, NULL, "stats --db '%s'", g_cache_db), 0);
+    assert_non_null(strstr(out, "queries           8\n"
+                                "local             3 (37.5 %)\n"
+                                "cloud             1 (12.5 %)\n"
+                                "cache             3 (37.5 %)\n"
+                                "errors            1\n"));
+    assert_non_null(strstr(out, "savings           69.2 %\n"));
+    assert_non_null(strstr(out, "  local           20.0 ms    30.0 ms    3\n"
+                                "  cloud           400.0 ms   400.0 ms   1\n"
+                                "  cache           2.0 ms     3.0 ms     3\n"
+                                "  errors          5000.0 ms  5000.0 ms  1\n"));
+    free(out);
+
+    assert_int_equal(run_cli(&out, NULL, "stats --db '%s' --by source", g_cache_db), 0);
+    assert_string_equal(out, "source      queries  local %  cloud %  cache %      cost $  savings %"
+                             "     p50 ms     p95 ms\n"
+                             "(none)            1      0.0      0.0      0.0    0.000000        0.0"
+                             "     5000.0     5000.0\n"
+                             "plc-1             5     60.0      0.0     40.0    0.000000      100.0"
+                             "       10.0       30.0\n"
+                             "plc-2             2      0.0     50.0     50.0    0.004000       50.0"
+                             "        2.0      400.0\n");
+    free(out);
+}
+
+static void stats_cache_csv(void **state)
+{
+    char *out;
+    assert_int_equal(run_cli(&out, NULL, "stats --db '%s' --format csv", g_cache_db), 0);
+    /* 37.5 + 12.5 + 37.5 % and one error in eight (12.5 %). */
+    assert_string_equal(out, "queries,local,cloud,errors,escalated,pct_local,pct_cloud,cost_usd,"
+                             "cost_top_usd,savings_pct,cache,pct_cache\n"
+                             "8,3,1,1,1,37.5000,12.5000,0.004000,0.013000,69.2308,3,37.5000\n");
+    free(out);
+
+    /* Day 1: 1 local, 1 cloud, 2 cache (1, 2, 10, 400 ms; $0.004 of $0.010).
+     * Day 2: 2 local, 1 cache, 1 error (3, 20, 30, 5000 ms; $0 of $0.003). */
+    assert_int_equal(run_cli(&out, NULL, "stats --db '%s' --by day --format csv", g_cache_db), 0);
+    assert_string_equal(out, "day,queries,local,cloud,errors,escalated,pct_local,pct_cloud,"
+                             "cost_usd,cost_top_usd,savings_pct,p50_ms,p95_ms,cache,pct_cache\n"
+                             "2026-03-01,4,1,1,0,1,25.0000,25.0000,0.004000,0.010000,60.0000,"
+                             "2.000,400.000,2,50.0000\n"
+                             "2026-03-02,4,2,0,1,0,50.0000,0.0000,0.000000,0.003000,100.0000,"
+                             "20.000,5000.000,1,25.0000\n");
     free(out);
 }
 
@@ -952,6 +1109,9 @@ int main(void)
         cmocka_unit_test(stats_by_with_since),
         cmocka_unit_test(stats_totals_csv),
         cmocka_unit_test(stats_by_bad_values),
+        cmocka_unit_test(stats_cache_json),
+        cmocka_unit_test(stats_cache_table),
+        cmocka_unit_test(stats_cache_csv),
         cmocka_unit_test(config_check_names_the_field),
         cmocka_unit_test(config_example_checks_ok),
         cmocka_unit_test(usage_errors_exit_2),

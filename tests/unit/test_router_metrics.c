@@ -281,8 +281,9 @@ static void test_seed_from_store(void **state)
     ec_store *st = NULL;
     ec_error err = {0};
     assert_int_equal(ec_store_open(&st, path, false, &err), EC_OK);
-    const char *tiers[] = {"local", "local", "cloud", NULL};
-    for (int i = 0; i < 4; i++) {
+    /* A cache hit (tier_kind "cache") starts its own counter, not "none". */
+    const char *tiers[] = {"local", "local", "cloud", "cache", NULL};
+    for (int i = 0; i < 5; i++) {
         ec_decision d = {.ts_ms = 1000 + (uint64_t)i, .cost_top_usd = tiers[i] ? 0.01 : 0};
         char id[8];
         snprintf(id, sizeof(id), "s%d", i);
@@ -303,15 +304,17 @@ static void test_seed_from_store(void **state)
     ec_metrics_observe(m, &o);
     ec_metrics_snap s;
     ec_metrics_snapshot(m, &s);
-    assert_int_equal(s.queries, 5);
+    assert_int_equal(s.queries, 6);
     assert_int_equal(s.by_kind[0], 3);
     assert_int_equal(s.by_kind[1], 1);
+    assert_int_equal(s.by_kind[2], 1); /* cache */
     assert_int_equal(s.by_kind[3], 1);
+    assert_int_equal(s.errors_total, 1);
     assert_int_equal(s.errors[2], 1); /* busy */
     assert_int_equal(s.escalated, 1);
     assert_true(fabs(s.cost_usd - 0.01) < 1e-12);
-    assert_true(fabs(s.cost_top_usd - 0.04) < 1e-12);
-    assert_true(fabs(ec_metrics_savings_pct(&s) - 75) < 1e-9);
+    assert_true(fabs(s.cost_top_usd - 0.05) < 1e-12);
+    assert_true(fabs(ec_metrics_savings_pct(&s) - 80) < 1e-9);
     ec_metrics_destroy(m);
     ec_store_close(st);
     unlink(path);

@@ -577,28 +577,38 @@ static void test_stats_exact_values(void **state)
     /* Out of order on purpose: percentiles must sort. */
     const double local[] = {40, 10, 30, 20};
     const double cloud[] = {200, 100};
+    const double cache[] = {3, 1, 2}; /* answered from the router's cache: free */
     const double none[] = {5};
     write_set(s, "local", local, 4, 0.0, 0.01, 1000, &seq);
     write_set(s, "cloud", cloud, 2, 0.02, 0.02, 1000, &seq);
+    write_set(s, "cache", cache, 3, 0.0, 0.01, 1000, &seq);
     write_set(s, NULL, none, 1, 0.0, 0.0, 1000, &seq);
 
     ec_stats st;
     ec_error err = {0};
     assert_int_equal(ec_store_stats(s, 0, &st, &err), EC_OK);
-    assert_int_equal(st.queries, 7);
+    assert_int_equal(st.queries, 10);
     assert_int_equal(st.local, 4);
     assert_int_equal(st.cloud, 2);
+    assert_int_equal(st.cache, 3);
     assert_int_equal(st.errors, 1);
+    assert_int_equal(st.local + st.cloud + st.cache + st.errors, st.queries);
     assert_int_equal(st.escalated, 2);
-    assert_float_equal(st.pct_local, 400.0 / 7.0, 1e-9);
-    assert_float_equal(st.pct_cloud, 200.0 / 7.0, 1e-9);
+    assert_float_equal(st.pct_local, 40.0, 1e-9);
+    assert_float_equal(st.pct_cloud, 20.0, 1e-9);
+    assert_float_equal(st.pct_cache, 30.0, 1e-9);
+    /* Every query is counted once: the shares and the errors' share are 100 %. */
+    assert_float_equal(st.pct_local + st.pct_cloud + st.pct_cache +
+                           100.0 * (double)st.errors / (double)st.queries,
+                       100.0, 1e-9);
     assert_float_equal(st.cost_usd, 0.04, 1e-12);
-    assert_float_equal(st.cost_top_usd, 0.08, 1e-12);
-    assert_float_equal(st.savings_pct, 50.0, 1e-9);
-    assert_int_equal(st.n_tiers, 3);
+    assert_float_equal(st.cost_top_usd, 0.11, 1e-12);
+    assert_float_equal(st.savings_pct, 100.0 * (1.0 - 0.04 / 0.11), 1e-9);
+    assert_int_equal(st.n_tiers, 4);
     assert_string_equal(st.tiers[0].kind, "local");
     assert_string_equal(st.tiers[1].kind, "cloud");
-    assert_string_equal(st.tiers[2].kind, "none");
+    assert_string_equal(st.tiers[2].kind, "cache");
+    assert_string_equal(st.tiers[3].kind, "none");
     /* n=4: p50 at index ceil(2)-1 = 1, p95 at ceil(3.8)-1 = 3. */
     assert_int_equal(st.tiers[0].n, 4);
     assert_float_equal(st.tiers[0].p50_ms, 20, 1e-12);
@@ -609,10 +619,15 @@ static void test_stats_exact_values(void **state)
     assert_float_equal(st.tiers[1].p50_ms, 100, 1e-12);
     assert_float_equal(st.tiers[1].p95_ms, 200, 1e-12);
     assert_float_equal(st.tiers[1].cost_usd, 0.04, 1e-12);
+    /* n=3: p50 at ceil(1.5)-1 = 1, p95 at ceil(2.85)-1 = 2. */
+    assert_int_equal(st.tiers[2].n, 3);
+    assert_float_equal(st.tiers[2].p50_ms, 2, 1e-12);
+    assert_float_equal(st.tiers[2].p95_ms, 3, 1e-12);
+    assert_float_equal(st.tiers[2].cost_usd, 0.0, 1e-12);
     /* n=1: both are the one value. */
-    assert_int_equal(st.tiers[2].n, 1);
-    assert_float_equal(st.tiers[2].p50_ms, 5, 1e-12);
-    assert_float_equal(st.tiers[2].p95_ms, 5, 1e-12);
+    assert_int_equal(st.tiers[3].n, 1);
+    assert_float_equal(st.tiers[3].p50_ms, 5, 1e-12);
+    assert_float_equal(st.tiers[3].p95_ms, 5, 1e-12);
 
     /* n=20 (1..20 ms) later on: p50 = 10 (index 9); p95 = 19 (index 18:
      * 0.95*20 is a whole number, so ceil adds nothing). */
@@ -629,6 +644,10 @@ static void test_stats_exact_values(void **state)
     assert_float_equal(st.savings_pct, 0.0, 1e-12); /* cost_top 0: no division */
     assert_int_equal(st.tiers[1].n, 0);
     assert_float_equal(st.tiers[1].p50_ms, 0, 1e-12);
+    assert_int_equal(st.cache, 0);
+    assert_float_equal(st.pct_cache, 0, 1e-12);
+    assert_int_equal(st.tiers[2].n, 0);
+    assert_float_equal(st.tiers[2].p95_ms, 0, 1e-12);
     ec_store_close(s);
 }
 
@@ -655,8 +674,8 @@ static void test_stats_since_filter(void **state)
     assert_int_equal(st.queries, 0);
     assert_float_equal(st.pct_local, 0, 1e-12);
     assert_float_equal(st.savings_pct, 0, 1e-12);
-    assert_int_equal(st.n_tiers, 3);
-    assert_int_equal(st.tiers[0].n + st.tiers[1].n + st.tiers[2].n, 0);
+    assert_int_equal(st.n_tiers, 4);
+    assert_int_equal(st.tiers[0].n + st.tiers[1].n + st.tiers[2].n + st.tiers[3].n, 0);
     ec_store_close(s);
 }
 

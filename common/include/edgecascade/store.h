@@ -61,7 +61,7 @@ ec_err ec_store_start_writer(ec_store *s, int batch_ms, size_t queue_cap, ec_err
 /* Hands d to the writer (d's contents are moved; d is left cleared).
  * EC_ERR_BUSY when the writer's queue is full: the caller still owns d then
  * (likewise on any other error: EC_ERR_INVAL for a decision without a query id
- * or with a tier other than "local"/"cloud", EC_ERR_UNAVAILABLE without a writer). */
+ * or with a tier other than "local"/"cloud"/"cache", EC_ERR_UNAVAILABLE without a writer). */
 ec_err ec_store_record(ec_store *s, ec_decision *d, ec_error *err);
 /* Waits until everything recorded so far is committed (timeout_ms -1: no
  * limit). EC_ERR_TIMEOUT when time runs out first; EC_ERR_DB when some of those
@@ -76,10 +76,10 @@ ec_err ec_store_write_now(ec_store *s, const ec_decision *d, ec_error *err);
 uint64_t ec_store_failed_count(ec_store *s);
 
 /* ---- reading ---- */
-#define EC_STATS_TIERS 3 /* "local", "cloud", "none" (errors) */
+#define EC_STATS_TIERS 4 /* "local", "cloud", "cache", "none" (errors), in that order */
 
 typedef struct ec_tier_stats {
-    char kind[8]; /* "local", "cloud", "none" */
+    char kind[8]; /* "local", "cloud", "cache", "none" */
     uint64_t n;
     double p50_ms;
     double p95_ms;
@@ -90,10 +90,12 @@ typedef struct ec_stats {
     uint64_t queries;
     uint64_t local;
     uint64_t cloud;
+    uint64_t cache; /* answered from the router's answer cache */
     uint64_t errors;
     uint64_t escalated;
-    double pct_local;
+    double pct_local; /* pct_local + pct_cloud + pct_cache + errors share = 100 */
     double pct_cloud;
+    double pct_cache;
     double cost_usd;
     double cost_top_usd;
     double savings_pct;
@@ -134,10 +136,12 @@ typedef struct ec_group_stats {
     uint64_t queries;
     uint64_t local;
     uint64_t cloud;
-    uint64_t errors;
+    uint64_t cache;
+    uint64_t errors; /* every row not local, cloud or cache */
     uint64_t escalated;
     double pct_local;
     double pct_cloud;
+    double pct_cache;
     double cost_usd;
     double cost_top_usd;
     double savings_pct; /* 0 when cost_top_usd is 0 */
