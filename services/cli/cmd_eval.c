@@ -542,11 +542,13 @@ typedef struct eval_figures {
     bool target_reached;
 } eval_figures;
 
-/* ECE with ECE_BINS bins of (nearly) equal count over confidences sorted
- * ascending; equal confidences stay in one bin. */
-static double ece_equal_mass(const double *conf, const double *ok, size_t n)
+/* ECE_BINS bins of (nearly) equal count over confidences sorted ascending;
+ * equal confidences stay in one bin. Fills each bin's size, sum of
+ * confidences and sum of labels; returns how many bins there are. */
+static int mass_bins(const double *conf, const double *ok, size_t n, double *bin_n,
+                     double *bin_conf, double *bin_ok)
 {
-    double e = 0;
+    int nb = 0;
     size_t i = 0;
     for (int b = 0; b < ECE_BINS && i < n; b++) {
         size_t end = (size_t)((double)n * (b + 1) / ECE_BINS);
@@ -560,9 +562,21 @@ static double ece_equal_mass(const double *conf, const double *ok, size_t n)
             c += conf[j]; // NOLINT(clang-analyzer-core.uninitialized.Assign)
             k += ok[j];
         }
-        e += fabs(k - c) / (double)n;
+        bin_n[nb] = (double)(end - i);
+        bin_conf[nb] = c;
+        bin_ok[nb] = k;
+        nb++;
         i = end;
     }
+    return nb;
+}
+
+static double ece_equal_mass(const double *conf, const double *ok, size_t n)
+{
+    double bn[ECE_BINS], bc[ECE_BINS], bk[ECE_BINS], e = 0;
+    int nb = mass_bins(conf, ok, n, bn, bc, bk);
+    for (int b = 0; b < nb; b++)
+        e += fabs(bk[b] - bc[b]) / (double)n;
     return e;
 }
 
@@ -575,22 +589,11 @@ static double ece_equal_mass(const double *conf, const double *ok, size_t n)
  * 0.05 says the gate's real ECE is under 0.05 too, within estimation error. */
 static double ce_l2_debiased(const double *conf, const double *ok, size_t n)
 {
-    double e2 = 0;
-    size_t i = 0;
-    for (int b = 0; b < ECE_BINS && i < n; b++) {
-        size_t end = (size_t)((double)n * (b + 1) / ECE_BINS);
-        if (end <= i)
-            continue;
-        while (end < n && conf[end] == conf[end - 1])
-            end++;
-        double c = 0, k = 0, m = (double)(end - i);
-        for (size_t j = i; j < end; j++) {
-            c += conf[j]; // NOLINT(clang-analyzer-core.uninitialized.Assign)
-            k += ok[j];
-        }
-        double acc = k / m, d = c / m - acc;
+    double bn[ECE_BINS], bc[ECE_BINS], bk[ECE_BINS], e2 = 0;
+    int nb = mass_bins(conf, ok, n, bn, bc, bk);
+    for (int b = 0; b < nb; b++) {
+        double m = bn[b], acc = bk[b] / m, d = bc[b] / m - acc;
         e2 += m / (double)n * (d * d - (m > 1 ? acc * (1 - acc) / (m - 1) : 0));
-        i = end;
     }
     return sqrt(e2 > 0 ? e2 : 0);
 }
