@@ -42,7 +42,11 @@ void cli_help_query(void)
            "options:\n"
            "  --json              print the result object as one line of JSON (exit 0 even\n"
            "                      for an error result; non-zero only when none arrived)\n"
-           "  --policy P          auto (default) or local_only (never leaves the device)\n"
+           "  --policy P          auto (default), local_only (never leaves the device) or\n"
+           "                      consent (asks a cloud tier only with --consent)\n"
+           "  --consent           the person asking consents to the query leaving the device\n"
+           "                      (for policy consent; resubmit with it after\n"
+           "                      \"escalation withheld\")\n"
            "  --max-tokens N      answer length limit (1..%d)\n"
            "  --temperature T     sampling temperature (0..2)\n"
            "  --source NAME       who asks, recorded in the decision log (default: cli)\n"
@@ -127,11 +131,14 @@ static int parse_args(int argc, char **argv, query_opts *o, ec_buf *prompt)
         }
         if (strcmp(arg, "--json") == 0) {
             o->json = true;
+        } else if (strcmp(arg, "--consent") == 0) {
+            o->q.consent = true;
         } else if ((m = cli_opt_value(&a, arg, "--policy", &v)) != 0) {
             if (m < 0)
                 return CLI_EXIT_USAGE;
             if (parse_policy(v, &o->q.policy) != 0)
-                return cli_usage_error("query", "--policy: '%s' is not auto or local_only", v);
+                return cli_usage_error("query", "--policy: '%s' is not auto, local_only or consent",
+                                       v);
         } else if ((m = cli_opt_value(&a, arg, "--max-tokens", &v)) != 0) {
             long n;
             if (m < 0)
@@ -216,6 +223,16 @@ static void print_human(const ec_result *r)
         printf("%-12s%s\n", "escalated:", r->escalated ? "yes" : "no");
     }
     print_block("reason:", r->reason ? r->reason : "");
+    if (r->escalation_withheld)
+        printf("%-12sescalation withheld: policy consent; resubmit with --consent to let it "
+               "reach the cloud\n",
+               "note:");
+    if (r->degraded)
+        printf("%-12sdegraded: the next tier could not be asked or failed (outage, open "
+               "breaker, budget cap); this draft stands in\n",
+               "note:");
+    if (r->redacted)
+        printf("%-12sthe prompt was redacted before it left the device\n", "note:");
     printf("%-12s$%.6f\n", "cost:", r->cost_usd);
 
     printf("%-12s%.1f ms (router %.1f ms", "latency:", r->latency_ms, r->router_ms);

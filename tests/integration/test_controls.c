@@ -460,6 +460,27 @@ static void consent_withheld_until_given(void **state)
     assert_string_equal(r.tier, "local");
     assert_false(r.escalation_withheld);
     ec_result_clear(&r);
+
+    /* The same from the command line: withheld, and what to do about it;
+     * then --consent. */
+    char cmd[1400], out[8192];
+    const char *flags[] = {"", " --consent"};
+    const char *want[] = {"escalation withheld: policy consent; resubmit with --consent",
+                          "tier:       cloud"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "%s/edgecascade --config %s query --policy consent%s "
+                 "'Patient monitor alarm, bed 4: next?' 2>&1",
+                 EC_BIN_DIR, h.config, flags[i]);
+        FILE *f = popen(cmd, "r");
+        assert_non_null(f);
+        size_t len = fread(out, 1, sizeof(out) - 1, f);
+        out[len] = '\0';
+        assert_int_equal(pclose(f), 0);
+        if (!contains(out, want[i]))
+            fail_msg("edgecascade query%s printed:\n%s", flags[i], out);
+    }
+    assert_int_equal(ech_sim_requests(&h, CLOUD), 2);
     ech_teardown(&h);
 }
 
