@@ -31,16 +31,24 @@ static void go(ec_breaker *b, ec_breaker_state s, uint64_t now_ms, const char *w
         reset_counts(b);
 }
 
+/* The settings as the breaker uses them: a window the ring can hold and at
+ * least one probe. */
+static ec_breaker_cfg usable(const ec_breaker_cfg *cfg)
+{
+    ec_breaker_cfg c = *cfg;
+    if (c.window > EC_BREAKER_MAX_WINDOW)
+        c.window = EC_BREAKER_MAX_WINDOW;
+    if (c.window < 1)
+        c.window = 1;
+    if (c.half_open_probes < 1)
+        c.half_open_probes = 1;
+    return c;
+}
+
 void ec_breaker_init(ec_breaker *b, const ec_breaker_cfg *cfg, uint64_t now_ms)
 {
     memset(b, 0, sizeof(*b));
-    b->cfg = *cfg;
-    if (b->cfg.window > EC_BREAKER_MAX_WINDOW)
-        b->cfg.window = EC_BREAKER_MAX_WINDOW;
-    if (b->cfg.window < 1)
-        b->cfg.window = 1;
-    if (b->cfg.half_open_probes < 1)
-        b->cfg.half_open_probes = 1;
+    b->cfg = usable(cfg);
     b->state = EC_BREAKER_CLOSED;
     b->since_ms = now_ms;
     snprintf(b->reason, sizeof(b->reason), "started");
@@ -49,13 +57,7 @@ void ec_breaker_init(ec_breaker *b, const ec_breaker_cfg *cfg, uint64_t now_ms)
 void ec_breaker_reconfigure(ec_breaker *b, const ec_breaker_cfg *cfg)
 {
     ec_breaker_cfg old = b->cfg;
-    b->cfg = *cfg;
-    if (b->cfg.window > EC_BREAKER_MAX_WINDOW)
-        b->cfg.window = EC_BREAKER_MAX_WINDOW;
-    if (b->cfg.window < 1)
-        b->cfg.window = 1;
-    if (b->cfg.half_open_probes < 1)
-        b->cfg.half_open_probes = 1;
+    b->cfg = usable(cfg);
     /* The ring is laid out for the old window: start the window afresh
      * rather than read it with the wrong length. State and consecutive
      * failures carry over. */
