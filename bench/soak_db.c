@@ -1,12 +1,13 @@
 /* The soak's audit of the decision log: decision rows per query id, the fate
  * of each queued escalation (queue_events), what is left in the outbox and
- * the journal, breaker transitions. Read-only, while the services write
+ * the arrival journal (its own file), breaker transitions. Read-only, while the services write
  * (WAL: readers do not block the writer). */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "edgecascade/journal.h"
 #include "soak.h"
 
 static const char *const event_names[5] = {"queued", "replayed", "expired", "dropped", "rejected"};
@@ -29,6 +30,21 @@ static long count(sqlite3 *db, const char *sql)
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
         v = (long)sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
+    return v;
+}
+
+/* The router's arrival journal is a file of its own (journal.h). */
+static long journal_rows(const char *store_path)
+{
+    char path[4096];
+    sqlite3 *db = NULL;
+    long v = -1;
+    if (ec_journal_path(store_path, path, sizeof(path)) &&
+        sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        v = count(db, "SELECT count(*) FROM journal");
+    }
+    sqlite3_close(db);
     return v;
 }
 
@@ -105,7 +121,7 @@ int soak_audit_read(const char *path, size_t n, soak_audit *a)
         goto out;
     }
     a->outbox_left = count(db, "SELECT count(*) FROM outbox");
-    a->journal_left = count(db, "SELECT count(*) FROM journal");
+    a->journal_left = journal_rows(path);
     a->breaker_events = count(db, "SELECT count(*) FROM breaker_events");
     a->breaker_opened = count(db, "SELECT count(*) FROM breaker_events WHERE state='open'");
     ret = 0;

@@ -14,8 +14,8 @@
 #include "store_internal.h"
 
 enum {
-    ST_JOURNAL_ADD,
     ST_JOURNAL_ALL,
+    ST_JOURNAL_CLEAR,
     ST_OUTBOX_ADD,
     ST_OUTBOX_COUNT,
     ST_OUTBOX_OLDEST,
@@ -26,8 +26,6 @@ enum {
     ST_OUTBOX_DELETE,
     ST_BREAKER_EVENT,
     ST_QUEUE_EVENT,
-    ST_SEEN_ADD,
-    ST_SEEN_PRUNE,
     ST_BEGIN,
     ST_COMMIT,
     ST_ROLLBACK,
@@ -35,10 +33,9 @@ enum {
 };
 
 static const char *const sql[ST__COUNT] = {
-    [ST_JOURNAL_ADD] = "INSERT INTO journal (received_ms, topic, payload, response_topic, corr,"
-                       " expiry_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_JOURNAL_ALL] = "SELECT id, topic, payload, response_topic, corr, expiry_s FROM journal"
                        " ORDER BY id",
+    [ST_JOURNAL_CLEAR] = "DELETE FROM journal",
     [ST_OUTBOX_ADD] = "INSERT INTO outbox (query_id, enqueued_ms, expires_ms, arrived_ms,"
                       " tier_index, prior_cost_usd, query, encoding, response_topic, corr)"
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -58,46 +55,16 @@ static const char *const sql[ST__COUNT] = {
                          " state, seq, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_QUEUE_EVENT] = "INSERT INTO queue_events (ts_ms, query_id, event, detail)"
                        " VALUES (?1, ?2, ?3, ?4)",
-    [ST_SEEN_ADD] = "INSERT OR IGNORE INTO seen (digest, ts_ms) VALUES (?1, ?2)",
-    [ST_SEEN_PRUNE] = "DELETE FROM seen WHERE ts_ms < ?1",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
 };
 
-#define SEEN_KEEP_MS     (3600u * 1000u) /* longer than any broker redelivery delay */
-#define SEEN_PRUNE_EVERY 1024u
-
 struct ec_ledger {
     pthread_mutex_t *lock_p; /* the store's write lock */
     sqlite3 *db;             /* the store's write connection (not ours to close) */
     sqlite3_stmt *st[ST__COUNT];
-    unsigned adds;
 };
-
-/* FNV-1a over the parts that make a delivery the same message. */
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-static int64_t digest(const ec_mqtt_msg *m)
-{
-    uint64_t h = 14695981039346656037ull;
-    h = fnv(h, m->payload, m->len);
-    h = fnv(h, "|", 1);
-    if (m->corr)
-        h = fnv(h, m->corr, m->corr_len);
-    h = fnv(h, "|", 1);
-    if (m->response_topic)
-        h = fnv(h, m->response_topic, strlen(m->response_topic));
-    return (int64_t)(h >> 1); /* SQLite integers are signed */
-}
 
 static ec_err fail(ec_ledger *l, ec_error *err, const char *what)
 {
@@ -187,53 +154,10 @@ static char *col_text(sqlite3_stmt *st, int i)
     return t ? strdup((const char *)t) : NULL;
 }
 
-/* ---- journal ---- */
+/* ---- the journal an older build kept in this file ---- */
 
-/* One transaction for the digest and the journal row: each commit is a WAL
- * append on Paho's thread, and this runs for every query. */
-ec_err ec_journal_add(ec_ledger *l, const ec_mqtt_msg *m, int64_t *id, ec_error *err)
-{
-    pthread_mutex_lock(l->lock_p);
-    uint64_t now = ec_now_ms();
-    ec_err rc = run(l, l->st[ST_BEGIN], "journal: begin", err);
-    if (rc)
-        goto out;
-    sqlite3_stmt *seen = l->st[ST_SEEN_ADD];
-    sqlite3_bind_int64(seen, 1, digest(m));
-    sqlite3_bind_int64(seen, 2, (sqlite3_int64)now);
-    if ((rc = run(l, seen, "remembering a query", err)))
-        goto abort;
-    if (sqlite3_changes(l->db) == 0 && m->dup) {
-        *id = -1; /* the broker's redelivery of a query we already took */
-        rc = run(l, l->st[ST_COMMIT], "journal: commit", err);
-        goto out;
-    }
-    if (++l->adds % SEEN_PRUNE_EVERY == 0) {
-        sqlite3_bind_int64(l->st[ST_SEEN_PRUNE], 1, (sqlite3_int64)(now - SEEN_KEEP_MS));
-        if ((rc = run(l, l->st[ST_SEEN_PRUNE], "forgetting old queries", err)))
-            goto abort;
-    }
-    sqlite3_stmt *st = l->st[ST_JOURNAL_ADD];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
-    bind_text(st, 2, m->topic);
-    sqlite3_bind_blob(st, 3, m->payload ? m->payload : "", (int)m->len, SQLITE_STATIC);
-    bind_text(st, 4, m->response_topic);
-    bind_blob(st, 5, m->corr, m->corr_len);
-    sqlite3_bind_int64(st, 6, m->expiry_s);
-    if ((rc = run(l, st, "journal", err)))
-        goto abort;
-    *id = sqlite3_last_insert_rowid(l->db);
-    if ((rc = run(l, l->st[ST_COMMIT], "journal: commit", err)) == EC_OK)
-        goto out;
-abort:
-    if (!sqlite3_get_autocommit(l->db))
-        run(l, l->st[ST_ROLLBACK], "journal: rollback", NULL);
-out:
-    pthread_mutex_unlock(l->lock_p);
-    return rc;
-}
-
-ec_err ec_journal_each(ec_ledger *l, ec_journal_fn fn, void *ctx, size_t *count, ec_error *err)
+ec_err ec_ledger_take_old_journal(ec_ledger *l, ec_journal_fn fn, void *ctx, size_t *count,
+                                  ec_error *err)
 {
     ec_err rc = EC_OK;
     size_t n = 0;
@@ -269,6 +193,9 @@ ec_err ec_journal_each(ec_ledger *l, ec_journal_fn fn, void *ctx, size_t *count,
     if (rc == EC_OK && src != SQLITE_DONE)
         rc = fail(l, err, "reading the journal");
     sqlite3_reset(st);
+    /* fn adopts every row (or fails loudly): they are not kept twice. */
+    if (rc == EC_OK && n)
+        rc = run(l, l->st[ST_JOURNAL_CLEAR], "clearing the old journal", err);
     pthread_mutex_unlock(l->lock_p);
     for (size_t i = 0; i < n; i++) {
         if (rc == EC_OK)

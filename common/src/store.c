@@ -161,6 +161,12 @@ static const char *const migrations[EC_STORE_SCHEMA_VERSION + 1] = {
     "ALTER TABLE decisions ADD COLUMN redacted INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE decisions ADD COLUMN escalation_withheld INTEGER NOT NULL DEFAULT 0;"
     "PRAGMA user_version = 5;",
+    /* 6: the arrival journal moved to a file of its own (journal.h); a
+     * decision keeps its journal id, so a crash between the decision's commit
+     * and the journal's delete is recognised. The old journal table is only
+     * read once, for rows an older build left (router_queue.c). */
+    "ALTER TABLE decisions ADD COLUMN journal_id INTEGER;"
+    "PRAGMA user_version = 6;",
 };
 
 static const char sql_upd_decision[] =
@@ -172,7 +178,8 @@ static const char sql_upd_decision[] =
 static const char sql_find_decision[] =
     "SELECT d.id, (SELECT count(*) FROM attempts a WHERE a.decision_id = d.id) FROM decisions d"
     " WHERE d.query_id = ?1 ORDER BY d.id DESC LIMIT 1";
-static const char sql_del_journal[] = "DELETE FROM journal WHERE id = ?1";
+static const char sql_decided[] =
+    "SELECT 1 FROM decisions WHERE ts_ms = ?1 AND journal_id = ?2 LIMIT 1";
 /* A shadow call left the device too, possibly masked. */
 static const char sql_add_cost[] = "UPDATE decisions SET cost_usd = cost_usd + ?2, left_device = 1,"
                                    " redacted = max(redacted, ?3) WHERE id = ?1";
@@ -181,9 +188,9 @@ static const char sql_ins_decision[] =
     "INSERT INTO decisions (ts_ms, query_id, source, policy, encoding, tier_kind, tier_index,"
     " tier_name, model, confidence, threshold, escalated, reason, cost_usd, cost_top_usd,"
     " latency_ms, router_ms, tokens_in, tokens_out, left_device, error_code, error_message,"
-    " degraded, revision, complexity, redacted, escalation_withheld)"
+    " degraded, revision, complexity, redacted, escalation_withheld, journal_id)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"
-    " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)";
+    " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
 
 static const char sql_ins_attempt[] =
     "INSERT INTO attempts (decision_id, seq, tier_index, tier_name, model, confidence,"
@@ -384,7 +391,6 @@ static ec_err configure_writer(ec_store *s, ec_error *err)
         {&s->st_ins_attempt, sql_ins_attempt},
         {&s->st_upd_decision, sql_upd_decision},
         {&s->st_find_decision, sql_find_decision},
-        {&s->st_del_journal, sql_del_journal},
         {&s->st_add_cost, sql_add_cost},
     };
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
@@ -409,10 +415,12 @@ ec_err ec_store_open(ec_store **out, const char *path, bool readonly, ec_error *
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->wlock, NULL);
     pthread_mutex_init(&s->rlock, NULL);
+    pthread_mutex_init(&s->hook_lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&s->progress, &attr);
+    pthread_cond_init(&s->closing_cond, &attr);
     pthread_condattr_destroy(&attr);
 
     ec_err rc;
@@ -578,14 +586,7 @@ static ec_err insert_decision(ec_store *s, const ec_decision *d, ec_error *err)
     const ec_result *r = &d->result;
     ec_err rc;
     /* Callers pass decisions that check_decision() accepted (never NULL). */
-    if (d->journal_id) { // NOLINT(clang-analyzer-core.NullDereference)
-        sqlite3_bind_int64(s->st_del_journal, 1, d->journal_id);
-        rc = step_done(s, s->st_del_journal, "clearing journal", err);
-        sqlite3_clear_bindings(s->st_del_journal);
-        if (rc)
-            return rc;
-    }
-    if (r->revision >= 2 || d->append_only) {
+    if (r->revision >= 2 || d->append_only) { // NOLINT(clang-analyzer-core.NullDereference)
         sqlite3_int64 id;
         size_t n_att;
         if ((rc = find_decision(s, r->id, &id, &n_att, err)))
@@ -628,6 +629,10 @@ static ec_err insert_decision(ec_store *s, const ec_decision *d, ec_error *err)
     bind_text(st, 25, r->complexity);
     sqlite3_bind_int(st, 26, r->redacted);
     sqlite3_bind_int(st, 27, r->escalation_withheld);
+    if (d->journal_id > 0)
+        sqlite3_bind_int64(st, 28, d->journal_id);
+    else
+        sqlite3_bind_null(st, 28);
     rc = step_done(s, st, "inserting decision", err);
     sqlite3_clear_bindings(st);
     if (rc)
@@ -685,15 +690,22 @@ static void write_batch(ec_store *s, ec_decision **b, size_t n)
             ec_log_error("store: writing %zu decisions failed (try %d of %d): %s", n, t + 1,
                          EC_STORE_TRIES, e.msg);
     }
+    int64_t ids[EC_STORE_BATCH_MAX];
+    size_t n_ids = 0;
     if (ok) {
         committed = n;
         commits = 1;
+        for (size_t i = 0; i < n; i++)
+            if (b[i]->journal_id > 0)
+                ids[n_ids++] = b[i]->journal_id;
     } else {
         /* One transaction each, so one bad row does not take the rest along. */
         for (size_t i = 0; i < n; i++) {
             if (write_txn(s, &b[i], 1, &e) == EC_OK) {
                 committed++;
                 commits++;
+                if (b[i]->journal_id > 0)
+                    ids[n_ids++] = b[i]->journal_id;
                 continue;
             }
             failed++;
@@ -701,6 +713,11 @@ static void write_batch(ec_store *s, ec_decision **b, size_t n)
                          b[i]->result.id, b[i]->ts_ms, e.msg);
         }
     }
+    /* Before the progress below: a flush returns only once the journal knows. */
+    pthread_mutex_lock(&s->hook_lock);
+    if (s->on_commit)
+        s->on_commit(s->on_commit_ctx, ids, n_ids);
+    pthread_mutex_unlock(&s->hook_lock);
     pthread_mutex_lock(&s->lock);
     s->committed += committed;
     s->failed += failed;
@@ -708,6 +725,39 @@ static void write_batch(ec_store *s, ec_decision **b, size_t n)
     s->done += n;
     pthread_cond_broadcast(&s->progress);
     pthread_mutex_unlock(&s->lock);
+}
+
+void ec_store_on_commit(ec_store *s, ec_store_commit_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&s->hook_lock);
+    s->on_commit = fn;
+    s->on_commit_ctx = ctx;
+    pthread_mutex_unlock(&s->hook_lock);
+}
+
+ec_err ec_store_decided(ec_store *s, uint64_t ts_ms, int64_t journal_id, bool *found, ec_error *err)
+{
+    *found = false;
+    if (!s || !s->rdb)
+        return ec_error_set(err, EC_ERR_INVAL, "store: not open");
+    pthread_mutex_lock(&s->rlock);
+    sqlite3_stmt *st = NULL;
+    ec_err rc = EC_OK;
+    if (sqlite3_prepare_v2(s->rdb, sql_decided, -1, &st, NULL) != SQLITE_OK) {
+        rc = db_fail(s->rdb, err, "looking up a journaled query");
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)ts_ms);
+    sqlite3_bind_int64(st, 2, journal_id);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *found = true;
+    else if (src != SQLITE_DONE)
+        rc = db_fail(s->rdb, err, "looking up a journaled query");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->rlock);
+    return rc;
 }
 
 #define EC_STORE_CKPT_PAGES 1000 /* SQLite's own auto-checkpoint size */
@@ -732,6 +782,23 @@ static void checkpoint_if_due(ec_store *s)
     atomic_store(&s->wal_pages, 0);
 }
 
+/* batch_ms, or less when the store is closing. */
+static void batch_sleep(ec_store *s)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += s->batch_ms / 1000;
+    until.tv_nsec += (long)(s->batch_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->lock);
+    while (!s->closing && pthread_cond_timedwait(&s->closing_cond, &s->lock, &until) == 0)
+        ;
+    pthread_mutex_unlock(&s->lock);
+}
+
 static void *writer_main(void *arg)
 {
     ec_store *s = arg;
@@ -743,14 +810,13 @@ static void *writer_main(void *arg)
             break;
         size_t n = 0;
         batch[n++] = item;
-        uint64_t deadline = ec_mono_us() + (uint64_t)s->batch_ms * 1000u;
-        while (n < EC_STORE_BATCH_MAX) {
-            uint64_t now = ec_mono_us();
-            int left = now >= deadline ? 0 : (int)((deadline - now + 999) / 1000);
-            if (ec_queue_pop(s->queue, &item, left) != EC_OK)
-                break;
+        /* Sleep out the batch interval rather than wait on the queue: a
+         * waiting writer is woken by every decision pushed (a context switch
+         * per query on a 2-core device), a sleeping one once per batch. */
+        if (s->batch_ms > 0 && ec_queue_len(s->queue) < EC_STORE_BATCH_MAX - 1)
+            batch_sleep(s);
+        while (n < EC_STORE_BATCH_MAX && ec_queue_pop(s->queue, &item, 0) == EC_OK)
             batch[n++] = item;
-        }
         write_batch(s, batch, n);
         checkpoint_if_due(s);
         for (size_t i = 0; i < n; i++)
@@ -903,6 +969,10 @@ void ec_store_close(ec_store *s)
     if (!s)
         return;
     if (s->writer_started) {
+        pthread_mutex_lock(&s->lock);
+        s->closing = true;
+        pthread_cond_broadcast(&s->closing_cond);
+        pthread_mutex_unlock(&s->lock);
         ec_queue_close(s->queue); /* the writer drains what is queued, then exits */
         pthread_join(s->writer, NULL);
     }
@@ -917,7 +987,6 @@ void ec_store_close(ec_store *s)
     sqlite3_finalize(s->st_ins_attempt);
     sqlite3_finalize(s->st_upd_decision);
     sqlite3_finalize(s->st_find_decision);
-    sqlite3_finalize(s->st_del_journal);
     sqlite3_finalize(s->st_add_cost);
     if (s->db) {
         /* Fold the WAL into the main file so a reader (or a copy of the file)
@@ -932,8 +1001,10 @@ void ec_store_close(ec_store *s)
     if (s->failed)
         ec_log_error("store: %" PRIu64 " decisions were not written to %s", s->failed, s->path);
     pthread_cond_destroy(&s->progress);
+    pthread_cond_destroy(&s->closing_cond);
     pthread_mutex_destroy(&s->rlock);
     pthread_mutex_destroy(&s->wlock);
+    pthread_mutex_destroy(&s->hook_lock);
     pthread_mutex_destroy(&s->lock);
     free(s->path);
     free(s);

@@ -12,7 +12,7 @@
 #include "edgecascade/queue.h"
 #include "edgecascade/store.h"
 
-#define EC_STORE_SCHEMA_VERSION 5
+#define EC_STORE_SCHEMA_VERSION 6
 
 struct ec_store {
     char *path;
@@ -29,7 +29,6 @@ struct ec_store {
     sqlite3_stmt *st_ins_attempt;
     sqlite3_stmt *st_upd_decision; /* revision 2 of an existing decision */
     sqlite3_stmt *st_find_decision;
-    sqlite3_stmt *st_del_journal;
     sqlite3_stmt *st_add_cost;
     /* Held around every use of db: the writer's transactions and the ledger
      * (ledger.c), which shares this connection so that the two never meet as
@@ -43,15 +42,17 @@ struct ec_store {
     pthread_mutex_t rlock; /* one reader at a time on rdb */
 
     /* WAL checkpoints: SQLite's automatic one runs in whichever connection
-     * commits past 1,000 WAL pages, which could be the router's arrival
-     * journal on Paho's thread, stalling every inbound message for the
-     * checkpoint's writes and fdatasync. Instead the commit hook only notes
+     * commits past 1,000 WAL pages, which could be the ledger on a worker
+     * thread, stalling it for the checkpoint's writes and fdatasync. Instead the commit hook only notes
      * the WAL's size and the writer thread checkpoints (PASSIVE: never waits
      * for, nor blocks, the write lock) on a connection of its own. */
     atomic_int wal_pages;
     sqlite3 *ckpt;
 
     /* Writer thread. */
+    pthread_mutex_t hook_lock; /* held while on_commit runs, so unhooking waits for it */
+    ec_store_commit_fn on_commit;
+    void *on_commit_ctx;
     ec_queue *queue;
     pthread_t writer;
     bool writer_started;
@@ -60,6 +61,8 @@ struct ec_store {
     /* Progress counters, under lock; done covers committed + failed. */
     pthread_mutex_t lock;
     pthread_cond_t progress;
+    pthread_cond_t closing_cond; /* wakes the writer's batch sleep at close */
+    bool closing;
     uint64_t recorded;
     uint64_t done;
     uint64_t committed;

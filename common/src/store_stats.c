@@ -396,7 +396,6 @@ ec_err ec_store_info_read(ec_store *s, ec_store_info *out, ec_error *err)
     if ((rc = count_rows(s->rdb, "PRAGMA user_version", &v, err)) ||
         (rc = count_rows(s->rdb, "SELECT COUNT(*) FROM decisions", &out->decisions, err)) ||
         (rc = count_rows(s->rdb, "SELECT COUNT(*) FROM outbox", &out->outbox, err)) ||
-        (rc = count_rows(s->rdb, "SELECT COUNT(*) FROM journal", &out->journal, err)) ||
         (rc = count_rows(s->rdb, "SELECT COALESCE(MAX(ts_ms), 0) FROM decisions", &out->last_ts_ms,
                          err)))
         goto done;

@@ -563,7 +563,9 @@ static ec_pending *intake(ec_router *r, ec_mqtt_msg *msg, bool nowait)
     }
     p->best = -1;
     p->nowait = nowait;
-    p->ts_ms = ec_now_ms();
+    /* A journaled query's decision carries the journal's arrival time: with
+     * the journal id it names the row (ec_store_decided). */
+    p->ts_ms = msg->tag > 0 && msg->tag_ms ? msg->tag_ms : ec_now_ms();
     p->arrived_ms = p->ts_ms;
     p->revision = 1;
     p->journal_id = msg->tag;
@@ -862,6 +864,12 @@ void ec_router_destroy(ec_router *r)
     ec_gate_destroy(r->gate);
     ec_router_controls_destroy(r);
     ec_router_reload_clear(r);
+    if (r->store && r->journal) {
+        /* What the workers decided reaches the journal; then it is let go. */
+        ec_store_flush(r->store, 5000, NULL);
+        ec_store_on_commit(r->store, NULL, NULL);
+    }
+    ec_journal_close(r->journal);
     ec_ledger_close(r->ledger);
     ec_metrics_destroy(r->metrics);
     for (size_t i = 0; i < r->n_recovered; i++)

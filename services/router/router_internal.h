@@ -29,6 +29,7 @@ struct ec_router {
     _Atomic(ec_config *) cfg;
     ec_store *store;
     ec_ledger *ledger;
+    ec_journal *journal; /* NULL without a store */
     _Atomic(ec_gate *) gate;
     ec_pending_table *pending;
     atomic_uint_fast64_t next_key;
@@ -115,8 +116,8 @@ bool ec_router_enqueue(ec_router *r, ec_pending *p, int ti, ec_error *err);
 void ec_router_replay_done(ec_router *r, ec_pending *p, bool ok);
 void ec_router_on_breaker(ec_router *r, const ec_mqtt_msg *msg);
 void ec_router_journal_arrival(ec_router *r, ec_mqtt_msg *msg);
-/* Reads the queries journaled before a crash (before connecting), and
- * re-runs them (once connected). */
+/* Opens the journal, reads the queries journaled and not decided before a
+ * crash (before connecting), and re-runs them (once connected). */
 ec_err ec_router_journal_load(ec_router *r, ec_error *err);
 void ec_router_journal_replay(ec_router *r);
 void *ec_router_replayer_main(void *arg);

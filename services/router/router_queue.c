@@ -292,10 +292,10 @@ void ec_router_on_breaker(ec_router *r, const ec_mqtt_msg *msg)
 
 void ec_router_journal_arrival(ec_router *r, ec_mqtt_msg *msg)
 {
-    if (!r->cfg->journal || !r->ledger)
+    if (!r->cfg->journal || !r->journal)
         return;
     ec_error err = {0};
-    if (ec_journal_add(r->ledger, msg, &msg->tag, &err))
+    if (ec_journal_add(r->journal, msg, &err))
         ec_log_error("query on %s not journaled (a crash now would lose it): %s", msg->topic,
                      err.msg);
     else if (msg->tag < 0)
@@ -303,9 +303,40 @@ void ec_router_journal_arrival(ec_router *r, ec_mqtt_msg *msg)
                     msg->topic);
 }
 
-static void keep(void *ctx, ec_mqtt_msg *m)
+/* The decision writer's commit hook (its thread): those rows are done. */
+static void on_decided(void *ctx, const int64_t *ids, size_t n)
 {
     ec_router *r = ctx;
+    ec_error err = {0};
+    if (ec_journal_done(r->journal, ids, n, &err))
+        ec_log_error("%zu decided queries stay in the journal (checked again at start): %s", n,
+                     err.msg);
+}
+
+typedef struct load_ctx {
+    ec_router *r;
+    int64_t *decided; /* rows whose decision is in the log: only the delete was lost */
+    size_t n_decided;
+    size_t n_adopted;
+} load_ctx;
+
+static void keep(void *ctx, ec_mqtt_msg *m)
+{
+    load_ctx *lc = ctx;
+    ec_router *r = lc->r;
+    bool found = false;
+    ec_error err = {0};
+    if (ec_store_decided(r->store, m->tag_ms, m->tag, &found, &err))
+        ec_log_warn("journaled query %lld re-run: %s", (long long)m->tag, err.msg);
+    if (found) {
+        int64_t *grown = realloc(lc->decided, (lc->n_decided + 1) * sizeof(*grown));
+        if (grown) {
+            lc->decided = grown;
+            lc->decided[lc->n_decided++] = m->tag;
+        }
+        ec_mqtt_msg_free(m);
+        return;
+    }
     ec_mqtt_msg **grown = realloc(r->recovered, (r->n_recovered + 1) * sizeof(*grown));
     if (!grown) {
         ec_log_error("out of memory: journaled query %lld not re-run", (long long)m->tag);
@@ -316,11 +347,41 @@ static void keep(void *ctx, ec_mqtt_msg *m)
     r->recovered[r->n_recovered++] = m;
 }
 
+/* A row an older build left in the decision log's file: journaled anew. */
+static void adopt(void *ctx, ec_mqtt_msg *m)
+{
+    load_ctx *lc = ctx;
+    ec_error err = {0};
+    m->dup = false;
+    if (ec_journal_add(lc->r->journal, m, &err))
+        ec_log_error("query %lld from the old journal not kept: %s", (long long)m->tag, err.msg);
+    else
+        lc->n_adopted++;
+    ec_mqtt_msg_free(m);
+}
+
 ec_err ec_router_journal_load(ec_router *r, ec_error *err)
 {
+    ec_err rc = ec_journal_open(&r->journal, r->cfg->db_path, err);
+    if (rc)
+        return rc;
+    load_ctx lc = {.r = r};
+    if ((rc = ec_ledger_take_old_journal(r->ledger, adopt, &lc, NULL, err)))
+        return rc;
+    if (lc.n_adopted)
+        ec_log_info("%zu queries moved from the old journal in the decision log", lc.n_adopted);
     /* Read before the broker connection exists: whatever arrives after that
      * is journaled anew and must not be run twice. */
-    return ec_journal_each(r->ledger, keep, r, NULL, err);
+    rc = ec_journal_each(r->journal, keep, &lc, NULL, err);
+    if (rc == EC_OK && lc.n_decided) {
+        ec_log_info("%zu journaled queries were already decided before the last stop",
+                    lc.n_decided);
+        rc = ec_journal_done(r->journal, lc.decided, lc.n_decided, err);
+    }
+    free(lc.decided);
+    if (rc == EC_OK)
+        ec_store_on_commit(r->store, on_decided, r);
+    return rc;
 }
 
 void ec_router_journal_replay(ec_router *r)

@@ -1,5 +1,5 @@
-/* The ledger on a real SQLite file: journal (with duplicate detection),
- * outbox order, limits and expiry, events. */
+/* The ledger on a real SQLite file: the old journal table, outbox order,
+ * limits and expiry, events. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -48,52 +48,43 @@ static int teardown(void **state)
     return 0;
 }
 
-static ec_mqtt_msg msg(const char *payload, bool dup)
-{
-    ec_mqtt_msg m = {.topic = "r/query",
-                     .payload = (void *)payload,
-                     .len = strlen(payload),
-                     .response_topic = "plc/7",
-                     .corr = "c1",
-                     .corr_len = 2,
-                     .dup = dup};
-    return m;
-}
-
 static void collect(void *ctx, ec_mqtt_msg *m)
 {
     int *n = ctx;
     (*n)++;
     assert_true(m->tag > 0);
+    assert_string_equal(m->topic, "r/query");
     assert_string_equal(m->response_topic, "plc/7");
     assert_int_equal(m->corr_len, 2);
+    assert_memory_equal(m->payload, "{\"prompt\":\"x\"}", m->len);
     ec_mqtt_msg_free(m);
 }
 
-static void journal_skips_redeliveries_only(void **state)
+/* Rows an older build left in the decision log's journal table are handed
+ * over once (the router journals them anew), then gone from it. */
+static void old_journal_rows_are_taken_once(void **state)
 {
     fx *f = *state;
     ec_error err = {0};
-    int64_t a = 0, b = 0, c = 0, d = 0;
-    ec_mqtt_msg m1 = msg("{\"prompt\":\"x\"}", false);
-    assert_int_equal(ec_journal_add(f->l, &m1, &a, &err), EC_OK);
-    assert_true(a > 0);
-    /* The same query asked again on purpose (no DUP): a new query. */
-    assert_int_equal(ec_journal_add(f->l, &m1, &b, &err), EC_OK);
-    assert_true(b > a);
-    /* The broker redelivering it (DUP): not journaled again. */
-    ec_mqtt_msg m2 = msg("{\"prompt\":\"x\"}", true);
-    assert_int_equal(ec_journal_add(f->l, &m2, &c, &err), EC_OK);
-    assert_int_equal(c, -1);
-    /* A DUP of something never seen is new. */
-    ec_mqtt_msg m3 = msg("{\"prompt\":\"y\"}", true);
-    assert_int_equal(ec_journal_add(f->l, &m3, &d, &err), EC_OK);
-    assert_true(d > b);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO journal (received_ms, topic, payload, "
+                                  "response_topic, corr, expiry_s) VALUES "
+                                  "(1, 'r/query', '{\"prompt\":\"x\"}', 'plc/7', 'c1', 0),"
+                                  "(2, 'r/query', '{\"prompt\":\"x\"}', 'plc/7', 'c2', 0)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
     int n = 0;
     size_t count = 0;
-    assert_int_equal(ec_journal_each(f->l, collect, &n, &count, &err), EC_OK);
-    assert_int_equal(n, 3);
-    assert_int_equal(count, 3);
+    assert_int_equal(ec_ledger_take_old_journal(f->l, collect, &n, &count, &err), EC_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(count, 2);
+    n = 0;
+    assert_int_equal(ec_ledger_take_old_journal(f->l, collect, &n, &count, &err), EC_OK);
+    assert_int_equal(n, 0);
 }
 
 static void outbox_in_order_with_limits(void **state)
@@ -167,7 +158,7 @@ static void breaker_events_ignore_duplicates(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(journal_skips_redeliveries_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(old_journal_rows_are_taken_once, setup, teardown),
         cmocka_unit_test_setup_teardown(outbox_in_order_with_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(breaker_events_ignore_duplicates, setup, teardown),
     };

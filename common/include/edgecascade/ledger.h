@@ -1,11 +1,7 @@
 /* The ledger: the small records that must be on disk *before* something is
  * acknowledged, in the same SQLite file as the decision log (schema in
- * store.c), on a connection of their own and written synchronously.
+ * store.c), on the store's write connection and written synchronously.
  *
- *  - journal: each query as it arrived, written on Paho's thread before the
- *    message is acknowledged to the broker, and deleted in the transaction
- *    that writes its decision. After a crash, what is left is replayed, so a
- *    `kill -9` of the router loses no query.
  *  - outbox: escalations waiting for the cloud (store-and-forward). An item is
  *    written before the caller is told "degraded, queued"; the cloud's answer
  *    is written into it before it is published, so a crash mid-replay neither
@@ -22,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "edgecascade/err.h"
+#include "edgecascade/journal.h"
 #include "edgecascade/mqtt.h"
 
 typedef struct ec_ledger ec_ledger;
@@ -33,15 +30,12 @@ struct ec_store;
 ec_err ec_ledger_open(ec_ledger **out, struct ec_store *store, ec_error *err);
 void ec_ledger_close(ec_ledger *l);
 
-/* ---- journal ---- */
-/* Journals m and sets *id. A redelivery (m->dup) of a message received in the
- * last hour (same payload, Response Topic and Correlation Data) is not
- * journaled again: *id is then -1 and the caller drops it. */
-ec_err ec_journal_add(ec_ledger *l, const ec_mqtt_msg *m, int64_t *id, ec_error *err);
-/* Every journaled message, oldest first, rebuilt as an ec_mqtt_msg whose tag
- * is its journal id; fn takes ownership. */
-typedef void (*ec_journal_fn)(void *ctx, ec_mqtt_msg *m);
-ec_err ec_journal_each(ec_ledger *l, ec_journal_fn fn, void *ctx, size_t *count, ec_error *err);
+/* ---- the journal of an older build ----
+ * Builds before schema 6 kept the arrival journal in this file. Each row an
+ * older router left undecided is handed to fn once (fn takes ownership, tag is
+ * the old id), then the table is emptied: the caller journals them anew. */
+ec_err ec_ledger_take_old_journal(ec_ledger *l, ec_journal_fn fn, void *ctx, size_t *count,
+                                  ec_error *err);
 
 /* ---- outbox ---- */
 typedef struct ec_outbox_item {

@@ -37,6 +37,7 @@ typedef struct ec_mqtt_msg {
     uint32_t expiry_s;    /* Message Expiry Interval, 0 if none */
     uint64_t received_us; /* ec_mono_us() when the callback saw it */
     int64_t tag;          /* the owner's (set by on_arrival; the router's journal id) */
+    uint64_t tag_ms;      /* the owner's (the router's journal arrival time, epoch ms) */
 } ec_mqtt_msg;
 
 void ec_mqtt_msg_free(ec_mqtt_msg *m);

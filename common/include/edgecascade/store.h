@@ -33,8 +33,9 @@ typedef struct ec_decision {
     ec_encoding encoding;
     double cost_top_usd; /* what the same tokens would have cost on the top tier */
     bool left_device;    /* whether any tier outside the device was called */
-    /* The query's row in the arrival journal (ec_journal), deleted in the same
-     * transaction that writes this decision; 0 when not journaled. */
+    /* The query's row in the arrival journal (journal.h), 0 when not
+     * journaled. Stored with the decision (with ts_ms, the journal's arrival
+     * time, it names one arrival) and reported to the commit hook. */
     int64_t journal_id;
     /* A shadow call's record: its attempts are appended to the decision of the
      * same query id and their cost added; nothing else changes. */
@@ -58,6 +59,14 @@ void ec_store_close(ec_store *s);
 
 /* Starts the writer thread. */
 ec_err ec_store_start_writer(ec_store *s, int batch_ms, size_t queue_cap, ec_error *err);
+/* After each commit the writer calls fn (on its thread) with the journal ids
+ * of the decisions just committed (n = 0 when none had one). fn NULL unhooks;
+ * it returns only when no call is running. */
+typedef void (*ec_store_commit_fn)(void *ctx, const int64_t *journal_ids, size_t n);
+void ec_store_on_commit(ec_store *s, ec_store_commit_fn fn, void *ctx);
+/* Whether a decision for the journal row (id, arrival time) is in the log. */
+ec_err ec_store_decided(ec_store *s, uint64_t ts_ms, int64_t journal_id, bool *found,
+                        ec_error *err);
 /* Hands d to the writer (d's contents are moved; d is left cleared).
  * EC_ERR_BUSY when the writer's queue is full: the caller still owns d then
  * (likewise on any other error: EC_ERR_INVAL for a decision without a query id
@@ -163,7 +172,6 @@ typedef struct ec_store_info {
     int schema_version_build; /* the version this build writes */
     uint64_t decisions;
     uint64_t outbox;     /* escalations waiting for the cloud */
-    uint64_t journal;    /* queries not yet decided (non-zero only mid-flight or after a crash) */
     uint64_t last_ts_ms; /* newest decision's arrival time, 0 when none */
 } ec_store_info;
 

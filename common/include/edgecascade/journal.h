@@ -1,0 +1,59 @@
+/* The arrival journal: each query as it arrived, written on Paho's thread
+ * before the message is acknowledged to the broker, until its decision is in
+ * the decision log. After a crash, what is left and not decided is run again,
+ * so a `kill -9` of the router loses no query and answers none twice.
+ *
+ * Why a file of its own (<store>.arrivals.db beside the decision log): SQLite
+ * has one writer per file. Sharing the decision log's file put every inbound
+ * message behind the decision writer's batch transaction (milliseconds), and
+ * the two met on every query. Here the journal's connection and lock are its
+ * own; the decision writer only tells it, after each commit, which rows are
+ * done (ec_journal_done), and checkpoints it on a connection of its own.
+ *
+ * A decision row carries its journal id and the journal's arrival time
+ * (decisions.journal_id, decisions.ts_ms), so a crash between the decision's
+ * commit and the journal's delete is recognised at start (ec_store_decided)
+ * rather than run twice.
+ *
+ * Duplicates: a redelivery (MQTT DUP) of one of the last 4,096 messages, or
+ * of one found in the journal at start (same payload, Response Topic and
+ * Correlation Data), is not journaled again (why that suffices: journal.c).
+ *
+ * Durability: WAL with synchronous=NORMAL, like the decision log. Thread-safe
+ * (one lock around the connection). */
+#ifndef EC_JOURNAL_H
+#define EC_JOURNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "edgecascade/err.h"
+#include "edgecascade/mqtt.h"
+
+typedef struct ec_journal ec_journal;
+
+/* The journal's file for a decision log at store_path: "x.db" -> "x.arrivals.db",
+ * anything else gets ".arrivals.db" appended; ":memory:" stays in memory.
+ * Returns false when it does not fit in n bytes. */
+bool ec_journal_path(const char *store_path, char *out, size_t n);
+
+ec_err ec_journal_open(ec_journal **out, const char *store_path, ec_error *err);
+void ec_journal_close(ec_journal *j);
+
+/* Journals m: sets m->tag (the journal id) and m->tag_ms (arrival, epoch ms).
+ * A redelivery already journaled gets m->tag = -1 and is not journaled again. */
+ec_err ec_journal_add(ec_journal *j, ec_mqtt_msg *m, ec_error *err);
+
+/* Every journaled message, oldest first, rebuilt as an ec_mqtt_msg with tag
+ * and tag_ms set; fn takes ownership. */
+typedef void (*ec_journal_fn)(void *ctx, ec_mqtt_msg *m);
+ec_err ec_journal_each(ec_journal *j, ec_journal_fn fn, void *ctx, size_t *count, ec_error *err);
+
+/* The rows whose decisions are committed: deleted in one transaction. Also
+ * forgets old duplicate digests and checkpoints when due, so none of that
+ * work lands on the thread that journals. */
+ec_err ec_journal_done(ec_journal *j, const int64_t *ids, size_t n, ec_error *err);
+
+/* Rows in the journal (queries not yet decided). */
+ec_err ec_journal_count(ec_journal *j, uint64_t *out, ec_error *err);
+
+#endif
