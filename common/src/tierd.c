@@ -438,9 +438,11 @@ int ec_tierd_run(ec_service *s, const ec_tierd_opts *o)
     }
     ec_log_info("ready: %d workers on %s", started, filter);
     ec_service_ready(s, "%d workers on %s", started, filter);
-    while (!ec_service_stopping()) {
+    for (unsigned tick = 1; !ec_service_stopping(); tick++) {
         if (ec_service_reload_requested())
             reload(&t);
+        if (tick % 100 == 0)
+            ec_mem_give_back();
         ec_sleep_ms(50);
     }
     code = 0;

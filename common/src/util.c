@@ -1,6 +1,7 @@
 #include "edgecascade/util.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +135,11 @@ char *ec_read_file(const char *path, size_t max, size_t *len_out)
     if (len_out)
         *len_out = len;
     return buf;
+}
+
+void ec_mem_give_back(void)
+{
+    malloc_trim(0);
 }
 
 void ec_sleep_ms(unsigned ms)

@@ -729,6 +729,8 @@ static void *sweeper_main(void *arg)
         ec_sleep_ms(50);
         if (tick % 20 == 0)
             ec_router_budget_publish(r, false); /* a new day or month lifts a cap */
+        if (tick % 100 == 0)
+            ec_mem_give_back();
         ec_pending *p = ec_pending_take_expired(r->pending, ec_mono_ms());
         while (p) {
             ec_pending *next = p->next;

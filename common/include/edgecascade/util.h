@@ -22,5 +22,9 @@ char *ec_read_file(const char *path, size_t max, size_t *len_out);
 
 /* Sleeps, resuming after EINTR, for ms milliseconds. */
 void ec_sleep_ms(unsigned ms);
+/* Hands freed heap back to the system. glibc keeps what a burst freed in each
+ * thread's arena; a service beside the model calls this now and then (every
+ * few seconds, off the per-query path) so its resident size falls back. */
+void ec_mem_give_back(void);
 
 #endif
