@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "edgecascade/log.h"
 #include "edgecascade/util.h"
@@ -447,5 +448,37 @@ ec_err ec_journal_count(ec_journal *j, uint64_t *out, ec_error *err)
         rc = fail(j->db, err, "counting");
     sqlite3_reset(st);
     pthread_mutex_unlock(&j->lock);
+    return rc;
+}
+
+ec_err ec_journal_peek(const char *store_path, uint64_t *rows, uint64_t *oldest_ms, ec_error *err)
+{
+    *rows = 0;
+    *oldest_ms = 0;
+    char path[4096];
+    if (!ec_journal_path(store_path, path, sizeof(path)))
+        return ec_error_set(err, EC_ERR_INVAL, "journal: store path too long");
+    if (strcmp(path, ":memory:") == 0 || access(path, F_OK) != 0)
+        return EC_OK;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    ec_err rc = EC_OK;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        rc = ec_error_set(err, EC_ERR_DB, "journal: cannot open '%s': %s", path,
+                          db ? sqlite3_errmsg(db) : "out of memory");
+        goto out;
+    }
+    sqlite3_busy_timeout(db, BUSY_WAIT_MS);
+    if (sqlite3_prepare_v2(db, "SELECT count(*), coalesce(min(received_ms), 0) FROM journal", -1,
+                           &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        rc = fail(db, err, "reading");
+        goto out;
+    }
+    *rows = (uint64_t)sqlite3_column_int64(st, 0);
+    *oldest_ms = (uint64_t)sqlite3_column_int64(st, 1);
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
     return rc;
 }

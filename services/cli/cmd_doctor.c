@@ -25,6 +25,7 @@
 
 #include "cli.h"
 #include "edgecascade/http.h"
+#include "edgecascade/journal.h"
 #include "edgecascade/mqtt.h"
 #include "edgecascade/provider.h"
 #include "edgecascade/store.h"
@@ -671,6 +672,16 @@ static void check_store(doctor *d)
         return;
     }
     ec_store_close(s);
+    /* Queries the router took and has not decided: normal for a moment; old
+     * ones mean it stopped mid-way (it re-runs them when it starts). */
+    uint64_t waiting = 0, oldest_ms = 0;
+    if (ec_journal_peek(path, &waiting, &oldest_ms, &err) != EC_OK)
+        report(d, D_WARN, "journal", "check the file's permissions", "%s", err.msg);
+    else if (waiting > 0 && oldest_ms + 60000 < ec_now_ms())
+        report(
+            d, D_WARN, "journal", "edgecascade-router re-runs them when it starts: is it running?",
+            "%llu quer%s received and not yet decided, the oldest %s", (unsigned long long)waiting,
+            waiting == 1 ? "y" : "ies", ago(oldest_ms, buf, sizeof(buf)));
     if (info.schema_version != info.schema_version_build)
         report(d, D_WARN, "store", "start this version's edgecascade-router once (it migrates)",
                "%s: schema %d, this build writes %d", path, info.schema_version,

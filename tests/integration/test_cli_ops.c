@@ -23,6 +23,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "edgecascade/journal.h"
 #include "edgecascade/util.h"
 #include "harness.h"
 
@@ -398,6 +400,37 @@ static void doctor_local_stopped(void **state)
     stack_done();
 }
 
+/* A router that stopped mid-query leaves it in its arrival journal: doctor
+ * says how many and since when (the router re-runs them when it starts). */
+static void doctor_journaled_queries_waiting(void **state)
+{
+    (void)state;
+    ech *h = &g_h;
+    char *out;
+    start_stack(h);
+    ech_stop(&h->router);
+    char path[600], sql[300];
+    assert_true(ec_journal_path(h->db, path, sizeof(path)));
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO journal (id, received_ms, topic, payload) VALUES (1, %llu, 'x/query', "
+             "'{\"id\":\"doctor-j1\",\"prompt\":\"hello\"}')",
+             (unsigned long long)(ec_now_ms() - 300000));
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    char *args[] = {"doctor", NULL};
+    int rc = run_cli(h, NULL, &out, args);
+    assert_int_equal(rc, 1); /* the router is down: a failure */
+    assert_state(out, "journal", "WARN");
+    char line[1024];
+    check_line(out, "journal", line, sizeof(line));
+    assert_non_null(strstr(line, "1 query received and not yet decided, the oldest 5m ago"));
+    assert_non_null(strstr(out, "re-runs them when it starts"));
+    free(out);
+    stack_done();
+}
+
 static void doctor_wrong_base_url(void **state)
 {
     (void)state;
@@ -718,6 +751,7 @@ int main(void)
         cmocka_unit_test_teardown(tail_source_filter_and_sigterm, teardown),
         cmocka_unit_test_teardown(doctor_all_ok, teardown),
         cmocka_unit_test_teardown(doctor_local_stopped, teardown),
+        cmocka_unit_test_teardown(doctor_journaled_queries_waiting, teardown),
         cmocka_unit_test_teardown(doctor_wrong_base_url, teardown),
         cmocka_unit_test_teardown(doctor_no_broker, teardown),
         cmocka_unit_test_teardown(doctor_secured_broker, teardown),

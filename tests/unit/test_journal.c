@@ -130,6 +130,11 @@ static void rows_stay_until_done_and_ids_are_not_reused(void **state)
     uint64_t n = 0;
     assert_int_equal(ec_journal_count(j, &n, &err), EC_OK);
     assert_int_equal(n, 1);
+    /* What `edgecascade doctor` sees, read-only, while the router holds it. */
+    uint64_t rows = 0, oldest = 0;
+    assert_int_equal(ec_journal_peek(f->store, &rows, &oldest, &err), EC_OK);
+    assert_int_equal(rows, 1);
+    assert_int_equal(oldest, m2_ms);
     ec_journal_close(j);
 
     /* A restart finds the undecided row, with its id and arrival time. */
@@ -216,6 +221,12 @@ static void lives_beside_the_decision_log(void **state)
 static void refuses_a_file_that_is_not_a_journal(void **state)
 {
     fx *f = *state;
+    uint64_t rows = 1, oldest = 1;
+    ec_error perr = {0};
+    /* No journal yet (no router ran here): nothing waiting, not an error. */
+    assert_int_equal(ec_journal_peek(f->store, &rows, &oldest, &perr), EC_OK);
+    assert_int_equal(rows, 0);
+    assert_int_equal(oldest, 0);
     char path[200];
     assert_true(ec_journal_path(f->store, path, sizeof(path)));
     sqlite3 *db = NULL;

@@ -56,4 +56,9 @@ ec_err ec_journal_done(ec_journal *j, const int64_t *ids, size_t n, ec_error *er
 /* Rows in the journal (queries not yet decided). */
 ec_err ec_journal_count(ec_journal *j, uint64_t *out, ec_error *err);
 
+/* For tools, read-only, while the router runs: the rows in the journal beside
+ * the decision log at store_path and the oldest one's arrival (epoch ms, 0
+ * when none). No journal file yet: 0 rows. */
+ec_err ec_journal_peek(const char *store_path, uint64_t *rows, uint64_t *oldest_ms, ec_error *err);
+
 #endif
