@@ -14,6 +14,7 @@
 
 #include "edgecascade/log.h"
 #include "edgecascade/util.h"
+#include "store_internal.h"
 
 #define CKPT_PAGES    1000 /* SQLite's own auto-checkpoint size */
 #define BUSY_WAIT_MS  5000
@@ -355,19 +356,15 @@ static char *col_text(sqlite3_stmt *st, int i)
     return t ? strdup((const char *)t) : NULL;
 }
 
-ec_err ec_journal_each(ec_journal *j, ec_journal_fn fn, void *ctx, size_t *count, ec_error *err)
+ec_err ec_journal_rows_read(sqlite3_stmt *st, ec_mqtt_msg ***out, size_t *n, ec_error *err)
 {
     ec_err rc = EC_OK;
-    size_t n = 0;
-    pthread_mutex_lock(&j->lock);
-    sqlite3_stmt *st = j->st[ST_ALL];
-    int src;
-    /* Collected first, handed over after the statement is done: fn may
-     * publish, and a publish must not wait under our lock. */
     ec_mqtt_msg **all = NULL;
+    int src;
+    *n = 0;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         ec_mqtt_msg *m = calloc(1, sizeof(*m));
-        ec_mqtt_msg **grown = realloc(all, (n + 1) * sizeof(*all));
+        ec_mqtt_msg **grown = realloc(all, (*n + 1) * sizeof(*all));
         if (!m || !grown) {
             free(m);
             if (grown)
@@ -387,20 +384,38 @@ ec_err ec_journal_each(ec_journal *j, ec_journal_fn fn, void *ctx, size_t *count
         m->expiry_s = (uint32_t)sqlite3_column_int64(st, 6);
         m->qos = 1;
         m->received_us = ec_mono_us();
-        seen_before(j, digest(m)); /* a redelivery of it after the restart is a duplicate */
-        all[n++] = m;
+        all[(*n)++] = m;
     }
     if (rc == EC_OK && src != SQLITE_DONE)
-        rc = fail(j->db, err, "reading the journal");
+        rc = fail(sqlite3_db_handle(st), err, "reading the journal");
     sqlite3_reset(st);
-    pthread_mutex_unlock(&j->lock);
+    *out = all;
+    return rc;
+}
+
+void ec_journal_rows_give(ec_mqtt_msg **all, size_t n, bool ok, ec_journal_fn fn, void *ctx)
+{
     for (size_t i = 0; i < n; i++) {
-        if (rc == EC_OK)
+        if (ok)
             fn(ctx, all[i]);
         else
             ec_mqtt_msg_free(all[i]);
     }
     free(all);
+}
+
+ec_err ec_journal_each(ec_journal *j, ec_journal_fn fn, void *ctx, size_t *count, ec_error *err)
+{
+    ec_mqtt_msg **all = NULL;
+    size_t n = 0;
+    /* Collected first, handed over after the statement is done: fn may
+     * publish, and a publish must not wait under our lock. */
+    pthread_mutex_lock(&j->lock);
+    ec_err rc = ec_journal_rows_read(j->st[ST_ALL], &all, &n, err);
+    for (size_t i = 0; rc == EC_OK && i < n; i++)
+        seen_before(j, digest(all[i])); /* a redelivery of it after the restart is a duplicate */
+    pthread_mutex_unlock(&j->lock);
+    ec_journal_rows_give(all, n, rc == EC_OK, fn, ctx);
     if (count)
         *count = n;
     return rc;

@@ -33,8 +33,8 @@ enum {
 };
 
 static const char *const sql[ST__COUNT] = {
-    [ST_JOURNAL_ALL] = "SELECT id, topic, payload, response_topic, corr, expiry_s FROM journal"
-                       " ORDER BY id",
+    [ST_JOURNAL_ALL] = "SELECT id, received_ms, topic, payload, response_topic, corr, expiry_s"
+                       " FROM journal ORDER BY id",
     [ST_JOURNAL_CLEAR] = "DELETE FROM journal",
     [ST_OUTBOX_ADD] = "INSERT INTO outbox (query_id, enqueued_ms, expires_ms, arrived_ms,"
                       " tier_index, prior_cost_usd, query, encoding, response_topic, corr)"
@@ -159,51 +159,15 @@ static char *col_text(sqlite3_stmt *st, int i)
 ec_err ec_ledger_take_old_journal(ec_ledger *l, ec_journal_fn fn, void *ctx, size_t *count,
                                   ec_error *err)
 {
-    ec_err rc = EC_OK;
+    ec_mqtt_msg **all = NULL;
     size_t n = 0;
     pthread_mutex_lock(l->lock_p);
-    sqlite3_stmt *st = l->st[ST_JOURNAL_ALL];
-    int src;
-    /* Collected first, handed over after the statement is done: fn may
-     * publish, and a publish must not wait under our lock. */
-    ec_mqtt_msg **all = NULL;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        ec_mqtt_msg *m = calloc(1, sizeof(*m));
-        ec_mqtt_msg **grown = realloc(all, (n + 1) * sizeof(*all));
-        if (!m || !grown) {
-            free(m);
-            if (grown)
-                all = grown;
-            rc = ec_error_set(err, EC_ERR_NOMEM, "ledger: out of memory reading the journal");
-            break;
-        }
-        all = grown;
-        m->tag = sqlite3_column_int64(st, 0);
-        m->topic = col_text(st, 1);
-        m->payload = col_blob(st, 2, &m->len);
-        if (!m->payload)
-            m->payload = calloc(1, 1);
-        m->response_topic = col_text(st, 3);
-        m->corr = col_blob(st, 4, &m->corr_len);
-        m->expiry_s = (uint32_t)sqlite3_column_int64(st, 5);
-        m->qos = 1;
-        m->received_us = ec_mono_us();
-        all[n++] = m;
-    }
-    if (rc == EC_OK && src != SQLITE_DONE)
-        rc = fail(l, err, "reading the journal");
-    sqlite3_reset(st);
+    ec_err rc = ec_journal_rows_read(l->st[ST_JOURNAL_ALL], &all, &n, err);
     /* fn adopts every row (or fails loudly): they are not kept twice. */
     if (rc == EC_OK && n)
         rc = run(l, l->st[ST_JOURNAL_CLEAR], "clearing the old journal", err);
     pthread_mutex_unlock(l->lock_p);
-    for (size_t i = 0; i < n; i++) {
-        if (rc == EC_OK)
-            fn(ctx, all[i]);
-        else
-            ec_mqtt_msg_free(all[i]);
-    }
-    free(all);
+    ec_journal_rows_give(all, n, rc == EC_OK, fn, ctx);
     if (count)
         *count = n;
     return rc;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "edgecascade/journal.h"
 #include "edgecascade/queue.h"
 #include "edgecascade/store.h"
 
@@ -43,9 +44,9 @@ struct ec_store {
 
     /* WAL checkpoints: SQLite's automatic one runs in whichever connection
      * commits past 1,000 WAL pages, which could be the ledger on a worker
-     * thread, stalling it for the checkpoint's writes and fdatasync. Instead the commit hook only notes
-     * the WAL's size and the writer thread checkpoints (PASSIVE: never waits
-     * for, nor blocks, the write lock) on a connection of its own. */
+     * thread, stalling it for the checkpoint's writes and fdatasync. Instead the commit hook only
+     * notes the WAL's size and the writer thread checkpoints (PASSIVE: never waits for, nor blocks,
+     * the write lock) on a connection of its own. */
     atomic_int wal_pages;
     sqlite3 *ckpt;
 
@@ -72,6 +73,15 @@ struct ec_store {
 
 /* The write connection and its lock, for the ledger. NULL for a read-only store. */
 sqlite3 *ec_store_write_conn(ec_store *s, pthread_mutex_t **lock);
+
+/* journal.c, for itself and for the ledger's reader of the old journal
+ * table: every row of st, whose columns are (id, received_ms, topic, payload,
+ * response_topic, corr, expiry_s), as messages with tag and tag_ms set. On
+ * error *out holds what was read so far; hand it to ec_journal_rows_give. */
+ec_err ec_journal_rows_read(sqlite3_stmt *st, ec_mqtt_msg ***out, size_t *n, ec_error *err);
+/* Gives each message to fn (ok) or frees it (not ok); frees the array. Called
+ * outside any lock: fn may publish. */
+void ec_journal_rows_give(ec_mqtt_msg **all, size_t n, bool ok, ec_journal_fn fn, void *ctx);
 
 /* ---- test hooks ---- */
 
