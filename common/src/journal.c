@@ -334,28 +334,6 @@ out:
     return rc;
 }
 
-static void *col_blob(sqlite3_stmt *st, int i, size_t *len)
-{
-    const void *p = sqlite3_column_blob(st, i);
-    int n = sqlite3_column_bytes(st, i);
-    *len = 0;
-    if (!p || n <= 0)
-        return NULL;
-    void *out = malloc((size_t)n + 1);
-    if (out) {
-        memcpy(out, p, (size_t)n);
-        ((char *)out)[n] = '\0';
-        *len = (size_t)n;
-    }
-    return out;
-}
-
-static char *col_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? strdup((const char *)t) : NULL;
-}
-
 ec_err ec_journal_rows_read(sqlite3_stmt *st, ec_mqtt_msg ***out, size_t *n, ec_error *err)
 {
     ec_err rc = EC_OK;
@@ -375,12 +353,12 @@ ec_err ec_journal_rows_read(sqlite3_stmt *st, ec_mqtt_msg ***out, size_t *n, ec_
         all = grown;
         m->tag = sqlite3_column_int64(st, 0);
         m->tag_ms = (uint64_t)sqlite3_column_int64(st, 1);
-        m->topic = col_text(st, 2);
-        m->payload = col_blob(st, 3, &m->len);
+        m->topic = ec_sql_col_text(st, 2);
+        m->payload = ec_sql_col_blob(st, 3, &m->len);
         if (!m->payload)
             m->payload = calloc(1, 1);
-        m->response_topic = col_text(st, 4);
-        m->corr = col_blob(st, 5, &m->corr_len);
+        m->response_topic = ec_sql_col_text(st, 4);
+        m->corr = ec_sql_col_blob(st, 5, &m->corr_len);
         m->expiry_s = (uint32_t)sqlite3_column_int64(st, 6);
         m->qos = 1;
         m->received_us = ec_mono_us();

@@ -132,28 +132,6 @@ static ec_err run(ec_ledger *l, sqlite3_stmt *st, const char *what, ec_error *er
     return rc;
 }
 
-static void *col_blob(sqlite3_stmt *st, int i, size_t *len)
-{
-    const void *p = sqlite3_column_blob(st, i);
-    int n = sqlite3_column_bytes(st, i);
-    *len = 0;
-    if (!p || n <= 0)
-        return NULL;
-    void *out = malloc((size_t)n + 1);
-    if (out) {
-        memcpy(out, p, (size_t)n);
-        ((char *)out)[n] = '\0';
-        *len = (size_t)n;
-    }
-    return out;
-}
-
-static char *col_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? strdup((const char *)t) : NULL;
-}
-
 /* ---- the journal an older build kept in this file ---- */
 
 ec_err ec_ledger_take_old_journal(ec_ledger *l, ec_journal_fn fn, void *ctx, size_t *count,
@@ -222,7 +200,7 @@ ec_err ec_outbox_push(ec_ledger *l, ec_outbox_item *it, int max, bool drop_oldes
         if (sqlite3_step(st) == SQLITE_ROW) {
             old = sqlite3_column_int64(st, 0);
             if (dropped)
-                *dropped = col_text(st, 1);
+                *dropped = ec_sql_col_text(st, 1);
         }
         sqlite3_reset(st);
         sqlite3_bind_int64(l->st[ST_OUTBOX_DELETE], 1, old);
@@ -254,19 +232,19 @@ static ec_err read_item(ec_ledger *l, sqlite3_stmt *st, ec_outbox_item *out, ec_
     ec_err rc = EC_OK;
     if (src == SQLITE_ROW) {
         out->id = sqlite3_column_int64(st, 0);
-        out->query_id = col_text(st, 1);
+        out->query_id = ec_sql_col_text(st, 1);
         out->enqueued_ms = (uint64_t)sqlite3_column_int64(st, 2);
         out->expires_ms = (uint64_t)sqlite3_column_int64(st, 3);
         out->arrived_ms = (uint64_t)sqlite3_column_int64(st, 4);
         out->tier_index = (uint32_t)sqlite3_column_int64(st, 5);
         out->prior_cost_usd = sqlite3_column_double(st, 6);
-        out->query = col_blob(st, 7, &out->query_len);
+        out->query = ec_sql_col_blob(st, 7, &out->query_len);
         out->encoding = sqlite3_column_int(st, 8);
-        out->response_topic = col_text(st, 9);
-        out->corr = col_blob(st, 10, &out->corr_len);
+        out->response_topic = ec_sql_col_text(st, 9);
+        out->corr = ec_sql_col_blob(st, 10, &out->corr_len);
         const unsigned char *state = sqlite3_column_text(st, 11);
         out->answered = state && strcmp((const char *)state, "answered") == 0;
-        out->reply = col_blob(st, 12, &out->reply_len);
+        out->reply = ec_sql_col_blob(st, 12, &out->reply_len);
         out->tries = sqlite3_column_int(st, 13);
     } else if (src == SQLITE_DONE) {
         rc = EC_ERR_NOTFOUND;

@@ -1016,6 +1016,30 @@ sqlite3 *ec_store_write_conn(ec_store *s, pthread_mutex_t **lock)
     return s->db;
 }
 
+/* ---- helpers for journal.c and ledger.c (store_internal.h) ---- */
+
+void *ec_sql_col_blob(sqlite3_stmt *st, int i, size_t *len)
+{
+    const void *p = sqlite3_column_blob(st, i);
+    int n = sqlite3_column_bytes(st, i);
+    *len = 0;
+    if (!p || n <= 0)
+        return NULL;
+    void *out = malloc((size_t)n + 1);
+    if (out) {
+        memcpy(out, p, (size_t)n);
+        ((char *)out)[n] = '\0';
+        *len = (size_t)n;
+    }
+    return out;
+}
+
+char *ec_sql_col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? strdup((const char *)t) : NULL;
+}
+
 /* ---- test hooks (store_internal.h) ---- */
 
 ec_err ec_store_test_exec(ec_store *s, const char *sql, ec_error *err)

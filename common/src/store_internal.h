@@ -74,6 +74,11 @@ struct ec_store {
 /* The write connection and its lock, for the ledger. NULL for a read-only store. */
 sqlite3 *ec_store_write_conn(ec_store *s, pthread_mutex_t **lock);
 
+/* A column's bytes (NUL-terminated, *len without it) or text, copied; NULL
+ * for NULL, empty or out of memory. For journal.c and ledger.c. */
+void *ec_sql_col_blob(sqlite3_stmt *st, int i, size_t *len);
+char *ec_sql_col_text(sqlite3_stmt *st, int i);
+
 /* journal.c, for itself and for the ledger's reader of the old journal
  * table: every row of st, whose columns are (id, received_ms, topic, payload,
  * response_topic, corr, expiry_s), as messages with tag and tag_ms set. On
