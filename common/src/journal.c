@@ -88,16 +88,9 @@ static ec_err fail(sqlite3 *db, ec_error *err, const char *what)
                         sqlite3_errmsg(db), sqlite3_extended_errcode(db));
 }
 
-static ec_err exec(sqlite3 *db, const char *s, ec_error *err)
+static ec_err exec(sqlite3 *db, const char *text, ec_error *err)
 {
-    char *msg = NULL;
-    if (sqlite3_exec(db, s, NULL, NULL, &msg) != SQLITE_OK) {
-        ec_err rc =
-            ec_error_set(err, EC_ERR_DB, "journal: %.60s: %s", s, msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return rc;
-    }
-    return EC_OK;
+    return ec_sql_exec(db, "journal", text, err);
 }
 
 static ec_err open_conn(sqlite3 **out, const char *path, ec_error *err)

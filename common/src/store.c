@@ -268,16 +268,21 @@ static ec_err open_conn(sqlite3 **out, const char *path, bool readonly, ec_error
     return EC_OK;
 }
 
-static ec_err exec(sqlite3 *db, const char *sql, ec_error *err)
+ec_err ec_sql_exec(sqlite3 *db, const char *who, const char *sql, ec_error *err)
 {
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         ec_err rc =
-            ec_error_set(err, EC_ERR_DB, "store: %.60s: %s", sql, msg ? msg : sqlite3_errmsg(db));
+            ec_error_set(err, EC_ERR_DB, "%s: %.60s: %s", who, sql, msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         return rc;
     }
     return EC_OK;
+}
+
+static ec_err exec(sqlite3 *db, const char *sql, ec_error *err)
+{
+    return ec_sql_exec(db, "store", sql, err);
 }
 
 static ec_err user_version(sqlite3 *db, int *out, ec_error *err)

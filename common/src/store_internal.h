@@ -74,6 +74,8 @@ struct ec_store {
 /* The write connection and its lock, for the ledger. NULL for a read-only store. */
 sqlite3 *ec_store_write_conn(ec_store *s, pthread_mutex_t **lock);
 
+/* sqlite3_exec with the error as "<who>: <sql>: <why>". */
+ec_err ec_sql_exec(sqlite3 *db, const char *who, const char *sql, ec_error *err);
 /* A column's bytes (NUL-terminated, *len without it) or text, copied; NULL
  * for NULL, empty or out of memory. For journal.c and ledger.c. */
 void *ec_sql_col_blob(sqlite3_stmt *st, int i, size_t *len);
