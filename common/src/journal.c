@@ -179,7 +179,10 @@ ec_err ec_journal_open(ec_journal **out, const char *store_path, ec_error *err)
         j->next_id = sqlite3_column_int64(j->st[ST_MAX], 0);
     sqlite3_reset(j->st[ST_MAX]);
     if (!memory) {
-        if ((rc = open_conn(&j->ckpt, path, err)))
+        /* A connection learns the file is in WAL mode on its first read;
+         * until then a checkpoint on it does nothing. */
+        if ((rc = open_conn(&j->ckpt, path, err)) ||
+            (rc = exec(j->ckpt, "SELECT count(*) FROM sqlite_master", err)))
             goto out;
         sqlite3_wal_hook(j->db, on_wal_commit, j);
     }
