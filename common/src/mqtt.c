@@ -141,10 +141,12 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     ec_err rc = ec_queue_try_push(m->inbound, msg);
     if (rc == EC_ERR_BUSY) {
         atomic_fetch_add(&m->overflows, 1);
-        if (!(m->on_overflow && m->on_overflow(m->overflow_ctx, msg)))
+        if (!(m->on_overflow && m->on_overflow(m->overflow_ctx, msg))) {
+            msg->overflowed = true;
             rc = ec_queue_push_force(m->inbound, msg);
-        else
+        } else {
             rc = EC_OK;
+        }
     }
     if (rc != EC_OK) {
         /* Only after ec_mqtt_stop() or out of memory. */
@@ -516,7 +518,28 @@ static ec_err send_message(ec_mqtt *m, const char *topic, const void *payload, s
 ec_err ec_mqtt_publish_nowait(ec_mqtt *m, const char *topic, const void *payload, size_t len,
                               int qos, const ec_mqtt_pubprops *pp, ec_error *err)
 {
-    return send_message(m, topic, payload, len, qos, false, pp, false, err);
+    if (qos > 0) {
+        /* Twice the cap: a caller that saw ec_mqtt_can_publish_now() true
+         * gets its few answers out even if workers took the last slots. */
+        pthread_mutex_lock(&m->lock);
+        bool room = m->inflight < 2 * m->max_inflight;
+        if (room)
+            m->inflight++;
+        pthread_mutex_unlock(&m->lock);
+        if (!room)
+            return ec_error_set(err, EC_ERR_BUSY,
+                                "mqtt: %d publishes unacknowledged; broker not keeping up",
+                                m->inflight);
+    }
+    return send_message(m, topic, payload, len, qos, false, pp, qos > 0, err);
+}
+
+bool ec_mqtt_can_publish_now(ec_mqtt *m)
+{
+    pthread_mutex_lock(&m->lock);
+    bool room = m->inflight < m->max_inflight;
+    pthread_mutex_unlock(&m->lock);
+    return room;
 }
 
 ec_err ec_mqtt_publish(ec_mqtt *m, const char *topic, const void *payload, size_t len, int qos,

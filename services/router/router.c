@@ -611,6 +611,10 @@ void ec_router_on_query(ec_router *r, ec_mqtt_msg *msg)
     ec_pending *p = intake(r, msg, false);
     if (!p)
         return;
+    if (msg->overflowed) {
+        finish_error(r, p, "busy", "router intake queue is full (mqtt.queue_size); retry later");
+        return;
+    }
     size_t inflight = ec_pending_count(r->pending);
     if (inflight >= (size_t)r->cfg->max_pending) {
         char m[200];
@@ -683,17 +687,21 @@ static void on_arrival(void *ctx, ec_mqtt_msg *msg)
 }
 
 /* Paho's thread, inbound queue full: answer the query "busy" at once rather
- * than queue without bound. Replies to our own requests are bounded by
- * max_pending, so those are queued anyway. */
+ * than queue without bound. Everything else (replies to our own requests,
+ * bounded by max_pending; breaker status) is queued anyway. */
 static bool on_overflow(void *ctx, ec_mqtt_msg *msg)
 {
     ec_router *r = ctx;
-    if (strcmp(msg->topic, r->reply_topic) == 0)
+    if (strcmp(msg->topic, r->query_topic) != 0)
         return false;
     if (msg->tag < 0) { /* a duplicate delivery: already taken */
         ec_mqtt_msg_free(msg);
         return true;
     }
+    /* The broker is not keeping up with what we send either: a worker
+     * refuses this one (ec_router_on_query), waiting for a slot as it may. */
+    if (!ec_mqtt_can_publish_now(r->svc->mqtt))
+        return false;
     ec_pending *p = intake(r, msg, true);
     if (p)
         finish_error(r, p, "busy", "router intake queue is full (mqtt.queue_size); retry later");

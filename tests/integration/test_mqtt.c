@@ -157,6 +157,42 @@ static void inflight_bound_pushes_back(void **state)
     ech_teardown(&h);
 }
 
+/* Answers from an overflow hook (Paho's thread) never wait, but they are
+ * counted too and bounded at twice the cap: past it they are refused, so they
+ * cannot pile up inside Paho without end. */
+static void nowait_publishes_are_counted_and_bounded(void **state)
+{
+    ech h;
+    ec_error err = {0};
+    ech_init(&h, "mqtt");
+    ech_start_broker(&h);
+    char topic[200];
+    snprintf(topic, sizeof(topic), "%s/nw", h.root);
+    ec_mqtt *c = client(&h, "nw-a", 64, 4);
+    assert_int_equal(ec_mqtt_connect(c, 5000, &err), EC_OK);
+    ech_stop_broker(&h);
+    for (int i = 0; i < 100 && ec_mqtt_connected(c); i++)
+        ec_sleep_ms(20);
+    assert_true(ec_mqtt_can_publish_now(c));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(ec_mqtt_publish_nowait(c, topic, "x", 1, 1, NULL, &err), EC_OK);
+    /* The cap is reached: workers would wait now, and the hook is told so. */
+    assert_false(ec_mqtt_can_publish_now(c));
+    assert_int_equal(ec_mqtt_publish(c, topic, "x", 1, 1, false, NULL, 50, &err), EC_ERR_BUSY);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(ec_mqtt_publish_nowait(c, topic, "x", 1, 1, NULL, &err), EC_OK);
+    uint64_t t0 = ec_mono_us();
+    assert_int_equal(ec_mqtt_publish_nowait(c, topic, "x", 1, 1, NULL, &err), EC_ERR_BUSY);
+    assert_true(ec_mono_us() - t0 < 50000); /* refused, not waited */
+    assert_non_null(strstr(err.msg, "unacknowledged"));
+    ech_start_broker(&h);
+    wait_connected(c, 15000);
+    assert_int_equal(ec_mqtt_flush(c, 5000), EC_OK); /* the buffered eight went out */
+    assert_true(ec_mqtt_can_publish_now(c));
+    ec_mqtt_destroy(c);
+    ech_teardown(&h);
+}
+
 static ec_mqtt *flood(ech *h, const char *topic, ec_mqtt *sub, int n)
 {
     ec_error err = {0};
@@ -192,7 +228,8 @@ static void full_queue_without_hook_keeps_everything(void **state)
     for (int i = 0; i < n; i++) {
         ec_mqtt_msg *m = NULL;
         assert_int_equal(ec_mqtt_next(sub, &m, 5000), EC_OK);
-        assert_int_equal(atoi(m->payload), i); /* all of them, in order */
+        assert_int_equal(atoi(m->payload), i);    /* all of them, in order */
+        assert_int_equal(m->overflowed, i >= 16); /* and marked past the bound */
         ec_mqtt_msg_free(m);
     }
     ec_mqtt_destroy(pub);
@@ -252,6 +289,7 @@ int main(void)
         cmocka_unit_test(nodelay_holds_after_reconnect),
         cmocka_unit_test(v5_properties_travel),
         cmocka_unit_test(inflight_bound_pushes_back),
+        cmocka_unit_test(nowait_publishes_are_counted_and_bounded),
         cmocka_unit_test(full_queue_without_hook_keeps_everything),
         cmocka_unit_test(full_queue_goes_to_the_overflow_hook),
     };

@@ -30,6 +30,7 @@ typedef struct ec_mqtt_msg {
     int qos;
     bool retained;
     bool dup;             /* a redelivery: the broker may have given it to us before */
+    bool overflowed;      /* it found the queue full and on_overflow declined it */
     char *response_topic; /* MQTT v5 Response Topic, or NULL */
     void *corr;           /* MQTT v5 Correlation Data, or NULL */
     size_t corr_len;
@@ -100,12 +101,19 @@ ec_err ec_mqtt_set_status(ec_mqtt *m, const char *online, ec_error *err);
 ec_err ec_mqtt_publish(ec_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
                        bool retain, const ec_mqtt_pubprops *props, int timeout_ms, ec_error *err);
 
+/* Whether fewer than max_inflight publishes are unacknowledged. */
+bool ec_mqtt_can_publish_now(ec_mqtt *m);
+
 /* Pops the next inbound message; EC_ERR_TIMEOUT, or EC_ERR_UNAVAILABLE after
  * ec_mqtt_stop(). The caller owns *out and frees it with ec_mqtt_msg_free. */
 ec_err ec_mqtt_next(ec_mqtt *m, ec_mqtt_msg **out, int timeout_ms);
 
-/* Publishes without waiting and without taking an in-flight slot: for small
- * answers sent from inside an overflow hook. */
+/* Publishes without waiting, for small answers sent from inside an overflow
+ * hook (Paho's thread must never block). It takes an in-flight slot like any
+ * publish, may go up to twice max_inflight, and fails with EC_ERR_BUSY
+ * beyond: unbounded, such answers pile up inside Paho, which then slows down
+ * for every message (it searches its unacknowledged publishes linearly).
+ * Check ec_mqtt_can_publish_now() first. */
 ec_err ec_mqtt_publish_nowait(ec_mqtt *m, const char *topic, const void *payload, size_t len,
                               int qos, const ec_mqtt_pubprops *props, ec_error *err);
 
