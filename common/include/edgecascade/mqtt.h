@@ -5,8 +5,8 @@
  * When the queue is full the owner's on_overflow hook decides, on Paho's
  * thread and without blocking, what to do with the message (the router answers
  * "busy"); without a hook, or when the hook declines, the message is queued past
- * the nominal capacity (for traffic bounded elsewhere, such as replies to our
- * own requests). Paho's own "return 0 and redeliver later" is not used: in
+ * the nominal capacity, marked overflowed (for traffic bounded elsewhere, such
+ * as replies to our own requests, or for the owner's workers to refuse). Paho's own "return 0 and redeliver later" is not used: in
  * Paho C 1.3.12 the message then waits for the next incoming packet.
  * Publishing blocks the caller (up to a timeout) once max_inflight QoS>0
  * publishes are unacknowledged, so a burst pushes back on its producer instead
