@@ -611,7 +611,9 @@ void ec_router_on_query(ec_router *r, ec_mqtt_msg *msg)
     ec_pending *p = intake(r, msg, false);
     if (!p)
         return;
-    if (msg->overflowed) {
+    /* Queued past a full intake queue (on_overflow had no slot to answer it
+     * with): refused now unless the backlog has drained since. */
+    if (msg->overflowed && ec_mqtt_queue_len(r->svc->mqtt) >= (size_t)r->cfg->queue_size / 2) {
         finish_error(r, p, "busy", "router intake queue is full (mqtt.queue_size); retry later");
         return;
     }
