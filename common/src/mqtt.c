@@ -74,17 +74,6 @@ void ec_mqtt_msg_free(ec_mqtt_msg *m)
     free(m);
 }
 
-static void timespec_in(struct timespec *ts, int timeout_ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += timeout_ms / 1000;
-    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* ---- Paho callbacks: copy, signal, return ---- */
 
 static void *copy_prop(MQTTProperties *props, enum MQTTPropertyCodes code, size_t *len, bool cstr)
@@ -477,7 +466,7 @@ ec_err ec_mqtt_connect(ec_mqtt *m, int timeout_ms, ec_error *err)
                             MQTTAsync_strerror(prc));
 
     struct timespec deadline;
-    timespec_in(&deadline, timeout_ms);
+    ec_deadline_in(&deadline, timeout_ms > 0 ? (unsigned)timeout_ms : 0);
     ec_err rc = EC_OK;
     pthread_mutex_lock(&m->lock);
     while (!(m->connected && m->subs_acked >= m->n_subs)) {
@@ -522,14 +511,15 @@ ec_err ec_mqtt_publish_nowait(ec_mqtt *m, const char *topic, const void *payload
         /* Twice the cap: a caller that saw ec_mqtt_can_publish_now() true
          * gets its few answers out even if workers took the last slots. */
         pthread_mutex_lock(&m->lock);
-        bool room = m->inflight < 2 * m->max_inflight;
+        int inflight = m->inflight;
+        bool room = inflight < 2 * m->max_inflight;
         if (room)
             m->inflight++;
         pthread_mutex_unlock(&m->lock);
         if (!room)
             return ec_error_set(err, EC_ERR_BUSY,
                                 "mqtt: %d publishes unacknowledged; broker not keeping up",
-                                m->inflight);
+                                inflight);
     }
     return send_message(m, topic, payload, len, qos, false, pp, qos > 0, err);
 }
@@ -547,7 +537,7 @@ ec_err ec_mqtt_publish(ec_mqtt *m, const char *topic, const void *payload, size_
 {
     if (qos > 0) {
         struct timespec deadline;
-        timespec_in(&deadline, timeout_ms > 0 ? timeout_ms : 0);
+        ec_deadline_in(&deadline, timeout_ms > 0 ? (unsigned)timeout_ms : 0);
         pthread_mutex_lock(&m->lock);
         while (m->inflight >= m->max_inflight && !m->stopping) {
             if (timeout_ms <= 0 ||
@@ -643,7 +633,7 @@ uint64_t ec_mqtt_overflows(ec_mqtt *m)
 ec_err ec_mqtt_flush(ec_mqtt *m, int timeout_ms)
 {
     struct timespec deadline;
-    timespec_in(&deadline, timeout_ms);
+    ec_deadline_in(&deadline, timeout_ms > 0 ? (unsigned)timeout_ms : 0);
     ec_err rc = EC_OK;
     pthread_mutex_lock(&m->lock);
     while (m->inflight > 0) {

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "edgecascade/util.h"
+
 struct ec_queue {
     pthread_mutex_t lock;
     pthread_cond_t not_empty;
@@ -58,17 +60,6 @@ void ec_queue_destroy(ec_queue *q, void (*free_item)(void *))
     free(q);
 }
 
-static void deadline_after(struct timespec *ts, int timeout_ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += timeout_ms / 1000;
-    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* Waits on cond until pred() is false; returns EC_ERR_TIMEOUT on deadline. */
 static ec_err wait_on(ec_queue *q, pthread_cond_t *cond, int timeout_ms,
                       const struct timespec *deadline)
@@ -100,7 +91,7 @@ ec_err ec_queue_push(ec_queue *q, void *item, int timeout_ms)
 {
     struct timespec deadline;
     if (timeout_ms > 0)
-        deadline_after(&deadline, timeout_ms);
+        ec_deadline_in(&deadline, (unsigned)timeout_ms);
     ec_err rc = EC_OK;
     pthread_mutex_lock(&q->lock);
     while (!q->closed && q->len >= q->limit) {
@@ -151,7 +142,7 @@ ec_err ec_queue_pop(ec_queue *q, void **item, int timeout_ms)
 {
     struct timespec deadline;
     if (timeout_ms > 0)
-        deadline_after(&deadline, timeout_ms);
+        ec_deadline_in(&deadline, (unsigned)timeout_ms);
     ec_err rc = EC_OK;
     pthread_mutex_lock(&q->lock);
     while (q->len == 0) {

@@ -791,13 +791,7 @@ static void checkpoint_if_due(ec_store *s)
 static void batch_sleep(ec_store *s)
 {
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += s->batch_ms / 1000;
-    until.tv_nsec += (long)(s->batch_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    ec_deadline_in(&until, (unsigned)s->batch_ms);
     pthread_mutex_lock(&s->lock);
     while (!s->closing && pthread_cond_timedwait(&s->closing_cond, &s->lock, &until) == 0)
         ;
@@ -913,15 +907,7 @@ ec_err ec_store_flush(ec_store *s, int timeout_ms, ec_error *err)
     if (!s)
         return ec_error_set(err, EC_ERR_INVAL, "store: no store");
     struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    if (timeout_ms > 0) {
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
-    }
+    ec_deadline_in(&deadline, timeout_ms > 0 ? (unsigned)timeout_ms : 0);
     ec_err rc = EC_OK;
     pthread_mutex_lock(&s->lock);
     uint64_t target = s->recorded;

@@ -265,13 +265,7 @@ ec_err ec_discovery_start(ec_discovery *d, int wait_ms, ec_error *err)
         return ec_error_set(err, EC_ERR_NOMEM, "cannot start the model discovery thread");
     d->started = true;
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += wait_ms / 1000;
-    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    ec_deadline_in(&until, wait_ms > 0 ? (unsigned)wait_ms : 0);
     pthread_mutex_lock(&d->lock);
     while (d->rounds == 0 && pthread_cond_timedwait(&d->cond, &d->lock, &until) == 0)
         ;

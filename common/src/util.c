@@ -137,6 +137,17 @@ char *ec_read_file(const char *path, size_t max, size_t *len_out)
     return buf;
 }
 
+void ec_deadline_in(struct timespec *ts, unsigned ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
 void ec_mem_give_back(void)
 {
     malloc_trim(0);

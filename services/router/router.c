@@ -550,6 +550,8 @@ void ec_router_judge(ec_router *r, ec_pending *p, ec_infer_reply *rep)
 
 /* ---- intake ---- */
 
+static const char intake_full[] = "router intake queue is full (mqtt.queue_size); retry later";
+
 /* Reads a query into a new pending entry. Returns NULL when the query has
  * already been answered (with an error) or memory ran out. */
 static ec_pending *intake(ec_router *r, ec_mqtt_msg *msg, bool nowait)
@@ -614,7 +616,7 @@ void ec_router_on_query(ec_router *r, ec_mqtt_msg *msg)
     /* Queued past a full intake queue (on_overflow had no slot to answer it
      * with): refused now unless the backlog has drained since. */
     if (msg->overflowed && ec_mqtt_queue_len(r->svc->mqtt) >= (size_t)r->cfg->queue_size / 2) {
-        finish_error(r, p, "busy", "router intake queue is full (mqtt.queue_size); retry later");
+        finish_error(r, p, "busy", intake_full);
         return;
     }
     size_t inflight = ec_pending_count(r->pending);
@@ -706,7 +708,7 @@ static bool on_overflow(void *ctx, ec_mqtt_msg *msg)
         return false;
     ec_pending *p = intake(r, msg, true);
     if (p)
-        finish_error(r, p, "busy", "router intake queue is full (mqtt.queue_size); retry later");
+        finish_error(r, p, "busy", intake_full);
     ec_mqtt_msg_free(msg);
     return true;
 }

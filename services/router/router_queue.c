@@ -197,14 +197,7 @@ void *ec_router_replayer_main(void *arg)
         pthread_mutex_lock(&r->replay_lock);
         if (!r->replay_wake) {
             struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            uint32_t ms = r->cfg->replay_interval_ms;
-            ts.tv_sec += ms / 1000;
-            ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            ec_deadline_in(&ts, r->cfg->replay_interval_ms);
             pthread_cond_timedwait(&r->replay_cond, &r->replay_lock, &ts);
         }
         r->replay_wake = false;
@@ -246,12 +239,7 @@ void *ec_router_replayer_main(void *arg)
         pthread_mutex_lock(&r->replay_lock);
         while (r->replay_inflight > 0 && !ec_service_stopping()) {
             struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += 200 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            ec_deadline_in(&ts, 200);
             pthread_cond_timedwait(&r->replay_cond, &r->replay_lock, &ts);
         }
         if (r->replay_failed == 0)

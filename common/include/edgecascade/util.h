@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 uint64_t ec_now_ms(void);  /* CLOCK_REALTIME, ms since the epoch (for records) */
 uint64_t ec_mono_us(void); /* CLOCK_MONOTONIC, µs (for latencies and deadlines) */
@@ -20,6 +21,9 @@ bool ec_streq(const char *a, const char *b); /* NULL-safe */
 /* Reads a whole file (at most max bytes) into a NUL-terminated heap string. */
 char *ec_read_file(const char *path, size_t max, size_t *len_out);
 
+/* The CLOCK_MONOTONIC time ms milliseconds from now, for
+ * pthread_cond_timedwait on a condition made with that clock. */
+void ec_deadline_in(struct timespec *ts, unsigned ms);
 /* Sleeps, resuming after EINTR, for ms milliseconds. */
 void ec_sleep_ms(unsigned ms);
 /* Hands freed heap back to the system. glibc keeps what a burst freed in each
