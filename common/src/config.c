@@ -277,7 +277,13 @@ static const ec_cm_entry router_table[] = {
     {.type = EC_CM_INT, .key = "workers", .offset = CFG(router_workers), .def = "2",
      .desc = "worker threads", .min = 1, .max = 64},
     {.type = EC_CM_INT, .key = "max_pending", .offset = CFG(max_pending), .def = "1024",
-     .desc = "in-flight queries before answering busy", .min = 1, .max = 100000},
+     .desc = "queries taken and not yet answered (in flight or waiting for the local model) "
+             "before answering busy",
+     .min = 1, .max = 100000},
+    {.type = EC_CM_INT, .key = "local_inflight", .offset = CFG(local_inflight), .def = "0",
+     .desc = "requests out to the local model at once; more wait in the router, in arrival "
+             "order (0: 4 x local.workers)",
+     .min = 0, .max = 100000},
     {.type = EC_CM_U32, .key = "query_timeout_ms", .offset = CFG(query_timeout_ms),
      .def = "60000", .desc = "deadline of a whole query, all tiers", .min = 100,
      .max = 3600000},

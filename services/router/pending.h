@@ -34,7 +34,9 @@ typedef struct ec_pending {
     size_t n_attempts;
     int best; /* attempt index of the most confident draft, -1 if none */
     bool left_device;
-    bool nowait; /* answered from Paho's thread: publish and record without waiting */
+    bool nowait;    /* answered from Paho's thread: publish and record without waiting */
+    bool windowed;  /* holds a slot of the local window (window.h) */
+    double held_ms; /* monotonic: began waiting for a local slot */
 
     double deadline_ms;    /* monotonic: the whole query must be answered by then */
     uint32_t expiry_s;     /* MQTT Message Expiry of the query, 0 if none */

@@ -333,6 +333,13 @@ void ec_router_dispatch(ec_router *r, ec_pending *p, int ti)
     }
     if ((double)req.timeout_ms > left)
         req.timeout_ms = (uint32_t)left;
+    if (t->local && !p->windowed) {
+        p->tier = ti;
+        p->busy_ms += ec_mono_ms() - t_in;
+        if (!ec_window_enter(r->window, p, ec_router_local_window(r)))
+            return; /* waits for a slot; ec_router_window_pass or a reply sends it */
+        t_in = ec_mono_ms();
+    }
 
     ec_buf b;
     ec_error err = {0};
@@ -368,6 +375,10 @@ void ec_router_dispatch(ec_router *r, ec_pending *p, int ti)
         }
     }
     ec_buf_free(&b);
+    /* The slot is freed, not handed on: the sweeper's pass admits the next
+     * query, where a hand-off here would recurse through every waiting one
+     * while the broker refuses publishes. */
+    ec_window_leave(r->window, p, 0);
     ec_infer_reply rep = {0};
     ec_wire_error_set(&rep.error, rc == EC_ERR_BUSY ? "busy" : "internal", err.msg);
     ec_router_judge(r, p, &rep);
@@ -619,7 +630,7 @@ void ec_router_on_query(ec_router *r, ec_mqtt_msg *msg)
         finish_error(r, p, "busy", intake_full);
         return;
     }
-    size_t inflight = ec_pending_count(r->pending);
+    size_t inflight = ec_pending_count(r->pending) + ec_window_waiting(r->window);
     if (inflight >= (size_t)r->cfg->max_pending) {
         char m[200];
         snprintf(m, sizeof(m), "router has %zu queries in flight (router.max_pending); retry later",
@@ -669,6 +680,9 @@ static void on_reply(ec_router *r, ec_mqtt_msg *msg)
         ec_infer_reply_clear(&rep);
         return;
     }
+    ec_pending *next = ec_window_leave(r->window, p, ec_router_local_window(r));
+    if (next)
+        ec_router_dispatch(r, next, next->tier);
     if (rc != EC_OK) {
         ec_infer_reply_clear(&rep);
         ec_wire_error_set(&rep.error, "internal", err.msg);
@@ -747,6 +761,7 @@ static void *sweeper_main(void *arg)
         while (p) {
             ec_pending *next = p->next;
             p->next = NULL;
+            ec_window_leave(r->window, p, 0); /* the pass below admits the next */
             const ec_tier_cfg *t = &r->cfg->tiers[p->tier];
             char m[300];
             snprintf(m, sizeof(m),
@@ -759,6 +774,7 @@ static void *sweeper_main(void *arg)
             ec_infer_reply_clear(&rep);
             p = next;
         }
+        ec_router_window_pass(r);
     }
     return NULL;
 }
@@ -785,7 +801,8 @@ ec_err ec_router_create(ec_router **out, ec_service *svc, ec_store *store, ec_er
     svc->on_arrival = on_arrival;
     svc->overflow_ctx = r;
     r->pending = ec_pending_table_create((size_t)r->cfg->max_pending * 2);
-    if (!r->pending) {
+    r->window = ec_window_create();
+    if (!r->pending || !r->window) {
         ec_router_destroy(r);
         return ec_error_set(err, EC_ERR_NOMEM, "router: out of memory");
     }
@@ -874,6 +891,11 @@ void ec_router_destroy(ec_router *r)
     }
     if (ec_pending_count(r->pending))
         ec_log_warn("%zu queries still in flight at shutdown", ec_pending_count(r->pending));
+    if (ec_window_waiting(r->window))
+        ec_log_warn("%zu queries still waiting for the local model at shutdown (journaled: "
+                    "the next start runs them)",
+                    ec_window_waiting(r->window));
+    ec_window_destroy(r->window);
     ec_pending_table_destroy(r->pending);
     ec_gate_destroy(r->gate);
     ec_router_controls_destroy(r);
@@ -908,5 +930,47 @@ const char *ec_router_breaker_filter(const ec_router *r)
 
 size_t ec_router_inflight(ec_router *r)
 {
-    return ec_pending_count(r->pending);
+    return ec_pending_count(r->pending) + ec_window_waiting(r->window);
+}
+
+/* ---- the local window (window.h) ---- */
+
+size_t ec_router_local_window(ec_router *r)
+{
+    const ec_config *c = r->cfg;
+    if (c->local_inflight > 0)
+        return (size_t)c->local_inflight;
+    return 4 * (size_t)(c->local_workers > 0 ? c->local_workers : 1);
+}
+
+/* How long a query may wait for a local slot: its tier's own timeout, and
+ * never past the query's deadline. */
+static double max_wait_ms(void *ctx, const ec_pending *p)
+{
+    ec_router *r = ctx;
+    double wait = r->cfg->tiers[p->tier].timeout_ms;
+    double left = p->deadline_ms - p->held_ms;
+    return left < wait ? left : wait;
+}
+
+void ec_router_window_pass(ec_router *r)
+{
+    ec_pending *p = ec_window_take_stale(r->window, ec_mono_ms(), max_wait_ms, r);
+    while (p) {
+        ec_pending *next = p->next;
+        p->next = NULL;
+        char m[300];
+        snprintf(m, sizeof(m),
+                 "waited %.0f ms for one of %zu slots to the local model "
+                 "(router.local_inflight); not sent",
+                 ec_mono_ms() - p->held_ms, ec_router_local_window(r));
+        p->hop_start_ms = p->held_ms;
+        ec_infer_reply rep = {0};
+        ec_wire_error_set(&rep.error, "busy", m);
+        ec_router_judge(r, p, &rep);
+        ec_infer_reply_clear(&rep);
+        p = next;
+    }
+    while ((p = ec_window_admit(r->window, ec_router_local_window(r))))
+        ec_router_dispatch(r, p, p->tier);
 }

@@ -14,6 +14,7 @@
 #include "pending.h"
 #include "router.h"
 #include "router_metrics.h"
+#include "window.h"
 
 struct MHD_Daemon; /* libmicrohttpd, router_http.c */
 
@@ -32,6 +33,7 @@ struct ec_router {
     ec_journal *journal; /* NULL without a store */
     _Atomic(ec_gate *) gate;
     ec_pending_table *pending;
+    ec_window *window; /* local requests out at once, and the queries waiting for one */
     atomic_uint_fast64_t next_key;
     char reply_topic[300];
     char query_topic[300];
@@ -96,6 +98,10 @@ void ec_router_copy_attempt(ec_attempt *dst, const ec_attempt *src);
 void ec_router_dispatch(ec_router *r, ec_pending *p, int ti);
 void ec_router_judge(ec_router *r, ec_pending *p, ec_infer_reply *rep);
 void ec_router_on_query(ec_router *r, ec_mqtt_msg *msg);
+size_t ec_router_local_window(ec_router *r);
+/* Judges queries that waited too long for a local slot and sends those a
+ * slot is free for (a raised limit, a slot freed without a hand-off). */
+void ec_router_window_pass(ec_router *r);
 
 /* router_shadow.c: gate.shadow_rate */
 bool ec_router_shadow_pick(ec_router *r);

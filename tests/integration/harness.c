@@ -704,3 +704,14 @@ long ech_sql_long(ech *h, const char *sql)
     free(s);
     return v;
 }
+
+long ech_sql_wait(ech *h, const char *sql, long want)
+{
+    long n = 0;
+    for (int k = 0; k < 100; k++) {
+        if ((n = ech_sql_long(h, sql)) >= want)
+            break;
+        ec_sleep_ms(50);
+    }
+    return n;
+}

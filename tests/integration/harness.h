@@ -118,6 +118,9 @@ void ech_sim_post(ech *h, const char *path, const char *json);
  * first row as a heap string (NULL when no row). */
 char *ech_sql(ech *h, const char *sql);
 long ech_sql_long(ech *h, const char *sql);
+/* Polls a count until it reaches want or 5 s pass (the decision writer
+ * batches); returns the last count. */
+long ech_sql_wait(ech *h, const char *sql, long want);
 /* Rows in the router's arrival journal (journal.h), waiting up to settle_ms
  * for it to empty (the decision writer clears rows just after its commit). */
 long ech_journal_rows(ech *h, int settle_ms);

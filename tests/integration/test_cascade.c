@@ -62,18 +62,6 @@ static int teardown(void **state)
 }
 
 /* Polls the store until the row count reaches want (the writer batches). */
-static long wait_rows(ech *h, const char *sql, long want)
-{
-    long n = 0;
-    for (int i = 0; i < 100; i++) {
-        n = ech_sql_long(h, sql);
-        if (n >= want)
-            break;
-        ec_sleep_ms(50);
-    }
-    return n;
-}
-
 static void confident_draft_stays_local(void **state)
 {
     ech *h = &((fixture *)*state)->h;
@@ -94,7 +82,7 @@ static void confident_draft_stays_local(void **state)
 
     char sql[300];
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM decisions WHERE query_id='%s'", r.id);
-    assert_int_equal(wait_rows(h, sql, 1), 1);
+    assert_int_equal(ech_sql_wait(h, sql, 1), 1);
     snprintf(sql, sizeof(sql),
              "SELECT tier_kind || '|' || tier_index || '|' || model || '|' || escalated || '|' || "
              "left_device FROM decisions WHERE query_id='%s'",
@@ -129,7 +117,7 @@ static void low_confidence_escalates_to_cloud(void **state)
 
     char sql[300];
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM decisions WHERE query_id='%s'", r.id);
-    assert_int_equal(wait_rows(h, sql, 1), 1);
+    assert_int_equal(ech_sql_wait(h, sql, 1), 1);
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FROM attempts a JOIN decisions d ON a.decision_id=d.id "
              "WHERE d.query_id='%s'",
@@ -173,7 +161,7 @@ static void local_only_never_reaches_cloud(void **state)
     assert_int_equal(ech_sim_requests(h, "gpt-4o-mini"), 0);
     char sql[300];
     snprintf(sql, sizeof(sql), "SELECT left_device FROM decisions WHERE query_id='%s'", r.id);
-    wait_rows(h, "SELECT count(*) FROM decisions", 1);
+    ech_sql_wait(h, "SELECT count(*) FROM decisions", 1);
     assert_int_equal(ech_sql_long(h, sql), 0);
     ec_result_clear(&r);
 }
@@ -196,7 +184,7 @@ static void correlation_and_json_ingress(void **state)
     assert_non_null(json_string_value(json_object_get(j, "answer")));
     json_decref(j);
     ec_mqtt_msg_free(m);
-    wait_rows(h, "SELECT count(*) FROM decisions WHERE query_id='plc7-0001'", 1);
+    ech_sql_wait(h, "SELECT count(*) FROM decisions WHERE query_id='plc7-0001'", 1);
     char *src =
         ech_sql(h, "SELECT source || '|' || encoding FROM decisions WHERE query_id='plc7-0001'");
     assert_non_null(src);
@@ -260,8 +248,8 @@ static void malformed_payloads_get_error_results(void **state)
     ec_mqtt_msg_free(m);
 
     /* Every malformed query is in the decision log, and the services still answer. */
-    assert_int_equal(wait_rows(h, "SELECT count(*) FROM decisions WHERE error_code IS NOT NULL", 4),
-                     4);
+    assert_int_equal(
+        ech_sql_wait(h, "SELECT count(*) FROM decisions WHERE error_code IS NOT NULL", 4), 4);
     assert_true(ech_alive(&h->router) && ech_alive(&h->local) && ech_alive(&h->relay));
     ec_result ok = {0};
     assert_int_equal(ech_ask(h, "tolerance check after bad input", NULL, &ok, 10000), 0);

@@ -55,24 +55,12 @@ static void start(ech *h, const char *name, const char *extra_yaml)
     ech_connect_client(h);
 }
 
-static long wait_rows(ech *h, const char *sql, long want)
-{
-    long n = 0;
-    for (int i = 0; i < 100; i++) {
-        n = ech_sql_long(h, sql);
-        if (n >= want)
-            break;
-        ec_sleep_ms(50);
-    }
-    return n;
-}
-
 /* Selected columns of the query's decision row, once it is written. */
 static char *row(ech *h, const char *id, const char *cols)
 {
     char sql[600];
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM decisions WHERE query_id='%s'", id);
-    assert_int_equal(wait_rows(h, sql, 1), 1);
+    assert_int_equal(ech_sql_wait(h, sql, 1), 1);
     snprintf(sql, sizeof(sql), "SELECT %s FROM decisions WHERE query_id='%s'", cols, id);
     char *s = ech_sql(h, sql);
     assert_non_null(s);
@@ -191,7 +179,7 @@ static void redacted_before_it_leaves_the_device(void **state)
     char sql[200];
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FROM decisions WHERE query_id='replayed-1' AND revision=2");
-    assert_int_equal(wait_rows(&h, sql, 1), 1);
+    assert_int_equal(ech_sql_wait(&h, sql, 1), 1);
     expect_row(&h, "replayed-1", "left_device || '|' || redacted", "1|1");
     ech_teardown(&h);
 }
@@ -212,7 +200,7 @@ static void shadow_copies_are_redacted(void **state)
              "SELECT count(*) FROM decisions d JOIN attempts a ON a.decision_id = d.id"
              " WHERE d.query_id='%s'",
              r.id);
-    assert_int_equal(wait_rows(&h, sql, 2), 2); /* the shadow call is appended */
+    assert_int_equal(ech_sql_wait(&h, sql, 2), 2); /* the shadow call is appended */
     expect_row(&h, r.id, "left_device || '|' || redacted", "1|1");
     char *cloud = ech_sim_last_request(&h, CLOUD);
     assert_true(contains(cloud, "Within tolerance? Ask [EMAIL] at [IP]"));

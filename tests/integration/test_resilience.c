@@ -130,18 +130,6 @@ static void collect(ech *h, tally *t, int want_rev2, int timeout_ms)
     }
 }
 
-/* Polls a count until it reaches want (the decision writer batches). */
-static long wait_count(ech *h, const char *sql, long want)
-{
-    long n = 0;
-    for (int k = 0; k < 100; k++) {
-        if ((n = ech_sql_long(h, sql)) >= want)
-            break;
-        ec_sleep_ms(50);
-    }
-    return n;
-}
-
 static long rows_for(ech *h, const char *id)
 {
     char sql[200];
@@ -211,10 +199,10 @@ static void breaker_opens_queues_and_recovers(void **state)
         assert_string_equal(t.tier2[i], "cloud");
     }
     assert_one_row_each(h_, &t);
-    assert_int_equal(wait_count(h_,
-                                "SELECT count(*) FROM decisions WHERE revision=2 AND "
-                                "tier_kind='cloud' AND degraded=0",
-                                4),
+    assert_int_equal(ech_sql_wait(h_,
+                                  "SELECT count(*) FROM decisions WHERE revision=2 AND "
+                                  "tier_kind='cloud' AND degraded=0",
+                                  4),
                      4);
     assert_int_equal(ech_sql_long(h_, "SELECT count(*) FROM outbox"), 0);
     assert_int_equal(ech_sql_long(h_, "SELECT count(*) FROM queue_events WHERE event='queued'"), 4);

@@ -1,0 +1,133 @@
+#include "window.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "edgecascade/util.h"
+
+struct ec_window {
+    pthread_mutex_t lock;
+    size_t inflight;
+    ec_pending *head, *tail; /* waiting, oldest first, chained through next */
+    size_t waiting;
+};
+
+ec_window *ec_window_create(void)
+{
+    ec_window *w = calloc(1, sizeof(*w));
+    if (w)
+        pthread_mutex_init(&w->lock, NULL);
+    return w;
+}
+
+void ec_window_destroy(ec_window *w)
+{
+    if (!w)
+        return;
+    ec_pending *p = w->head;
+    while (p) {
+        ec_pending *next = p->next;
+        ec_pending_free(p);
+        p = next;
+    }
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+/* Under the lock: the oldest waiting query, given a slot. */
+static ec_pending *pop_with_slot(ec_window *w, size_t limit)
+{
+    if (!w->head || w->inflight >= limit)
+        return NULL;
+    ec_pending *p = w->head;
+    w->head = p->next;
+    if (!w->head)
+        w->tail = NULL;
+    w->waiting--;
+    p->next = NULL;
+    p->windowed = true;
+    w->inflight++;
+    return p;
+}
+
+bool ec_window_enter(ec_window *w, ec_pending *p, size_t limit)
+{
+    pthread_mutex_lock(&w->lock);
+    bool now = !w->head && w->inflight < limit;
+    if (now) {
+        w->inflight++;
+        p->windowed = true;
+    } else {
+        p->next = NULL;
+        p->held_ms = ec_mono_ms();
+        if (w->tail)
+            w->tail->next = p;
+        else
+            w->head = p;
+        w->tail = p;
+        w->waiting++;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return now;
+}
+
+ec_pending *ec_window_leave(ec_window *w, ec_pending *p, size_t limit)
+{
+    if (!p->windowed)
+        return NULL;
+    p->windowed = false;
+    pthread_mutex_lock(&w->lock);
+    if (w->inflight > 0)
+        w->inflight--;
+    ec_pending *next = pop_with_slot(w, limit);
+    pthread_mutex_unlock(&w->lock);
+    return next;
+}
+
+ec_pending *ec_window_admit(ec_window *w, size_t limit)
+{
+    pthread_mutex_lock(&w->lock);
+    ec_pending *p = pop_with_slot(w, limit);
+    pthread_mutex_unlock(&w->lock);
+    return p;
+}
+
+ec_pending *ec_window_take_stale(ec_window *w, double now_ms,
+                                 double (*max_wait_ms)(void *ctx, const ec_pending *p), void *ctx)
+{
+    ec_pending *out = NULL, **tail = &out;
+    pthread_mutex_lock(&w->lock);
+    ec_pending **pp = &w->head, *prev = NULL;
+    while (*pp) {
+        ec_pending *p = *pp;
+        if (now_ms - p->held_ms > max_wait_ms(ctx, p)) {
+            *pp = p->next;
+            w->waiting--;
+            p->next = NULL;
+            *tail = p;
+            tail = &p->next;
+        } else {
+            prev = p;
+            pp = &p->next;
+        }
+    }
+    w->tail = prev;
+    pthread_mutex_unlock(&w->lock);
+    return out;
+}
+
+size_t ec_window_waiting(ec_window *w)
+{
+    pthread_mutex_lock(&w->lock);
+    size_t n = w->waiting;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
+size_t ec_window_inflight(ec_window *w)
+{
+    pthread_mutex_lock(&w->lock);
+    size_t n = w->inflight;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}

@@ -1,0 +1,47 @@
+/* The local window: how many requests the router has out to the device's
+ * local model at once (router.local_inflight). A local tier shares the
+ * device's cores with everything else, so requests past what its workers
+ * can take only wait in its queue, and under overload that queue turned
+ * into seconds of latency and into CPU spent by the router on queries that
+ * were going to wait anyway. Past the window a query waits here instead,
+ * in arrival order, and is sent the moment a local hop ends; a burst is
+ * absorbed rather than refused.
+ *
+ * A query holds one slot per local hop: from its dispatch until its reply,
+ * its timeout or a failed publish takes it out of the pending table. */
+#ifndef EC_WINDOW_H
+#define EC_WINDOW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "pending.h"
+
+typedef struct ec_window ec_window;
+
+ec_window *ec_window_create(void);
+/* Frees the window and every query still waiting in it (their journal rows
+ * stay, so the next start runs them). */
+void ec_window_destroy(ec_window *w);
+
+/* A slot for p's next local hop: true and the slot is p's (p->windowed), or
+ * false and p now waits in the window, owned by it. Queries already waiting
+ * go first, so a new arrival never overtakes them. */
+bool ec_window_enter(ec_window *w, ec_pending *p, size_t limit);
+
+/* p's local hop ended: its slot goes to the oldest waiting query, returned
+ * with the slot (the caller dispatches it), or NULL. */
+ec_pending *ec_window_leave(ec_window *w, ec_pending *p, size_t limit);
+
+/* A slot freed by a lower limit or a leave that found nobody: the oldest
+ * waiting query with a slot, or NULL (a reload can raise the limit). */
+ec_pending *ec_window_admit(ec_window *w, size_t limit);
+
+/* Waiting queries whose wait passed max_wait_ms(p), chained through next. */
+ec_pending *ec_window_take_stale(ec_window *w, double now_ms,
+                                 double (*max_wait_ms)(void *ctx, const ec_pending *p), void *ctx);
+
+size_t ec_window_waiting(ec_window *w);
+size_t ec_window_inflight(ec_window *w);
+
+#endif
