@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -117,6 +118,29 @@ static char **child_env(ech *h, const char *name, char *own[3])
     return env;
 }
 
+/* Every process a test started, killed when the test binary exits: a failed
+ * assertion skips the test's teardown, and the broker and services it
+ * started would otherwise outlive the binary and load the machine for every
+ * test (and benchmark) after it. waitpid tells a child still running from a
+ * pid already reaped (ECHILD), so nothing else is ever killed. */
+static pid_t g_children[1024];
+static size_t g_n_children;
+
+static void kill_children(void)
+{
+    for (size_t i = 0; i < g_n_children; i++)
+        if (waitpid(g_children[i], NULL, WNOHANG) == 0)
+            kill(g_children[i], SIGKILL);
+}
+
+static void remember_child(pid_t pid)
+{
+    if (g_n_children == 0)
+        atexit(kill_children);
+    if (g_n_children < sizeof(g_children) / sizeof(g_children[0]))
+        g_children[g_n_children++] = pid;
+}
+
 static void spawn(ech *h, ech_proc *p, const char *name, char *const argv[])
 {
     /* only our programs are instrumented ("mosquitto", "mosquitto-central") */
@@ -146,10 +170,16 @@ static void spawn(ech *h, ech_proc *p, const char *name, char *const argv[])
     else
         snprintf(exe, sizeof(exe), "%s", args[0]);
 
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         fail_msg("fork: %s", strerror(errno));
     if (pid == 0) {
+        /* If the test binary crashes. Mosquitto started as root drops to
+         * user mosquitto, which clears this; kill_children covers it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
         int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -161,6 +191,7 @@ static void spawn(ech *h, ech_proc *p, const char *name, char *const argv[])
         _exit(127);
     }
     p->pid = pid;
+    remember_child(pid);
     free(args);
     free(wcopy);
     free(env);
