@@ -83,6 +83,8 @@ static enum MHD_Result serve_metrics(ec_router *r, struct MHD_Connection *conn)
 {
     ec_metrics_snap s;
     ec_metrics_snapshot(r->metrics, &s);
+    s.inflight = (long)ec_router_inflight(r);
+    s.waiting_local = (long)ec_window_waiting(r->window);
     ec_buf b;
     ec_error err = {0};
     ec_buf_init(&b, METRICS_MAX_BYTES);

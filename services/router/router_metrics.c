@@ -231,6 +231,8 @@ void ec_metrics_snapshot(ec_metrics *m, ec_metrics_snap *out)
     pthread_mutex_lock(&m->lock);
     *out = m->c;
     pthread_mutex_unlock(&m->lock);
+    out->inflight = -1;
+    out->waiting_local = -1;
 }
 
 double ec_metrics_quantile_ms(const ec_metrics_hist *h, double q)
@@ -329,6 +331,15 @@ ec_err ec_metrics_prometheus(const ec_metrics_snap *s, long queue_depth, ec_buf 
                       h->sum_ms / 1000.0);
         ec_buf_printf(b, "edgecascade_latency_seconds_count{tier=\"%s\"} %llu\n", t,
                       (unsigned long long)h->count);
+    }
+    if (s->inflight >= 0) {
+        family(b, "edgecascade_inflight", "gauge", "Queries taken and not yet answered.");
+        ec_buf_printf(b, "edgecascade_inflight %ld\n", s->inflight);
+    }
+    if (s->waiting_local >= 0) {
+        family(b, "edgecascade_waiting_local", "gauge",
+               "Queries waiting for a slot to the local model (router.local_inflight).");
+        ec_buf_printf(b, "edgecascade_waiting_local %ld\n", s->waiting_local);
     }
     if (queue_depth >= 0) {
         family(b, "edgecascade_queue_depth", "gauge",

@@ -87,6 +87,9 @@ typedef struct ec_metrics_snap {
     ec_metrics_breaker breakers[EC_METRICS_BREAKERS];
     size_t n_breakers;
     uint64_t started_ms; /* epoch ms of ec_metrics_create */
+    /* gauges the owner fills in after ec_metrics_snapshot (-1: left out) */
+    long inflight;      /* queries taken and not yet answered */
+    long waiting_local; /* of those, waiting for a slot to the local model */
 } ec_metrics_snap;
 
 ec_err ec_metrics_create(ec_metrics **out, ec_error *err);
