@@ -276,7 +276,7 @@ static const ec_cm_entry gate_table[] = {
 static const ec_cm_entry router_table[] = {
     {.type = EC_CM_INT, .key = "workers", .offset = CFG(router_workers), .def = "2",
      .desc = "worker threads", .min = 1, .max = 64},
-    {.type = EC_CM_INT, .key = "max_pending", .offset = CFG(max_pending), .def = "1024",
+    {.type = EC_CM_INT, .key = "max_pending", .offset = CFG(max_pending), .def = "4096",
      .desc = "queries taken and not yet answered (in flight or waiting for the local model) "
              "before answering busy",
      .min = 1, .max = 100000},
@@ -284,6 +284,10 @@ static const ec_cm_entry router_table[] = {
      .desc = "requests out to the local model at once; more wait in the router, in arrival "
              "order (0: 4 x local.workers)",
      .min = 0, .max = 100000},
+    {.type = EC_CM_U32, .key = "max_wait_ms", .offset = CFG(max_wait_ms), .def = "1000",
+     .desc = "new queries are answered busy while the oldest one waiting for the local model "
+             "has waited this long (0: off; a wait past the tier's timeout_ms ends anyway)",
+     .max = 3600000},
     {.type = EC_CM_U32, .key = "query_timeout_ms", .offset = CFG(query_timeout_ms),
      .def = "60000", .desc = "deadline of a whole query, all tiers", .min = 100,
      .max = 3600000},

@@ -319,6 +319,9 @@ void ec_router_dispatch(ec_router *r, ec_pending *p, int ti)
     double typical = r->ewma_ms[ti];
     pthread_mutex_unlock(&r->stats_lock);
     if (left < 1 || (!t->local && typical > 0 && left < typical)) {
+        /* A query let out of the window with its deadline just past: the
+         * slot it was handed goes back. */
+        ec_window_leave(r->window, p, 0);
         p->tier = ti;
         p->hop_start_ms = t_in;
         ec_infer_reply rep = {0};
@@ -657,6 +660,19 @@ void ec_router_on_query(ec_router *r, ec_mqtt_msg *msg)
     if (first < 0) {
         finish_error(r, p, "config",
                      "no tier allowed for this query (policy local_only needs a local tier)");
+        return;
+    }
+    /* The local model is behind by more than max_wait_ms: a new query would
+     * wait about as long as the oldest waiting one has, so it is refused now
+     * rather than answered late. A burst is still taken whole: its queries
+     * arrive before the oldest of them has waited that long. */
+    double behind = ec_window_oldest_wait_ms(r->window, ec_mono_ms());
+    if (r->cfg->tiers[first].local && r->cfg->max_wait_ms && behind > r->cfg->max_wait_ms) {
+        char m[200];
+        snprintf(m, sizeof(m),
+                 "the local model is %.0f ms behind (router.max_wait_ms %u); retry later", behind,
+                 r->cfg->max_wait_ms);
+        finish_error(r, p, "busy", m);
         return;
     }
     ec_router_dispatch(r, p, first);

@@ -116,6 +116,14 @@ ec_pending *ec_window_take_stale(ec_window *w, double now_ms,
     return out;
 }
 
+double ec_window_oldest_wait_ms(ec_window *w, double now_ms)
+{
+    pthread_mutex_lock(&w->lock);
+    double wait = w->head ? now_ms - w->head->held_ms : 0;
+    pthread_mutex_unlock(&w->lock);
+    return wait > 0 ? wait : 0;
+}
+
 size_t ec_window_waiting(ec_window *w)
 {
     pthread_mutex_lock(&w->lock);

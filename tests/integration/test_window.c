@@ -5,7 +5,9 @@
  *   cannot finish sooner than one answer time per query);
  * - a query that waits longer than its tier's timeout for a slot is answered
  *   "busy" with a message that names the setting, and every query of the
- *   burst gets exactly one answer and one decision row. */
+ *   burst gets exactly one answer and one decision row;
+ * - while the oldest waiting query has waited past router.max_wait_ms, a new
+ *   query is refused "busy" at once, and the burst before it is still served. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,13 +36,14 @@ static void start(ech *h, const char *name, const char *tiers_yaml, const char *
     ech_connect_client(h);
 }
 
-/* Publishes n local_only queries at once; the corr of query i is "w-<i>". */
-static void burst(ech *h, size_t n)
+/* Publishes local_only queries from..from+n-1 at once; the corr of query i
+ * is "w-<i>". */
+static void burst_from(ech *h, size_t from, size_t n)
 {
     ec_error err = {0};
     char topic[300];
     snprintf(topic, sizeof(topic), "%s/query", h->root);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = from; i < from + n; i++) {
         ec_query q = {0};
         char prompt[64], corr[32];
         snprintf(prompt, sizeof(prompt), "Convert %zu psi to bar.", 100 + i);
@@ -56,6 +59,11 @@ static void burst(ech *h, size_t n)
             ec_mqtt_publish(h->client, topic, b.data, b.len, 1, false, &pp, 5000, &err), EC_OK);
         ec_buf_free(&b);
     }
+}
+
+static void burst(ech *h, size_t n)
+{
+    burst_from(h, 0, n);
 }
 
 /* Collects one result per query of the burst into res[]; fails on a
@@ -179,11 +187,44 @@ static void too_long_a_wait_is_answered_busy(void **state)
     ech_teardown(&h);
 }
 
+static void a_model_too_far_behind_refuses_new_queries_at_once(void **state)
+{
+    (void)state;
+    ech h;
+    /* One slot, 500 ms per answer: the fourth query of a burst waits until
+     * 1.5 s, so from 0.3 s to 1.5 s the model is over max_wait_ms behind. */
+    start(&h, "window-behind", NULL, "router:\n  local_inflight: 1\n  max_wait_ms: 300\n");
+    ech_sim_fault(&h, "{\"model\": \"llama3.2-1b\", \"latency_ms\": 500}");
+
+    enum { N = 4 };
+    ec_result res[N + 1] = {0};
+    burst(&h, N);
+    ec_sleep_ms(800);
+    burst_from(&h, N, 1);
+    collect_all(&h, res, N + 1, 30000);
+    /* The burst itself was taken whole... */
+    for (size_t i = 0; i < N; i++) {
+        if (res[i].error.code)
+            fail_msg("query %zu of the burst answered %s: %s", i, res[i].error.code,
+                     res[i].error.message ? res[i].error.message : "");
+        ec_result_clear(&res[i]);
+    }
+    /* ...the query after it was refused without waiting. */
+    assert_non_null(res[N].error.code);
+    assert_string_equal(res[N].error.code, "busy");
+    assert_non_null(strstr(res[N].error.message, "router.max_wait_ms"));
+    assert_true(res[N].latency_ms < 300);
+    ec_result_clear(&res[N]);
+    assert_int_equal(ech_sim_requests(&h, "llama3.2-1b"), N);
+    ech_teardown(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(burst_past_the_window_waits_and_is_answered),
         cmocka_unit_test(too_long_a_wait_is_answered_busy),
+        cmocka_unit_test(a_model_too_far_behind_refuses_new_queries_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

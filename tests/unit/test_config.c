@@ -151,7 +151,9 @@ static void test_defaults(void **state)
     assert_string_equal(c.gate_preset, "balanced");
     assert_float_equal(c.min_confidence, 0.70, 1e-12);
     assert_int_equal(c.router_workers, 2);
-    assert_int_equal(c.max_pending, 1024);
+    assert_int_equal(c.max_pending, 4096);
+    assert_int_equal(c.local_inflight, 0);
+    assert_int_equal(c.max_wait_ms, 1000);
     assert_int_equal(c.query_timeout_ms, 60000);
     assert_int_equal(c.local_workers, 4);
     assert_int_equal(c.relay_workers, 4);

@@ -88,8 +88,9 @@ typedef struct ec_config {
 
     /* router */
     int router_workers;
-    int max_pending;    /* in-flight queries before answering busy */
-    int local_inflight; /* requests out to local tiers at once; 0: 4 x local_workers */
+    int max_pending;      /* in-flight queries before answering busy */
+    int local_inflight;   /* requests out to local tiers at once; 0: 4 x local_workers */
+    uint32_t max_wait_ms; /* refuse new queries while the local window is this far behind */
     uint32_t query_timeout_ms;
     bool offline_queue;          /* queue escalations while the cloud is unavailable */
     uint32_t queue_ttl_s;        /* how long a queued escalation may wait */
