@@ -285,8 +285,9 @@ static const ec_cm_entry router_table[] = {
              "order (0: 4 x local.workers)",
      .min = 0, .max = 100000},
     {.type = EC_CM_U32, .key = "max_wait_ms", .offset = CFG(max_wait_ms), .def = "1000",
-     .desc = "new queries are answered busy while the oldest one waiting for the local model "
-             "has waited this long (0: off; a wait past the tier's timeout_ms ends anyway)",
+     .desc = "new queries for the local model are answered busy while it is this far behind "
+             "(what waits for it, at the pace it keeps; 0: off, a wait past the tier's "
+             "timeout_ms ends anyway)",
      .max = 3600000},
     {.type = EC_CM_U32, .key = "query_timeout_ms", .offset = CFG(query_timeout_ms),
      .def = "60000", .desc = "deadline of a whole query, all tiers", .min = 100,

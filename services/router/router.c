@@ -662,11 +662,12 @@ void ec_router_on_query(ec_router *r, ec_mqtt_msg *msg)
                      "no tier allowed for this query (policy local_only needs a local tier)");
         return;
     }
-    /* The local model is behind by more than max_wait_ms: a new query would
-     * wait about as long as the oldest waiting one has, so it is refused now
-     * rather than answered late. A burst is still taken whole: its queries
-     * arrive before the oldest of them has waited that long. */
-    double behind = ec_window_oldest_wait_ms(r->window, ec_mono_ms());
+    /* The local model is more than max_wait_ms behind, counting the time
+     * this query already spent in the inbound queue: it would be answered
+     * that late, so it is refused now. A burst is taken whole as long as the
+     * model can work through it within max_wait_ms. */
+    double now = ec_mono_ms();
+    double behind = (now - p->t0_ms) + ec_window_behind_ms(r->window, now);
     if (r->cfg->tiers[first].local && r->cfg->max_wait_ms && behind > r->cfg->max_wait_ms) {
         char m[200];
         snprintf(m, sizeof(m),

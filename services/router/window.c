@@ -10,6 +10,12 @@ struct ec_window {
     size_t inflight;
     ec_pending *head, *tail; /* waiting, oldest first, chained through next */
     size_t waiting;
+    /* The model's pace when it is the bottleneck: a moving average of the
+     * time between hop ends while queries waited (0 until measured). Gaps
+     * while nothing waits measure the arrivals, not the model. */
+    double gap_ms;
+    double last_leave_ms;
+    bool last_saturated;
 };
 
 ec_window *ec_window_create(void)
@@ -76,7 +82,15 @@ ec_pending *ec_window_leave(ec_window *w, ec_pending *p, size_t limit)
     if (!p->windowed)
         return NULL;
     p->windowed = false;
+    double now = ec_mono_ms();
     pthread_mutex_lock(&w->lock);
+    bool saturated = w->waiting > 0;
+    if (saturated && w->last_saturated) {
+        double gap = now - w->last_leave_ms;
+        w->gap_ms = w->gap_ms > 0 ? 0.9 * w->gap_ms + 0.1 * gap : gap;
+    }
+    w->last_leave_ms = now;
+    w->last_saturated = saturated;
     if (w->inflight > 0)
         w->inflight--;
     ec_pending *next = pop_with_slot(w, limit);
@@ -116,12 +130,13 @@ ec_pending *ec_window_take_stale(ec_window *w, double now_ms,
     return out;
 }
 
-double ec_window_oldest_wait_ms(ec_window *w, double now_ms)
+double ec_window_behind_ms(ec_window *w, double now_ms)
 {
     pthread_mutex_lock(&w->lock);
-    double wait = w->head ? now_ms - w->head->held_ms : 0;
+    double oldest = w->head ? now_ms - w->head->held_ms : 0;
+    double queued = (double)w->waiting * w->gap_ms;
     pthread_mutex_unlock(&w->lock);
-    return wait > 0 ? wait : 0;
+    return oldest > queued ? oldest : queued;
 }
 
 size_t ec_window_waiting(ec_window *w)

@@ -41,8 +41,11 @@ ec_pending *ec_window_admit(ec_window *w, size_t limit);
 ec_pending *ec_window_take_stale(ec_window *w, double now_ms,
                                  double (*max_wait_ms)(void *ctx, const ec_pending *p), void *ctx);
 
-/* How long the oldest waiting query has waited, 0 when none waits. */
-double ec_window_oldest_wait_ms(ec_window *w, double now_ms);
+/* How late a query joining the queue now would be sent: the time the
+ * waiting ones need at the pace the model kept while queries waited, or the
+ * oldest one's wait if that is longer (a model that stopped answering sets
+ * no pace). 0 when none waits. */
+double ec_window_behind_ms(ec_window *w, double now_ms);
 
 size_t ec_window_waiting(ec_window *w);
 size_t ec_window_inflight(ec_window *w);

@@ -130,6 +130,39 @@ static void stale_waits_are_taken_out_and_the_rest_keep_their_order(void **state
     ec_window_destroy(w);
 }
 
+/* How far behind: the waiting queries at the pace measured while queries
+ * waited; gaps while nothing waited (the arrivals' pace) do not count. */
+static void behind_is_the_queue_at_the_models_pace(void **state)
+{
+    (void)state;
+    ec_window *w = ec_window_create();
+    enum { N = 40 };
+    ec_pending *q[N];
+    for (int i = 0; i < N; i++)
+        q[i] = query(0);
+    assert_true(ec_window_enter(w, q[0], 1));
+    assert_true(ec_window_behind_ms(w, ec_mono_ms()) == 0);
+    /* Idle for a while, then a burst: the first gap is not measured. */
+    ec_sleep_ms(200);
+    for (int i = 1; i < N; i++)
+        assert_false(ec_window_enter(w, q[i], 1));
+    /* The model ends a hop every ~5 ms while 39..30 wait. */
+    ec_pending *cur = q[0];
+    for (int i = 0; i < 10; i++) {
+        ec_sleep_ms(5);
+        cur = ec_window_leave(w, cur, 1);
+        assert_non_null(cur);
+    }
+    assert_int_equal(ec_window_waiting(w), N - 11);
+    double behind = ec_window_behind_ms(w, ec_mono_ms());
+    /* 29 waiting at >= 5 ms each; the 200 ms idle gap would make it ~6 s. */
+    assert_true(behind >= 29 * 5 * 0.9);
+    assert_true(behind < 29 * 150.0);
+    ec_window_destroy(w);
+    for (int i = 0; i <= 10; i++)
+        free(q[i]);
+}
+
 static void destroy_frees_what_still_waits(void **state)
 {
     (void)state;
@@ -153,6 +186,7 @@ int main(void)
         cmocka_unit_test(slots_then_waiting_in_arrival_order),
         cmocka_unit_test(a_lower_limit_holds_hand_offs_a_higher_one_admits),
         cmocka_unit_test(stale_waits_are_taken_out_and_the_rest_keep_their_order),
+        cmocka_unit_test(behind_is_the_queue_at_the_models_pace),
         cmocka_unit_test(destroy_frees_what_still_waits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
