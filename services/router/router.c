@@ -636,7 +636,8 @@ void ec_router_on_query(ec_router *r, ec_mqtt_msg *msg)
     size_t inflight = ec_pending_count(r->pending) + ec_window_waiting(r->window);
     if (inflight >= (size_t)r->cfg->max_pending) {
         char m[200];
-        snprintf(m, sizeof(m), "router has %zu queries in flight (router.max_pending); retry later",
+        snprintf(m, sizeof(m),
+                 "router holds %zu queries not yet answered (router.max_pending); retry later",
                  inflight);
         finish_error(r, p, "busy", m);
         return;
@@ -960,9 +961,9 @@ size_t ec_router_local_window(ec_router *r)
     return 4 * (size_t)(c->local_workers > 0 ? c->local_workers : 1);
 }
 
-/* How long a query may wait for a local slot: its tier's own timeout, and
- * never past the query's deadline. */
-static double max_wait_ms(void *ctx, const ec_pending *p)
+/* When a query waiting for a local slot is given up: after its tier's own
+ * timeout, and never past the query's deadline. */
+static double stale_after_ms(void *ctx, const ec_pending *p)
 {
     ec_router *r = ctx;
     double wait = r->cfg->tiers[p->tier].timeout_ms;
@@ -972,7 +973,7 @@ static double max_wait_ms(void *ctx, const ec_pending *p)
 
 void ec_router_window_pass(ec_router *r)
 {
-    ec_pending *p = ec_window_take_stale(r->window, ec_mono_ms(), max_wait_ms, r);
+    ec_pending *p = ec_window_take_stale(r->window, ec_mono_ms(), stale_after_ms, r);
     while (p) {
         ec_pending *next = p->next;
         p->next = NULL;
