@@ -62,7 +62,7 @@ static void section_queue(ec_router *r, json_t *doc)
 {
     long depth = ec_router_queue_depth(r);
     json_object_set_new(doc, "queue_depth", depth >= 0 ? json_integer(depth) : json_null());
-    json_object_set_new(doc, "inflight", json_integer((json_int_t)ec_pending_count(r->pending)));
+    json_object_set_new(doc, "inflight", json_integer((json_int_t)ec_router_inflight(r)));
     json_object_set_new(doc, "waiting_local",
                         json_integer((json_int_t)ec_window_waiting(r->window)));
 }
