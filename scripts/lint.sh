@@ -28,8 +28,8 @@ status=0
 echo "lint: cppcheck $(cppcheck --version | awk '{print $2}')"
 cppcheck -q --std=c11 --enable=warning,performance,portability --inline-suppr \
   --suppressions-list=.cppcheck-suppressions --error-exitcode=1 -j"$jobs" \
-  -D__GNUC__ -DEC_VERSION='"0"' -I common/include -I proto/include -I common/src \
-  -I proto/src -I services/router "${files[@]}" || status=1
+  -D__GNUC__ -DEC_VERSION='"0"' $(for d in proto common/*/; do printf -- '-I %s/include ' "${d%/}"; done) \
+  $(for d in common/*/; do printf -- '-I %s ' "${d%/}"; done)-I proto/src -I services/router "${files[@]}" || status=1
 
 echo "lint: clang-tidy $(clang-tidy --version | sed -n 's/.*version \([0-9.]*\).*/\1/p')"
 printf '%s\n' "${files[@]}" |

@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto_internal.h"
+#include "proto_codec.h"
+#include "proto_scan.h"
 
 #define MAX_FIELDS 24
 #define PATH_LEN   96
@@ -31,41 +32,6 @@ static ec_err fail(const ec_ctx *cx, ec_err code, const char *path, const char *
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
     return ec_error_set(cx->err, code, "%s%s%s: %s", path, key ? "." : "", key ? key : "", what);
-}
-
-/* Rejects overlong forms, surrogates and code points past U+10FFFF. */
-bool ec_utf8_valid(const char *str, size_t n)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t k;
-        uint32_t cp, min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            k = 1, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            k = 2, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            k = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (n - i - 1 < k)
-            return false;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += k + 1;
-    }
-    return true;
 }
 
 /* Checks one string value against its field, for both directions. */

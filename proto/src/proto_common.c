@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "edgecascade/util.h"
-#include "proto_internal.h"
+#include "proto_codec.h"
+#include "proto_scan.h"
 
 const char *ec_policy_name(ec_policy p)
 {
@@ -227,7 +227,8 @@ static void chat_msg_clear(void *m)
 static ec_err chat_msg_check(const void *msg, const char *path, const ec_ctx *cx)
 {
     const ec_chat_msg *m = msg;
-    if (ec_streq(m->role, "system") || ec_streq(m->role, "user") || ec_streq(m->role, "assistant"))
+    if (m->role && (strcmp(m->role, "system") == 0 || strcmp(m->role, "user") == 0 ||
+                    strcmp(m->role, "assistant") == 0))
         return EC_OK;
     return ec_error_set(cx->err, cx->bad, "%s.role: must be \"system\", \"user\" or \"assistant\"",
                         path);

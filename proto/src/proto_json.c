@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto_internal.h"
+#include "proto_codec.h"
 
 /* Real numbers get 15 significant digits: enough for every value we carry
  * and free of the "0.10000000000000001" noise that 17 digits print. */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto_internal.h"
+#include "proto_codec.h"
 
 void ec_query_clear(ec_query *q)
 {

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto_internal.h"
+#include "proto_codec.h"
 
 /* ---------------------------------------------------------------- attempt */
 

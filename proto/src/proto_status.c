@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto_internal.h"
+#include "proto_codec.h"
 
 void ec_status_clear(ec_status *s)
 {

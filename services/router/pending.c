@@ -1,9 +1,12 @@
 #include "pending.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cache.h"
+#include "edgecascade/util.h"
 
 struct ec_pending_table {
     pthread_mutex_t lock;
@@ -39,10 +42,71 @@ static void free_msgs(ec_chat_msg *m, size_t n)
     free(m);
 }
 
+ec_pending *ec_pending_new(void)
+{
+    ec_pending *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->stage = EC_STAGE_INGRESS;
+    p->best = -1;
+    p->revision = 1;
+    return p;
+}
+
+static void outcome_clear(ec_outcome *o)
+{
+    free(o->reason);
+    free(o->err_code);
+    free(o->err_msg);
+    memset(o, 0, sizeof(*o));
+}
+
+void ec_pending_conclude(ec_pending *p, int answer_attempt, bool degraded, const char *reason,
+                         const char *err_code, const char *err_msg)
+{
+    outcome_clear(&p->out);
+    p->out.answer_attempt = answer_attempt;
+    p->out.degraded = degraded;
+    p->out.reason = ec_strdup0(reason);
+    p->out.err_code = ec_strdup0(err_code);
+    p->out.err_msg = err_code ? strdup(err_msg ? err_msg : "") : NULL;
+    p->stage = EC_STAGE_EGRESS;
+}
+
+void ec_pending_fail(ec_pending *p, const char *code, const char *msg)
+{
+    char reason[300];
+    snprintf(reason, sizeof(reason), "not answered: %s", code);
+    ec_pending_conclude(p, -1, false, reason, code, msg);
+}
+
+void ec_pending_copy_attempt(ec_attempt *dst, const ec_attempt *src)
+{
+    *dst = *src;
+    dst->tier = ec_strdup0(src->tier);
+    dst->model = ec_strdup0(src->model);
+    dst->reason = ec_strdup0(src->reason);
+    memset(&dst->error, 0, sizeof(dst->error));
+    if (src->error.code)
+        ec_wire_error_set(&dst->error, src->error.code,
+                          src->error.message ? src->error.message : "");
+}
+
+void ec_pending_set_error(ec_pending *p, const char *code, const char *msg)
+{
+    ec_infer_reply_clear(&p->reply);
+    ec_wire_error_set(&p->reply.error, code, msg);
+    p->has_reply = true;
+}
+
 void ec_pending_free(ec_pending *p)
 {
     if (!p)
         return;
+    outcome_clear(&p->out);
+    ec_result_clear(&p->res);
+    ec_infer_reply_clear(&p->reply);
+    ec_pending_free(p->spawn);
     ec_query_clear(&p->query);
     free_msgs(p->masked, p->n_masked);
     free(p->cache_key);

@@ -1,17 +1,21 @@
-/* The router: the cascade's decision maker.
+/* The router: the cascade's decision maker (docs/ARCHITECTURE.md).
  *
- * A query arrives on <root>/query; the router sends an InferRequest to the
- * first eligible tier (<root>/infer/local or /cloud, Response Topic = the
- * router's own reply topic, Correlation Data = an 8-byte hop key), judges the
- * reply with the quality gate, and either accepts it or escalates to the next
- * tier. The Result goes to the client's Response Topic (with its Correlation
- * Data) and to <root>/result/<id>; every decision goes to the SQLite log.
+ * A query arrives on <root>/query and walks forward through the stages of a
+ * pipeline (stage.h, pipeline.c): ingress (decode, journal), admission
+ * (limits, cache, first tier), cascade (tiers, the gate, failover, offline
+ * queue), egress (the Result to the client's Response Topic and
+ * <root>/result/<id>) and record (the decision to the SQLite log).
  *
- * Threads: Paho's callback only queues; `workers` threads take queries and
- * replies off that queue; one sweeper thread turns hops that outlived their
- * deadline into timeout errors; the store has its own writer thread. A query's
- * state lives in the pending table between hops, so no thread ever waits on a
- * model. */
+ * Threads: Paho's callback only journals and queues; `router.workers`
+ * threads take queries and replies off that queue and run them through the
+ * pipeline; one sweeper thread turns hops that outlived their deadline into
+ * timeout errors and admits queries waiting for a local slot; the offline
+ * queue has its replay thread; the store has its own writer thread. A
+ * query's state lives in the cascade's pending table between hops, so no
+ * thread ever waits on a model.
+ *
+ * This file wires the stages together; the getters below are what the
+ * observers (observe.h) read. */
 #ifndef EC_ROUTER_H
 #define EC_ROUTER_H
 
@@ -32,13 +36,17 @@ size_t ec_router_inflight(ec_router *r);
 /* The filter for the relay's breaker states, which the router records. */
 const char *ec_router_breaker_filter(const ec_router *r);
 
-/* Applies a new configuration's privacy.*, budget.* and cache.* to a running
- * router (for a reload); on error (a pattern that does not compile) nothing
- * changes. The cache is emptied, since the tiers behind it may have changed. */
-ec_err ec_router_controls_configure(ec_router *r, const ec_config *cfg, ec_error *err);
-
-/* Cloud spend against the caps, for the stats document. */
+/* For the observers (observe.h). */
+struct ec_metrics;
 struct ec_budget_snapshot;
+struct ec_metrics *ec_router_metrics(ec_router *r);
+const ec_config *ec_router_config(ec_router *r);
+ec_service *ec_router_service(ec_router *r);
+/* Queries waiting for a slot to the local model. */
+size_t ec_router_waiting_local(ec_router *r);
+/* Offline-queue depth, -1 without a store. */
+long ec_router_queue_depth(ec_router *r);
+/* Cloud spend against the caps. */
 void ec_router_budget_snapshot(ec_router *r, struct ec_budget_snapshot *out);
 
 /* The topic the router listens on for tier replies. */

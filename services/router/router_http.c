@@ -22,7 +22,8 @@
 #include <sys/socket.h>
 
 #include "edgecascade/log.h"
-#include "router_internal.h"
+#include "observe.h"
+#include "router_metrics.h"
 #include "router_mhd.h"
 #include "router_web.h"
 
@@ -30,7 +31,7 @@
 #define HTTP_TIMEOUT_S       15
 #define METRICS_MAX_BYTES    (1024 * 1024)
 
-/* Set once by ec_router_http_start before the daemon (and so any handler)
+/* Set once by ec_http_srv_start before the daemon (and so any handler)
  * runs; read-only afterwards. */
 static const ec_mhd_api *M;
 
@@ -82,9 +83,9 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, 
 static enum MHD_Result serve_metrics(ec_router *r, struct MHD_Connection *conn)
 {
     ec_metrics_snap s;
-    ec_metrics_snapshot(r->metrics, &s);
+    ec_metrics_snapshot(ec_router_metrics(r), &s);
     s.inflight = (long)ec_router_inflight(r);
-    s.waiting_local = (long)ec_window_waiting(r->window);
+    s.waiting_local = (long)ec_router_waiting_local(r);
     ec_buf b;
     ec_error err = {0};
     ec_buf_init(&b, METRICS_MAX_BYTES);
@@ -110,7 +111,7 @@ static enum MHD_Result serve_decisions(ec_router *r, struct MHD_Connection *conn
                               EC_METRICS_RING);
         limit = (size_t)v;
     }
-    json_t *arr = ec_metrics_decisions_json(r->metrics, limit);
+    json_t *arr = ec_metrics_decisions_json(ec_router_metrics(r), limit);
     if (!arr)
         return send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     return send_json(conn, MHD_HTTP_OK, json_pack("{s:o}", "decisions", arr));
@@ -166,37 +167,48 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     ec_log_warn("http: %s", line);
 }
 
-ec_err ec_router_http_start(ec_router *r, ec_error *err)
+struct ec_http_srv {
+    struct MHD_Daemon *daemon;
+};
+
+ec_err ec_http_srv_start(ec_http_srv **out, ec_router *r, ec_error *err)
 {
-    if (!r->cfg->http_port)
+    const ec_config *cfg = ec_router_config(r);
+    *out = NULL;
+    if (!cfg->http_port)
         return EC_OK;
     if (!(M = ec_mhd_load(err)))
         return EC_ERR_CONFIG;
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)r->cfg->http_port);
-    if (inet_pton(AF_INET, r->cfg->http_bind, &sa.sin_addr) != 1)
+    sa.sin_port = htons((uint16_t)cfg->http_port);
+    if (inet_pton(AF_INET, cfg->http_bind, &sa.sin_addr) != 1)
         return ec_error_set(err, EC_ERR_CONFIG, "http.bind %s: not an IPv4 address",
-                            r->cfg->http_bind);
-    r->http = M->start_daemon(
+                            cfg->http_bind);
+    ec_http_srv *h = calloc(1, sizeof(*h));
+    if (!h)
+        return ec_error_set(err, EC_ERR_NOMEM, "router: out of memory");
+    h->daemon = M->start_daemon(
         MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         on_request, r, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)HTTP_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, r, MHD_OPTION_END);
-    if (!r->http)
+    if (!h->daemon) {
+        free(h);
         return ec_error_set(err, EC_ERR_IO,
                             "http: cannot listen on %s:%d (in use? http.port, http.bind)",
-                            r->cfg->http_bind, r->cfg->http_port);
-    r->http_port = (unsigned)r->cfg->http_port;
-    ec_log_info("dashboard and metrics on http://%s:%u/", r->cfg->http_bind, r->http_port);
+                            cfg->http_bind, cfg->http_port);
+    }
+    ec_log_info("dashboard and metrics on http://%s:%d/", cfg->http_bind, cfg->http_port);
+    *out = h;
     return EC_OK;
 }
 
-void ec_router_http_stop(ec_router *r)
+void ec_http_srv_stop(ec_http_srv *h)
 {
-    if (r->http)
-        M->stop_daemon(r->http);
-    r->http = NULL;
-    r->http_port = 0;
+    if (!h)
+        return;
+    M->stop_daemon(h->daemon);
+    free(h);
 }

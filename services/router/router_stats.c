@@ -10,6 +10,8 @@
  * publishes its own document, retained, so a dashboard that connects late
  * still gets each site's latest numbers at once. */
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,20 +20,16 @@
 #include "edgecascade/log.h"
 #include "edgecascade/util.h"
 #include "budget.h"
-#include "router_internal.h"
+#include "observe.h"
+#include "router_metrics.h"
 
 typedef void (*stats_section)(ec_router *r, json_t *doc);
-
-long ec_router_queue_depth(ec_router *r)
-{
-    return r->ledger ? (long)ec_outbox_count(r->ledger) : -1;
-}
 
 /* Who and when: site, version, time and uptime. */
 static void section_meta(ec_router *r, json_t *doc)
 {
     ec_metrics_snap s;
-    ec_metrics_snapshot(r->metrics, &s);
+    ec_metrics_snapshot(ec_router_metrics(r), &s);
     uint64_t now = ec_now_ms();
     time_t secs = (time_t)(now / 1000);
     struct tm tm;
@@ -40,7 +38,7 @@ static void section_meta(ec_router *r, json_t *doc)
     snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(now % 1000));
     json_object_set_new(doc, "v", json_integer(1));
-    json_object_set_new(doc, "site", json_string(r->cfg->site));
+    json_object_set_new(doc, "site", json_string(ec_router_config(r)->site));
     json_object_set_new(doc, "version", json_string(EC_VERSION));
     json_object_set_new(doc, "ts", json_string(ts));
     json_object_set_new(doc, "ts_ms", json_integer((json_int_t)now));
@@ -53,7 +51,7 @@ static void section_meta(ec_router *r, json_t *doc)
 static void section_metrics(ec_router *r, json_t *doc)
 {
     ec_metrics_snap s;
-    ec_metrics_snapshot(r->metrics, &s);
+    ec_metrics_snapshot(ec_router_metrics(r), &s);
     ec_metrics_stats_json(&s, doc);
 }
 
@@ -63,8 +61,7 @@ static void section_queue(ec_router *r, json_t *doc)
     long depth = ec_router_queue_depth(r);
     json_object_set_new(doc, "queue_depth", depth >= 0 ? json_integer(depth) : json_null());
     json_object_set_new(doc, "inflight", json_integer((json_int_t)ec_router_inflight(r)));
-    json_object_set_new(doc, "waiting_local",
-                        json_integer((json_int_t)ec_window_waiting(r->window)));
+    json_object_set_new(doc, "waiting_local", json_integer((json_int_t)ec_router_waiting_local(r)));
 }
 
 /* Cloud spend against budget.*: "budget": {state, day_usd, month_usd, caps,
@@ -109,9 +106,16 @@ json_t *ec_router_stats_doc(ec_router *r)
     return doc;
 }
 
-static void publish_stats(ec_router *r)
+struct ec_stats_pub {
+    ec_router *r;
+    char topic[300]; /* <root>/stats */
+    pthread_t thread;
+    atomic_bool stop;
+};
+
+static void publish_stats(ec_stats_pub *sp)
 {
-    json_t *doc = ec_router_stats_doc(r);
+    json_t *doc = ec_router_stats_doc(sp->r);
     char *body = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
     json_decref(doc);
     if (!body) {
@@ -120,40 +124,53 @@ static void publish_stats(ec_router *r)
     }
     ec_error err = {0};
     ec_mqtt_pubprops pp = {.content_type = "application/json"};
-    if (ec_mqtt_publish(r->svc->mqtt, r->stats_topic, body, strlen(body), 1, true, &pp, 5000, &err))
-        ec_log_warn("stats not published on %s: %s", r->stats_topic, err.msg);
+    if (ec_mqtt_publish(ec_router_service(sp->r)->mqtt, sp->topic, body, strlen(body), 1, true, &pp,
+                        5000, &err))
+        ec_log_warn("stats not published on %s: %s", sp->topic, err.msg);
     free(body);
 }
 
 static void *stats_main(void *arg)
 {
-    ec_router *r = arg;
-    while (!atomic_load(&r->obs_stop) && !ec_service_stopping()) {
+    ec_stats_pub *sp = arg;
+    while (!atomic_load(&sp->stop) && !ec_service_stopping()) {
         /* Read each round: a reload may change the interval (0: pause). */
-        uint64_t every_ms = (uint64_t)r->cfg->stats_interval_s * 1000u;
+        uint64_t every_ms = (uint64_t)ec_router_config(sp->r)->stats_interval_s * 1000u;
         if (every_ms)
-            publish_stats(r);
+            publish_stats(sp);
         else
             every_ms = 1000;
         uint64_t until = ec_now_ms() + every_ms;
-        while (ec_now_ms() < until && !atomic_load(&r->obs_stop) && !ec_service_stopping())
+        while (ec_now_ms() < until && !atomic_load(&sp->stop) && !ec_service_stopping())
             ec_sleep_ms(100);
     }
     return NULL;
 }
 
-ec_err ec_router_stats_start(ec_router *r, ec_error *err)
+ec_err ec_stats_pub_start(ec_stats_pub **out, ec_router *r, ec_error *err)
 {
-    if (pthread_create(&r->stats_thread, NULL, stats_main, r) != 0)
+    ec_stats_pub *sp = calloc(1, sizeof(*sp));
+    if (!sp)
+        return ec_error_set(err, EC_ERR_NOMEM, "router: out of memory");
+    sp->r = r;
+    atomic_init(&sp->stop, false);
+    if (!ec_topic(ec_router_config(r), sp->topic, sizeof(sp->topic), "stats")) {
+        free(sp);
+        return ec_error_set(err, EC_ERR_CONFIG, "topic_root is too long");
+    }
+    if (pthread_create(&sp->thread, NULL, stats_main, sp) != 0) {
+        free(sp);
         return ec_error_set(err, EC_ERR_NOMEM, "router: cannot start the stats thread");
-    r->stats_started = true;
+    }
+    *out = sp;
     return EC_OK;
 }
 
-void ec_router_stats_stop(ec_router *r)
+void ec_stats_pub_stop(ec_stats_pub *sp)
 {
-    atomic_store(&r->obs_stop, true);
-    if (r->stats_started)
-        pthread_join(r->stats_thread, NULL);
-    r->stats_started = false;
+    if (!sp)
+        return;
+    atomic_store(&sp->stop, true);
+    pthread_join(sp->thread, NULL);
+    free(sp);
 }

@@ -1,4 +1,4 @@
-/* Redaction (common/src/redact.c): what each built-in masks, what ordinary
+/* Redaction (services/router/redact.c): what each built-in masks, what ordinary
  * plant text keeps, operator patterns, reconfiguration and the loader's
  * error for a bad pattern. */
 #include <setjmp.h>
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "edgecascade/config.h"
-#include "edgecascade/redact.h"
+#include "redact.h"
 #include "edgecascade/util.h"
 
 static ec_redactor *make(const char *yaml)

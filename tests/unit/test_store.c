@@ -23,7 +23,7 @@
 #include "edgecascade/queue.h"
 #include "edgecascade/store.h"
 #include "edgecascade/util.h"
-#include "../../common/src/store_internal.h"
+#include "../../common/store/store_internal.h"
 
 /* ---- fixtures ---- */
 

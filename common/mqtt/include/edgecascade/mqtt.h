@@ -6,13 +6,12 @@
  * thread and without blocking, what to do with the message (the router answers
  * "busy"); without a hook, or when the hook declines, the message is queued past
  * the nominal capacity, marked overflowed (for traffic bounded elsewhere, such
- * as replies to our own requests, or for the owner's workers to refuse). Paho's own "return 0 and redeliver later" is not used: in
- * Paho C 1.3.12 the message then waits for the next incoming packet.
- * Publishing blocks the caller (up to a timeout) once max_inflight QoS>0
- * publishes are unacknowledged, so a burst pushes back on its producer instead
- * of piling up inside Paho (which collapses throughput on this stack).
- * Subscriptions are remembered and renewed after every reconnect.
- * Every client socket gets TCP_NODELAY (see mqtt_wrap.c). */
+ * as replies to our own requests, or for the owner's workers to refuse). Paho's own "return 0 and
+ * redeliver later" is not used: in Paho C 1.3.12 the message then waits for the next incoming
+ * packet. Publishing blocks the caller (up to a timeout) once max_inflight QoS>0 publishes are
+ * unacknowledged, so a burst pushes back on its producer instead of piling up inside Paho (which
+ * collapses throughput on this stack). Subscriptions are remembered and renewed after every
+ * reconnect. Every client socket gets TCP_NODELAY (see mqtt_wrap.c). */
 #ifndef EC_MQTT_H
 #define EC_MQTT_H
 

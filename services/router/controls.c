@@ -1,32 +1,42 @@
-/* The router's controls, the glue between the cascade (router.c) and the
- * privacy, budget and cache modules:
- *
- * - privacy: a cloud hop sends p->masked (worked out once per query, so a
- *   failover or a replay sends the same text); local hops send the original.
- * - budget: cloud spend is counted as replies arrive; a cloud hop is refused
- *   at the cap with error "budget", which the cascade treats like an open
- *   breaker (degraded local draft, or the offline queue). State changes are
- *   published retained on <root>/status/budget and logged.
- * - cache: a query is looked up before the first hop; an accepted answer is
- *   stored when the query finishes. */
+/* The router's controls (controls.h): the glue between the stages and the
+ * privacy (redact.c), budget (budget.c) and cache (cache.c) modules. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "edgecascade/log.h"
 #include "edgecascade/util.h"
-#include "router_internal.h"
+#include "cache.h"
+#include "controls.h"
+#include "redact.h"
+
+struct ec_controls {
+    ec_router_env *env;
+    ec_store *store; /* may be NULL */
+    ec_redactor *redactor;
+    ec_cache *cache;
+    ec_budget *budget;
+    char budget_topic[300]; /* <root>/status/budget */
+    /* Workers and the sweeper may see a budget change at the same moment:
+     * one publish at a time, so the retained state on the broker is never an
+     * older one published last. */
+    pthread_mutex_t publish_lock;
+};
+
+#define CFG(c) atomic_load(&(c)->env->cfg)
 
 /* Reads this month's cloud spend back from the decision log. */
-static void seed_budget(ec_router *r)
+static void seed_budget(ec_controls *r)
 {
     if (!r->store)
         return;
+    const ec_config *cfg = CFG(r);
     const char *local[EC_MAX_TIERS];
     size_t n = 0;
-    for (size_t i = 0; i < r->cfg->n_tiers; i++)
-        if (r->cfg->tiers[i].local)
-            local[n++] = r->cfg->tiers[i].name;
+    for (size_t i = 0; i < cfg->n_tiers; i++)
+        if (cfg->tiers[i].local)
+            local[n++] = cfg->tiers[i].name;
     uint64_t now = ec_now_ms();
     double day = 0, month = 0;
     ec_error err = {0};
@@ -36,55 +46,54 @@ static void seed_budget(ec_router *r)
         return;
     }
     ec_budget_seed(r->budget, now, day, month);
-    if (r->cfg->budget_daily_usd > 0 || r->cfg->budget_monthly_usd > 0)
+    if (cfg->budget_daily_usd > 0 || cfg->budget_monthly_usd > 0)
         ec_log_info("budget: %.4f USD of cloud spend today, %.4f USD this month", day, month);
 }
 
-/* SIGHUP: new patterns, cache limits and caps. The patterns were compiled
- * once already when the new file was validated (privacy.patterns), so the
- * redactor's own refusal here would be out of memory: the old set stays. */
-static void controls_apply(void *ctx, const ec_config *next)
+ec_err ec_controls_create(ec_controls **out, ec_router_env *env, ec_store *store, ec_error *err)
 {
-    ec_error err = {0};
-    if (ec_router_controls_configure(ctx, next, &err))
-        ec_log_error("reload: privacy patterns kept as they were: %s", err.msg);
-}
-
-ec_err ec_router_controls_create(ec_router *r, ec_error *err)
-{
-    ec_err rc = ec_redactor_create(&r->redactor, r->cfg, err);
-    if (rc)
-        return rc;
-    if ((rc = ec_cache_create(&r->cache, r->cfg, err)))
-        return rc;
-    if (!(r->budget = ec_budget_create(r->cfg)))
+    ec_controls *c = calloc(1, sizeof(*c));
+    if (!c)
         return ec_error_set(err, EC_ERR_NOMEM, "router: out of memory");
-    if (!ec_topic(r->cfg, r->budget_topic, sizeof(r->budget_topic), "status/budget"))
-        return ec_error_set(err, EC_ERR_CONFIG, "topic_root is too long");
-    seed_budget(r);
-    ec_router_reload_hook hook = {.name = "controls", .apply = controls_apply, .ctx = r};
-    return ec_router_add_reload_hook(r, &hook, err);
+    c->env = env;
+    c->store = store;
+    pthread_mutex_init(&c->publish_lock, NULL);
+    ec_err rc = ec_redactor_create(&c->redactor, CFG(c), err);
+    if (!rc)
+        rc = ec_cache_create(&c->cache, CFG(c), err);
+    if (!rc && !(c->budget = ec_budget_create(CFG(c))))
+        rc = ec_error_set(err, EC_ERR_NOMEM, "router: out of memory");
+    if (!rc && !ec_topic(CFG(c), c->budget_topic, sizeof(c->budget_topic), "status/budget"))
+        rc = ec_error_set(err, EC_ERR_CONFIG, "topic_root is too long");
+    if (rc) {
+        ec_controls_destroy(c);
+        return rc;
+    }
+    seed_budget(c);
+    *out = c;
+    return EC_OK;
 }
 
-void ec_router_controls_destroy(ec_router *r)
+void ec_controls_destroy(ec_controls *c)
 {
-    ec_redactor_destroy(r->redactor);
-    ec_cache_destroy(r->cache);
-    ec_budget_destroy(r->budget);
-    r->redactor = NULL;
-    r->cache = NULL;
-    r->budget = NULL;
+    if (!c)
+        return;
+    ec_redactor_destroy(c->redactor);
+    ec_cache_destroy(c->cache);
+    ec_budget_destroy(c->budget);
+    pthread_mutex_destroy(&c->publish_lock);
+    free(c);
 }
 
-ec_err ec_router_controls_configure(ec_router *r, const ec_config *cfg, ec_error *err)
+ec_err ec_controls_configure(ec_controls *c, const ec_config *cfg, ec_error *err)
 {
-    ec_err rc = ec_redactor_configure(r->redactor, cfg, err);
+    ec_err rc = ec_redactor_configure(c->redactor, cfg, err);
     if (rc)
         return rc;
-    ec_cache_configure(r->cache, cfg);
-    ec_cache_clear(r->cache);
-    ec_budget_configure(r->budget, cfg);
-    ec_router_budget_publish(r, false);
+    ec_cache_configure(c->cache, cfg);
+    ec_cache_clear(c->cache);
+    ec_budget_configure(c->budget, cfg);
+    ec_controls_budget_publish(c, false);
     return EC_OK;
 }
 
@@ -99,7 +108,7 @@ static void free_msgs(ec_chat_msg *m, size_t n)
     free(m);
 }
 
-bool ec_router_mask(ec_router *r, ec_pending *p)
+bool ec_controls_mask(ec_controls *r, ec_pending *p)
 {
     if (p->mask_done)
         return true;
@@ -139,7 +148,7 @@ bool ec_router_mask(ec_router *r, ec_pending *p)
 
 /* ---- cache ---- */
 
-bool ec_router_cache_lookup(ec_router *r, ec_pending *p)
+bool ec_controls_cache_lookup(ec_controls *r, ec_pending *p)
 {
     ec_buf key;
     ec_buf_init(&key, 2 * EC_MAX_PAYLOAD);
@@ -158,8 +167,8 @@ bool ec_router_cache_lookup(ec_router *r, ec_pending *p)
     return hit;
 }
 
-void ec_router_cache_store(ec_router *r, const ec_pending *p, const ec_result *res,
-                           int answer_attempt)
+void ec_controls_cache_store(ec_controls *r, const ec_pending *p, const ec_result *res,
+                             int answer_attempt)
 {
     if (!p->cache_key || answer_attempt < 0 || res->degraded || res->error.code || p->withheld ||
         p->shadow || !p->attempts[answer_attempt].accepted)
@@ -177,7 +186,7 @@ void ec_router_cache_store(ec_router *r, const ec_pending *p, const ec_result *r
     ec_cache_put(r->cache, p->cache_key, p->cache_key_len, &v, ec_now_ms());
 }
 
-void ec_router_cache_result(const ec_pending *p, ec_result *res, char *reason, size_t n)
+void ec_controls_cache_result(const ec_pending *p, ec_result *res, char *reason, size_t n)
 {
     const ec_cache_hit *h = p->cached;
     res->answer = strdup(h->answer ? h->answer : "");
@@ -199,21 +208,16 @@ void ec_router_cache_result(const ec_pending *p, ec_result *res, char *reason, s
 
 /* ---- budget ---- */
 
-/* Workers and the sweeper may see a change at the same moment: one at a time,
- * so the retained state on the broker is never an older one published last.
- * (One router per process.) */
-static pthread_mutex_t publish_lock = PTHREAD_MUTEX_INITIALIZER;
+static void publish_locked(ec_controls *r, bool force);
 
-static void publish_locked(ec_router *r, bool force);
-
-void ec_router_budget_publish(ec_router *r, bool force)
+void ec_controls_budget_publish(ec_controls *r, bool force)
 {
-    pthread_mutex_lock(&publish_lock);
+    pthread_mutex_lock(&r->publish_lock);
     publish_locked(r, force);
-    pthread_mutex_unlock(&publish_lock);
+    pthread_mutex_unlock(&r->publish_lock);
 }
 
-static void publish_locked(ec_router *r, bool force)
+static void publish_locked(ec_controls *r, bool force)
 {
     ec_budget_snapshot s;
     uint64_t now = ec_now_ms();
@@ -235,17 +239,18 @@ static void publish_locked(ec_router *r, bool force)
     int len = ec_budget_json(&s, now, doc, sizeof(doc));
     ec_error err = {0};
     if (len > 0 && (size_t)len < sizeof(doc) &&
-        ec_mqtt_publish(r->svc->mqtt, r->budget_topic, doc, (size_t)len, 1, true, NULL, 5000, &err))
+        ec_mqtt_publish(r->env->svc->mqtt, r->budget_topic, doc, (size_t)len, 1, true, NULL, 5000,
+                        &err))
         ec_log_warn("budget status not published on %s: %s", r->budget_topic, err.msg);
 }
 
-void ec_router_budget_spent(ec_router *r, double usd)
+void ec_controls_budget_spent(ec_controls *r, double usd)
 {
     ec_budget_add(r->budget, ec_now_ms(), usd);
-    ec_router_budget_publish(r, false);
+    ec_controls_budget_publish(r, false);
 }
 
-bool ec_router_budget_allows(ec_router *r, char *why, size_t n)
+bool ec_controls_budget_allows(ec_controls *r, char *why, size_t n)
 {
     char buf[200];
     if (!why) {
@@ -255,7 +260,7 @@ bool ec_router_budget_allows(ec_router *r, char *why, size_t n)
     return ec_budget_allows(r->budget, ec_now_ms(), why, n);
 }
 
-void ec_router_budget_snapshot(ec_router *r, struct ec_budget_snapshot *out)
+void ec_controls_budget_snapshot(ec_controls *r, ec_budget_snapshot *out)
 {
     ec_budget_snapshot_get(r->budget, ec_now_ms(), out);
 }

@@ -9,7 +9,7 @@
  * the other on the previous rule's output, e-mail first (an address holds
  * digits and dots the others would bite into), the operator's patterns
  * before the generic IP and phone rules so their labels win. */
-#include "edgecascade/redact.h"
+#include "redact.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -166,27 +166,6 @@ static void set_free(rule_set *s)
     for (size_t i = 0; i < s->n; i++)
         regfree(&s->rules[i].re);
     free(s);
-}
-
-const char *ec_redact_check_regex(const char *re, char *why, size_t n)
-{
-    regex_t r;
-    int rc = regcomp(&r, re, REG_EXTENDED);
-    if (rc == 0) {
-        /* A pattern that matches the empty string would mask nothing and
-         * loop on every position: refuse it. */
-        bool matches_empty = regexec(&r, "", 0, NULL, 0) == 0;
-        regfree(&r);
-        if (matches_empty) {
-            snprintf(why, n, "must not match the empty string");
-            return why;
-        }
-        return NULL;
-    }
-    char msg[120];
-    regerror(rc, &r, msg, sizeof(msg));
-    snprintf(why, n, "not a valid POSIX extended regular expression (%s)", msg);
-    return why;
 }
 
 static ec_err add_rule(rule_set *s, const char *re, const char *label, prefilter_fn pre,

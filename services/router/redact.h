@@ -43,8 +43,4 @@ bool ec_redactor_active(ec_redactor *r);
  * the text anywhere. */
 int ec_redact(ec_redactor *r, const char *text, char **out);
 
-/* NULL when re is a valid POSIX extended regular expression, else why not
- * (written into why). Used by the configuration loader. */
-const char *ec_redact_check_regex(const char *re, char *why, size_t n);
-
 #endif

@@ -1,4 +1,4 @@
-/* Private to ec_proto: the schema tables and the one generic codec that every
+/* Private to ec_proto (proto_codec.h): the schema tables and the one generic codec that every
  * message goes through.
  *
  * Each message is described once, as a table of fields (key, kind, offset into
@@ -7,18 +7,15 @@
  * message cannot drift between them: JSON is decoded by turning the jansson
  * tree into a msgpack_object tree and running the msgpack decoder on it, and
  * JSON is encoded by encoding msgpack and converting the result. */
-#ifndef EC_PROTO_INTERNAL_H
-#define EC_PROTO_INTERNAL_H
+#ifndef EC_PROTO_CODEC_H
+#define EC_PROTO_CODEC_H
 
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "edgecascade/proto.h"
-
-/* Deeper nesting (only possible inside unknown keys) is rejected outright:
- * it bounds the work and stays below msgpack-c's own stack of 32. */
-#define EC_MP_MAX_DEPTH 16
+#include "proto_scan.h"
 
 typedef enum ec_fkind {
     EC_FK_VERSION, /* "v": integer EC_PROTO_VERSION */
@@ -90,18 +87,11 @@ ec_err ec_mp_decode(const ec_msgdef *def, const void *data, size_t len, void *ou
 /* Validates and fills out from an already parsed tree (the JSON path). */
 ec_err ec_obj_decode(const ec_msgdef *def, const msgpack_object *root, void *out, ec_error *err);
 
-/* Structure-only walk of raw msgpack: returns EC_OK and the byte length of the
- * first object, or EC_ERR_PROTO. Run before msgpack-c so a tiny header that
- * claims 2^32 elements cannot make it allocate gigabytes. */
-ec_err ec_mp_scan(const unsigned char *p, size_t len, size_t *end, const char **why);
-
 /* Cross-field helpers shared by Query and InferRequest. */
 ec_err ec_check_messages_total(const ec_chat_msg *m, size_t n, const char *extra, const char *path,
                                const ec_ctx *cx);
 
 /* Frees n chat messages and the array. */
 void ec_chat_msgs_free(ec_chat_msg *m, size_t n);
-
-bool ec_utf8_valid(const char *s, size_t n);
 
 #endif

@@ -1,0 +1,29 @@
+/* Stage 2, admission: whether, and where, a decoded query starts.
+ *
+ * Takes: p from INGRESS (query decoded, deadline from router.query_timeout_ms).
+ * Hands on: p with p->tier set to the first tier to ask, to CASCADE; or an
+ * outcome to EGRESS: a cache hit (answered without a model), "busy" (the
+ * inbound queue overflowed, router.max_pending reached, or the local model is
+ * more than router.max_wait_ms behind), or "config" (no tier the query's
+ * policy allows).
+ * Reads, never changes: the pending table's count and the local window's
+ * backlog (both the cascade's), the cache (controls.h).
+ * Threads: workers, or Paho's thread for a refusal (p->nowait). */
+#ifndef EC_ROUTER_ADMISSION_H
+#define EC_ROUTER_ADMISSION_H
+
+#include "controls.h"
+#include "pending.h"
+#include "stage.h"
+#include "window.h"
+
+typedef struct ec_admission ec_admission;
+
+ec_admission *ec_admission_create(ec_router_env *env, ec_pending_table *pending, ec_window *window,
+                                  ec_controls *controls);
+void ec_admission_destroy(ec_admission *a);
+
+/* The stage handler. */
+ec_stage_rc ec_admission_run(ec_admission *a, ec_pending *p);
+
+#endif
