@@ -212,6 +212,8 @@ static const ec_provider_params anthropic_params = {
     .max_tokens_default = EC_ANTHROPIC_DEFAULT_MAX_TOKENS,
     .logprobs = false,
     .top_logprobs = -1,
+    .logprobs_hint = "the Messages API has no logprobs; a cloud tier is the last word and "
+                     "is not gated by them",
 };
 
 const ec_provider ec_provider_anthropic = {

@@ -167,6 +167,8 @@ static const ec_provider_params ollama_params = {
     .max_tokens_field = "options.num_predict",
     .logprobs = true,
     .top_logprobs = -1,
+    .logprobs_hint = "Ollama returns token logprobs from version 0.12.11 on: upgrade Ollama "
+                     "(ollama --version)",
 };
 
 const ec_provider ec_provider_ollama = {

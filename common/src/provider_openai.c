@@ -171,6 +171,9 @@ static const ec_provider_params vllm_params = {
     .max_tokens_field = "max_tokens",
     .logprobs = true,
     .top_logprobs = -1,
+    .logprobs_hint = "vLLM returns them on request with no server flag (--max-logprobs, "
+                     "default 20, caps only top_logprobs, which is not sent): check that no "
+                     "proxy in front of vLLM drops the \"logprobs\" field",
 };
 
 static const ec_provider_params compat_params = {
@@ -178,6 +181,10 @@ static const ec_provider_params compat_params = {
     .max_tokens_field = "max_tokens",
     .logprobs = true,
     .top_logprobs = 1,
+    .logprobs_hint = "llama.cpp's llama-server returns them in the OpenAI shape "
+                     "(choices[].logprobs.content) on /v1/chat/completions; update an old "
+                     "build, or use provider ollama for Ollama (its /v1 returns them from "
+                     "0.12.11 on)",
 };
 
 /* OpenAI's spec: temperature 0..2, max_completion_tokens, top_logprobs 0..20
@@ -187,6 +194,8 @@ static const ec_provider_params openai_params = {
     .max_tokens_field = "max_completion_tokens",
     .logprobs = true,
     .top_logprobs = -1,
+    .logprobs_hint = "some OpenAI models (reasoning models) return no logprobs; the gate "
+                     "then judges their answers by the text heuristic",
 };
 
 const ec_provider ec_provider_vllm = {

@@ -88,6 +88,7 @@ void ec_router_shadow_done(ec_router *r, ec_pending *p)
         for (size_t i = 0; i < last; i++) {
             free(p->details[i].answer);
             free(p->details[i].finish_reason);
+            free(p->details[i].sent);
         }
         p->details[0] = p->details[last];
         memset(&p->details[last], 0, sizeof(p->details[last]));

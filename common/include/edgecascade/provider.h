@@ -25,6 +25,9 @@ typedef struct ec_provider_params {
     int32_t max_tokens_default; /* sent when the query gives none (the API requires it); 0: omit */
     bool logprobs;              /* the API can return token logprobs */
     int top_logprobs;           /* alternatives asked per token with logprobs; -1: field not sent */
+    /* What to change when the server returns no logprobs though asked
+     * (logged once by edgecascade-local, printed by `edgecascade doctor`). */
+    const char *logprobs_hint;
 } ec_provider_params;
 
 /* What a provider puts in the body for one request (after mapping). */
