@@ -364,8 +364,7 @@ void ec_service_set_models(ec_service *s, const ec_service_model *models, size_t
     status_update(s);
 }
 
-void ec_service_set_logprobs(ec_service *s, const char *tier, const char *model,
-                             const char *state)
+void ec_service_set_logprobs(ec_service *s, const char *tier, const char *model, const char *state)
 {
     bool changed = false;
     pthread_mutex_lock(&s->status_lock);
@@ -377,8 +376,8 @@ void ec_service_set_logprobs(ec_service *s, const char *tier, const char *model,
         snprintf(s->lp[k].tier, sizeof(s->lp[k].tier), "%s", tier);
         s->n_lp++;
     }
-    if (k < s->n_lp && (strcmp(s->lp[k].state, state) != 0 ||
-                        strcmp(s->lp[k].model, model ? model : "") != 0)) {
+    if (k < s->n_lp &&
+        (strcmp(s->lp[k].state, state) != 0 || strcmp(s->lp[k].model, model ? model : "") != 0)) {
         snprintf(s->lp[k].state, sizeof(s->lp[k].state), "%s", state);
         snprintf(s->lp[k].model, sizeof(s->lp[k].model), "%s", model ? model : "");
         changed = true;

@@ -87,8 +87,7 @@ static void note_logprobs(tierd *t, int ti, const ec_provider *p, const ec_tier_
                     p->params && p->params->logprobs_hint ? p->params->logprobs_hint : "");
     else if (was == LP_UNAVAILABLE)
         ec_log_info("tier %s: %s returns token logprobs again", tier->name, tier->provider);
-    ec_service_set_logprobs(t->svc, tier->name, tier->model,
-                            now == LP_OK ? "ok" : "unavailable");
+    ec_service_set_logprobs(t->svc, tier->name, tier->model, now == LP_OK ? "ok" : "unavailable");
 }
 
 /* Calls the model, retrying transient failures within the deadline. */

@@ -129,8 +129,7 @@ static void check_tier(ec_http *http, const ec_tier_cfg *t, tier_state *ns)
         /* The server answered: it is reachable but has nothing to serve (an
          * Ollama before its first `ollama pull` lists "data": null). */
         ns->state = M_NONE;
-        snprintf(ns->error, sizeof(ns->error),
-                 "no models installed on %.200s%s", t->base_url,
+        snprintf(ns->error, sizeof(ns->error), "no models installed on %.200s%s", t->base_url,
                  ec_streq(t->provider, "ollama") ? " (install one: ollama pull NAME)" : "");
     } else {
         const char *pick = prefer && pref ? pref : names[0];

@@ -109,8 +109,7 @@ void ec_service_set_models(ec_service *s, const ec_service_model *models, size_t
  * "unavailable"); the status shows it as the tier's models[].logprobs (an
  * entry is added for a tier that is not "auto"). Republishes the status when
  * it changes. */
-void ec_service_set_logprobs(ec_service *s, const char *tier, const char *model,
-                             const char *state);
+void ec_service_set_logprobs(ec_service *s, const char *tier, const char *model, const char *state);
 
 /* Tells systemd (Type=notify) the service is ready, with a status line. */
 void ec_service_ready(ec_service *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
