@@ -114,6 +114,19 @@ static void test_contract_end_to_end(void **state)
                                   2),
                      2);
     assert_int_equal(count_in_file(h.local.log, "returned no token logprobs although asked"), 1);
+
+    /* doctor's one-token call finds the missing probabilities and says what
+     * to change for Ollama. */
+    char cmd[1200], out[16384];
+    snprintf(cmd, sizeof(cmd), "%s/edgecascade --config '%s' doctor 2>&1", EC_BIN_DIR, h.config);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    pclose(p);
+    const char *line = strstr(out, "logprobs local");
+    if (!line || strncmp(line - 6, "FAIL", 4) != 0 || !strstr(line, "0.12.11"))
+        fail_msg("doctor did not flag the missing logprobs:\n%s", out);
     ech_teardown(&h);
 }
 
