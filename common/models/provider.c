@@ -285,6 +285,27 @@ json_t *ec_prov_parse_body(const ec_tier_cfg *t, const ec_http_response *resp, e
     return root;
 }
 
+ec_err ec_prov_logprobs(json_t *arr, ec_lp_stats *lp, ec_error *err)
+{
+    memset(lp, 0, sizeof(*lp));
+    size_t n = json_array_size(arr);
+    if (n == 0)
+        return EC_OK;
+    double *v = malloc(n * sizeof(*v));
+    if (!v)
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory reading logprobs");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *x = json_object_get(json_array_get(arr, i), "logprob");
+        if (json_is_number(x))
+            v[k++] = json_number_value(x);
+    }
+    if (k > 0)
+        ec_lp_stats_compute(v, k, lp);
+    free(v);
+    return EC_OK;
+}
+
 uint32_t ec_prov_json_count(json_t *v)
 {
     if (!json_is_integer(v))
@@ -353,7 +374,11 @@ ec_err ec_prov_parse_models(const ec_http_response *resp, const char *array_key,
     ec_err rc = EC_OK;
     char **list = NULL;
     size_t k = 0;
-    if (!json_is_array(arr)) {
+    /* An Ollama with no model pulled answers /v1/models with "data": null
+     * (and older ones /api/tags with "models": null): an empty list, not a
+     * parse error. */
+    bool none = json_is_object(root) && json_is_null(arr);
+    if (!json_is_array(arr) && !none) {
         rc = ec_error_set(err, EC_ERR_PROTO, "model list: no \"%s\" array in the response",
                           array_key);
         goto out;

@@ -4,7 +4,9 @@
  *
  * Differences from OpenAI that matter here: system prompts are a top-level
  * "system" field, not messages; max_tokens is mandatory; the answer is a list
- * of content blocks; 529 means overloaded (retry); there are no logprobs. */
+ * of content blocks; 529 means overloaded (retry); there are no logprobs.
+ * temperature is 0.0..1.0 (the Messages API answers 400 above): a query's
+ * 1..2 is clamped to 1.0 (provider_params.c has the rule). */
 #include "provider_internal.h"
 
 #include <stdio.h>
@@ -66,8 +68,11 @@ static ec_err anthropic_build_chat(const ec_tier_cfg *t, const ec_infer_request 
 {
     json_t *body = NULL, *msgs = NULL;
     char *sys = NULL;
+    ec_sent_params sp;
     ec_http_request_init(out, "POST");
     ec_err rc = ec_prov_check(t, r, err);
+    if (!rc)
+        rc = ec_provider_map_params(&ec_provider_anthropic, t, r, &sp, err);
     if (rc)
         goto out;
     rc = anthropic_start(t, "POST", "messages", api_key, out, err);
@@ -92,15 +97,14 @@ static ec_err anthropic_build_chat(const ec_tier_cfg *t, const ec_infer_request 
         rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory building the request body");
         goto out;
     }
-    int32_t max_tokens = r->max_tokens > 0 ? r->max_tokens : EC_ANTHROPIC_DEFAULT_MAX_TOKENS;
     int bad = json_object_set_new(body, "model", json_string(t->model));
-    bad |= json_object_set_new(body, "max_tokens", json_integer(max_tokens));
+    bad |= json_object_set_new(body, "max_tokens", json_integer(sp.max_tokens));
     if (sys)
         bad |= json_object_set_new(body, "system", json_string(sys));
     bad |= json_object_set_new(body, "messages", msgs);
     msgs = NULL;
-    if (r->has_temperature)
-        bad |= json_object_set_new(body, "temperature", json_real(r->temperature));
+    if (sp.has_temperature)
+        bad |= json_object_set_new(body, "temperature", json_real(sp.temperature));
     if (bad) {
         rc = ec_error_set(err, EC_ERR_INVAL,
                           "tier %s: cannot build the request body "
@@ -201,9 +205,21 @@ static ec_err anthropic_parse_models(const ec_http_response *resp, char ***names
     return ec_prov_parse_models(resp, "data", "id", names, n, err);
 }
 
+/* Messages API: temperature 0.0..1.0, max_tokens required. */
+static const ec_provider_params anthropic_params = {
+    .temperature_max = 1.0,
+    .max_tokens_field = "max_tokens",
+    .max_tokens_default = EC_ANTHROPIC_DEFAULT_MAX_TOKENS,
+    .logprobs = false,
+    .top_logprobs = -1,
+    .logprobs_hint = "the Messages API has no logprobs; a cloud tier is the last word and "
+                     "is not gated by them",
+};
+
 const ec_provider ec_provider_anthropic = {
     .name = "anthropic",
     .local = false,
+    .params = &anthropic_params,
     .build_chat = anthropic_build_chat,
     .parse_chat = anthropic_parse_chat,
     .build_models = anthropic_build_models,

@@ -67,6 +67,10 @@ ec_err ec_prov_fill_reply(const ec_tier_cfg *t, ec_infer_reply *out, const char 
                           size_t answer_len, const char *model, const char *finish_reason,
                           uint32_t tokens_in, uint32_t tokens_out, ec_error *err);
 
+/* Mean/min/... of arr[].logprob (OpenAI's choices[0].logprobs.content,
+ * Ollama's top-level logprobs); not an array or empty -> present=false. */
+ec_err ec_prov_logprobs(json_t *arr, ec_lp_stats *lp, ec_error *err);
+
 /* A JSON integer as a token count (0 when absent or not a non-negative integer). */
 uint32_t ec_prov_json_count(json_t *v);
 

@@ -1,7 +1,13 @@
 /* Ollama's native API: POST <base_url>/api/chat with "stream":false, and
  * GET <base_url>/api/tags for discovery. The native API is used rather than
- * Ollama's OpenAI shim because it reports token counts reliably; it has no
- * logprobs, so the gate judges Ollama answers without them.
+ * Ollama's OpenAI shim because it reports token counts reliably.
+ *
+ * Logprobs: Ollama 0.12.11 and later return a top-level "logprobs" array
+ * ({token, logprob, bytes, top_logprobs}) when the request has
+ * "logprobs": true (docs/api.md, docs/openapi.yaml); top_logprobs is left
+ * out (default 0: the chosen token only, all the gate needs). An older
+ * Ollama ignores the field and returns none; the answer then carries no
+ * logprobs and edgecascade-local says so once (tierd.c).
  *
  * base_url is the server root (http://127.0.0.1:11434). A trailing "/v1",
  * easy to copy from an OpenAI-style example, is dropped rather than turned
@@ -51,8 +57,11 @@ static ec_err ollama_build_chat(const ec_tier_cfg *t, const ec_infer_request *r,
                                 const char *api_key, ec_http_request *out, ec_error *err)
 {
     json_t *body = NULL, *msgs = NULL, *opts = NULL;
+    ec_sent_params sp;
     ec_http_request_init(out, "POST"); /* so that failing leaves out freeable */
     ec_err rc = ec_prov_check(t, r, err);
+    if (!rc)
+        rc = ec_provider_map_params(&ec_provider_ollama, t, r, &sp, err);
     if (rc)
         goto out;
     rc = ollama_start(t, "POST", "api/chat", api_key, out, err);
@@ -72,10 +81,14 @@ static ec_err ollama_build_chat(const ec_tier_cfg *t, const ec_infer_request *r,
     bad |= json_object_set_new(body, "messages", msgs);
     msgs = NULL;
     bad |= json_object_set_new(body, "stream", json_false());
-    if (r->max_tokens > 0)
-        bad |= json_object_set_new(opts, "num_predict", json_integer(r->max_tokens));
-    if (r->has_temperature)
-        bad |= json_object_set_new(opts, "temperature", json_real(r->temperature));
+    if (sp.logprobs)
+        bad |= json_object_set_new(body, "logprobs", json_true());
+    if (sp.top_logprobs >= 0)
+        bad |= json_object_set_new(body, "top_logprobs", json_integer(sp.top_logprobs));
+    if (sp.max_tokens > 0)
+        bad |= json_object_set_new(opts, "num_predict", json_integer(sp.max_tokens));
+    if (sp.has_temperature)
+        bad |= json_object_set_new(opts, "temperature", json_real(sp.temperature));
     if (json_object_size(opts) > 0) {
         bad |= json_object_set_new(body, "options", opts);
         opts = NULL;
@@ -110,7 +123,9 @@ static ec_outcome ollama_parse_chat(const ec_tier_cfg *t, const ec_http_response
         oc = ec_prov_malformed(t, err, "message.content is not a string");
         goto out;
     }
-    if (ec_prov_fill_reply(t, out, json_string_value(content), json_string_length(content),
+    ec_lp_stats lp;
+    if (ec_prov_logprobs(json_object_get(root, "logprobs"), &lp, err) ||
+        ec_prov_fill_reply(t, out, json_string_value(content), json_string_length(content),
                            json_string_value(json_object_get(root, "model")),
                            json_string_value(json_object_get(root, "done_reason")),
                            ec_prov_json_count(json_object_get(root, "prompt_eval_count")),
@@ -118,7 +133,7 @@ static ec_outcome ollama_parse_chat(const ec_tier_cfg *t, const ec_http_response
         oc = EC_OUTCOME_RETRY;
         goto out;
     }
-    memset(&out->lp, 0, sizeof(out->lp));
+    out->lp = lp;
 out:
     json_decref(root);
     return oc;
@@ -145,9 +160,21 @@ static ec_err ollama_parse_models(const ec_http_response *resp, char ***names, s
     return ec_prov_parse_models(resp, "models", "name", names, n, err);
 }
 
+/* options.temperature has no documented upper bound (the Query's 2 fits);
+ * num_predict is optional. */
+static const ec_provider_params ollama_params = {
+    .temperature_max = 2.0,
+    .max_tokens_field = "options.num_predict",
+    .logprobs = true,
+    .top_logprobs = -1,
+    .logprobs_hint = "Ollama returns token logprobs from version 0.12.11 on: upgrade Ollama "
+                     "(ollama --version)",
+};
+
 const ec_provider ec_provider_ollama = {
     .name = "ollama",
     .local = true,
+    .params = &ollama_params,
     .build_chat = ollama_build_chat,
     .parse_chat = ollama_parse_chat,
     .build_models = ollama_build_models,

@@ -1,6 +1,17 @@
 /* OpenAI chat completions (POST <base_url>/chat/completions), spoken by vLLM,
  * llama.cpp's server, other OpenAI-compatible servers and OpenAI itself.
- * The three table entries share all code and differ in name and locality.
+ * The three table entries share the code and differ in what each server
+ * documents it accepts (their ec_provider_params):
+ *
+ *   vllm               max_tokens; "logprobs": true alone returns the chosen
+ *                      token's logprob (vLLM's top_logprobs defaults to 0).
+ *   openai-compatible  max_tokens (llama.cpp, Ollama's /v1, others); with
+ *                      "logprobs": true llama.cpp sets n_probs from
+ *                      top_logprobs, default 20 (tools/server), and 0 turns
+ *                      the probabilities off altogether, so 1 is sent: the
+ *                      chosen token's logprob at the least work.
+ *   openai             max_completion_tokens (max_tokens is deprecated in
+ *                      OpenAI's spec and refused by its reasoning models).
  *
  * Token logprobs come back as choices[0].logprobs.content[].logprob and feed
  * the quality gate; a server that ignores "logprobs" simply yields none. */
@@ -9,12 +20,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static ec_err openai_build_chat(const ec_tier_cfg *t, const ec_infer_request *r,
-                                const char *api_key, ec_http_request *out, ec_error *err)
+static ec_err openai_build_chat(const ec_provider *p, const ec_tier_cfg *t,
+                                const ec_infer_request *r, const char *api_key,
+                                ec_http_request *out, ec_error *err)
 {
     json_t *body = NULL, *msgs = NULL;
+    ec_sent_params sp;
     ec_http_request_init(out, "POST"); /* so that failing leaves out freeable */
     ec_err rc = ec_prov_check(t, r, err);
+    if (!rc)
+        rc = ec_provider_map_params(p, t, r, &sp, err);
     if (rc)
         goto out;
     rc = ec_prov_request_start(out, "POST", t->base_url, "chat/completions", err);
@@ -44,11 +59,13 @@ static ec_err openai_build_chat(const ec_tier_cfg *t, const ec_infer_request *r,
         rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory building the request body");
         goto out;
     }
-    if ((r->max_tokens > 0 &&
-         json_object_set_new(body, "max_tokens", json_integer(r->max_tokens))) ||
-        (r->has_temperature &&
-         json_object_set_new(body, "temperature", json_real(r->temperature))) ||
-        (r->logprobs && t->logprobs && json_object_set_new(body, "logprobs", json_true()))) {
+    if ((sp.max_tokens > 0 &&
+         json_object_set_new(body, p->params->max_tokens_field, json_integer(sp.max_tokens))) ||
+        (sp.has_temperature &&
+         json_object_set_new(body, "temperature", json_real(sp.temperature))) ||
+        (sp.logprobs && json_object_set_new(body, "logprobs", json_true())) ||
+        (sp.top_logprobs >= 0 &&
+         json_object_set_new(body, "top_logprobs", json_integer(sp.top_logprobs)))) {
         rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory building the request body");
         goto out;
     }
@@ -60,29 +77,6 @@ out:
     if (rc)
         ec_http_request_free(out);
     return rc;
-}
-
-/* Mean/min/... of choices[0].logprobs.content[].logprob; absent -> present=false. */
-static ec_err read_logprobs(json_t *choice, ec_lp_stats *lp, ec_error *err)
-{
-    memset(lp, 0, sizeof(*lp));
-    json_t *content = json_object_get(json_object_get(choice, "logprobs"), "content");
-    size_t n = json_array_size(content);
-    if (n == 0)
-        return EC_OK;
-    double *v = malloc(n * sizeof(*v));
-    if (!v)
-        return ec_error_set(err, EC_ERR_NOMEM, "out of memory reading logprobs");
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_t *x = json_object_get(json_array_get(content, i), "logprob");
-        if (json_is_number(x))
-            v[k++] = json_number_value(x);
-    }
-    if (k > 0)
-        ec_lp_stats_compute(v, k, lp);
-    free(v);
-    return EC_OK;
 }
 
 static ec_outcome openai_parse_chat(const ec_tier_cfg *t, const ec_http_response *resp,
@@ -107,7 +101,8 @@ static ec_outcome openai_parse_chat(const ec_tier_cfg *t, const ec_http_response
         goto out;
     }
     ec_lp_stats lp;
-    if (read_logprobs(choice, &lp, err)) {
+    if (ec_prov_logprobs(json_object_get(json_object_get(choice, "logprobs"), "content"), &lp,
+                         err)) {
         oc = EC_OUTCOME_RETRY;
         goto out;
     }
@@ -152,10 +147,62 @@ static ec_err openai_parse_models(const ec_http_response *resp, char ***names, s
     return ec_prov_parse_models(resp, "data", "id", names, n, err);
 }
 
+static ec_err vllm_build_chat(const ec_tier_cfg *t, const ec_infer_request *r, const char *api_key,
+                              ec_http_request *out, ec_error *err)
+{
+    return openai_build_chat(&ec_provider_vllm, t, r, api_key, out, err);
+}
+
+static ec_err compat_build_chat(const ec_tier_cfg *t, const ec_infer_request *r,
+                                const char *api_key, ec_http_request *out, ec_error *err)
+{
+    return openai_build_chat(&ec_provider_openai_compatible, t, r, api_key, out, err);
+}
+
+static ec_err cloud_build_chat(const ec_tier_cfg *t, const ec_infer_request *r, const char *api_key,
+                               ec_http_request *out, ec_error *err)
+{
+    return openai_build_chat(&ec_provider_openai, t, r, api_key, out, err);
+}
+
+/* vLLM: temperature >= 0 with no upper bound (the Query's 2 fits). */
+static const ec_provider_params vllm_params = {
+    .temperature_max = 2.0,
+    .max_tokens_field = "max_tokens",
+    .logprobs = true,
+    .top_logprobs = -1,
+    .logprobs_hint = "vLLM returns them on request with no server flag (--max-logprobs, "
+                     "default 20, caps only top_logprobs, which is not sent): check that no "
+                     "proxy in front of vLLM drops the \"logprobs\" field",
+};
+
+static const ec_provider_params compat_params = {
+    .temperature_max = 2.0,
+    .max_tokens_field = "max_tokens",
+    .logprobs = true,
+    .top_logprobs = 1,
+    .logprobs_hint = "llama.cpp's llama-server returns them in the OpenAI shape "
+                     "(choices[].logprobs.content) on /v1/chat/completions; update an old "
+                     "build, or use provider ollama for Ollama (its /v1 returns them from "
+                     "0.12.11 on)",
+};
+
+/* OpenAI's spec: temperature 0..2, max_completion_tokens, top_logprobs 0..20
+ * (absent: the chosen token's logprob only). */
+static const ec_provider_params openai_params = {
+    .temperature_max = 2.0,
+    .max_tokens_field = "max_completion_tokens",
+    .logprobs = true,
+    .top_logprobs = -1,
+    .logprobs_hint = "some OpenAI models (reasoning models) return no logprobs; the gate "
+                     "then judges their answers by the text heuristic",
+};
+
 const ec_provider ec_provider_vllm = {
     .name = "vllm",
     .local = true,
-    .build_chat = openai_build_chat,
+    .params = &vllm_params,
+    .build_chat = vllm_build_chat,
     .parse_chat = openai_parse_chat,
     .build_models = openai_build_models,
     .parse_models = openai_parse_models,
@@ -164,7 +211,8 @@ const ec_provider ec_provider_vllm = {
 const ec_provider ec_provider_openai_compatible = {
     .name = "openai-compatible",
     .local = true,
-    .build_chat = openai_build_chat,
+    .params = &compat_params,
+    .build_chat = compat_build_chat,
     .parse_chat = openai_parse_chat,
     .build_models = openai_build_models,
     .parse_models = openai_parse_models,
@@ -173,7 +221,8 @@ const ec_provider ec_provider_openai_compatible = {
 const ec_provider ec_provider_openai = {
     .name = "openai",
     .local = false,
-    .build_chat = openai_build_chat,
+    .params = &openai_params,
+    .build_chat = cloud_build_chat,
     .parse_chat = openai_parse_chat,
     .build_models = openai_build_models,
     .parse_models = openai_parse_models,

@@ -232,15 +232,29 @@ static char *status_json(ec_service *s, const char *state)
     pthread_mutex_lock(&s->status_lock);
     st.config_ts_ms = s->config_ts_ms;
     st.config_error = s->config_error[0] ? s->config_error : NULL;
+    size_t n = 0;
     for (size_t i = 0; i < s->n_models; i++) {
         const ec_service_model *m = &s->models[i];
-        models[i] = (ec_model_status){.tier = (char *)m->tier,
-                                      .model = m->model[0] ? (char *)m->model : NULL,
-                                      .state = (char *)m->state,
-                                      .error = m->error[0] ? (char *)m->error : NULL};
+        models[n++] = (ec_model_status){.tier = (char *)m->tier,
+                                        .model = m->model[0] ? (char *)m->model : NULL,
+                                        .state = (char *)m->state,
+                                        .error = m->error[0] ? (char *)m->error : NULL};
     }
-    st.models = s->n_models ? models : NULL;
-    st.n_models = s->n_models;
+    /* Logprobs join the tier's entry, or make one for a tier with a fixed model. */
+    for (size_t k = 0; k < s->n_lp; k++) {
+        const ec_service_lp *l = &s->lp[k];
+        size_t i = 0;
+        while (i < n && strcmp(models[i].tier, l->tier) != 0)
+            i++;
+        if (i == n && n < EC_SERVICE_MAX_MODELS)
+            models[n++] = (ec_model_status){.tier = (char *)l->tier,
+                                            .model = l->model[0] ? (char *)l->model : NULL,
+                                            .state = (char *)"serving"};
+        if (i < n)
+            models[i].logprobs = (char *)l->state;
+    }
+    st.models = n ? models : NULL;
+    st.n_models = n;
     ec_err rc = ec_status_encode_json(&st, &b, NULL);
     pthread_mutex_unlock(&s->status_lock);
     if (rc != EC_OK) {
@@ -348,6 +362,29 @@ void ec_service_set_models(ec_service *s, const ec_service_model *models, size_t
     s->n_models = n;
     pthread_mutex_unlock(&s->status_lock);
     status_update(s);
+}
+
+void ec_service_set_logprobs(ec_service *s, const char *tier, const char *model, const char *state)
+{
+    bool changed = false;
+    pthread_mutex_lock(&s->status_lock);
+    size_t k = 0;
+    while (k < s->n_lp && strcmp(s->lp[k].tier, tier) != 0)
+        k++;
+    if (k == s->n_lp && k < EC_SERVICE_MAX_MODELS) {
+        memset(&s->lp[k], 0, sizeof(s->lp[k]));
+        snprintf(s->lp[k].tier, sizeof(s->lp[k].tier), "%s", tier);
+        s->n_lp++;
+    }
+    if (k < s->n_lp &&
+        (strcmp(s->lp[k].state, state) != 0 || strcmp(s->lp[k].model, model ? model : "") != 0)) {
+        snprintf(s->lp[k].state, sizeof(s->lp[k].state), "%s", state);
+        snprintf(s->lp[k].model, sizeof(s->lp[k].model), "%s", model ? model : "");
+        changed = true;
+    }
+    pthread_mutex_unlock(&s->status_lock);
+    if (changed)
+        status_update(s);
 }
 
 void ec_service_ready(ec_service *s, const char *fmt, ...)

@@ -167,6 +167,11 @@ static const char *const migrations[EC_STORE_SCHEMA_VERSION + 1] = {
      * read once, for rows an older build left (router_queue.c). */
     "ALTER TABLE decisions ADD COLUMN journal_id INTEGER;"
     "PRAGMA user_version = 6;",
+    /* 7: what each attempt's provider sent the model (a JSON object: the
+     * parameters after mapping to the API's ranges, e.g. a temperature
+     * clamped for Anthropic), so the log says what the model was asked. */
+    "ALTER TABLE attempts ADD COLUMN sent TEXT;"
+    "PRAGMA user_version = 7;",
 };
 
 static const char sql_upd_decision[] =
@@ -196,8 +201,8 @@ static const char sql_ins_attempt[] =
     "INSERT INTO attempts (decision_id, seq, tier_index, tier_name, model, confidence,"
     " threshold, accepted, reason, latency_ms, cost_usd, tokens_in, tokens_out, error_code,"
     " error_message, answer, finish_reason, raw_confidence, lp_n, lp_mean, lp_min, lp_p10,"
-    " lp_p25, lp_geo, lp_first) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
-    " ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
+    " lp_p25, lp_geo, lp_first, sent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+    " ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)";
 
 void ec_decision_clear(ec_decision *d)
 {
@@ -207,6 +212,7 @@ void ec_decision_clear(ec_decision *d)
     for (size_t i = 0; i < d->n_details && i < EC_MAX_ATTEMPTS; i++) {
         free(d->details[i].answer);
         free(d->details[i].finish_reason);
+        free(d->details[i].sent);
     }
     memset(d, 0, sizeof(*d));
 }
@@ -506,6 +512,7 @@ static ec_err insert_attempt(ec_store *s, sqlite3_int64 decision_id, size_t seq,
             sqlite3_bind_double(st, 24, dt->lp.geo_prob);
             sqlite3_bind_double(st, 25, dt->lp.first_prob);
         }
+        bind_text(st, 26, dt->sent);
     }
     ec_err rc = step_done(s, st, "inserting attempt", err);
     sqlite3_clear_bindings(st);

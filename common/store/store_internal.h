@@ -13,7 +13,7 @@
 #include "edgecascade/queue.h"
 #include "edgecascade/store.h"
 
-#define EC_STORE_SCHEMA_VERSION 6
+#define EC_STORE_SCHEMA_VERSION 7
 
 struct ec_store {
     char *path;

@@ -30,7 +30,12 @@ typedef struct tierd {
     _Atomic(tierd_snap *) snap;
     ec_discovery *disc; /* local: model "auto" tiers */
     char infer_topic[300];
+    /* Per tier: whether its server returns the token logprobs it is asked
+     * for (LP_*), so a server without them is reported once, not per call. */
+    _Atomic int lp_state[EC_MAX_TIERS];
 } tierd;
+
+enum { LP_UNKNOWN = 0, LP_OK, LP_UNAVAILABLE };
 
 /* Full jitter (AWS architecture blog): sleep uniform(0, min(cap, base*2^n)). */
 static unsigned backoff_delay(const tierd_snap *o, int attempt, unsigned *seed)
@@ -61,6 +66,30 @@ static const char *wire_code(ec_err rc)
     }
 }
 
+/* After an answer to a request that asked for logprobs: says once (log and
+ * status) when the server returned none, and again when it does again. An
+ * empty answer has no tokens to judge and proves nothing. */
+static void note_logprobs(tierd *t, int ti, const ec_provider *p, const ec_tier_cfg *tier,
+                          const ec_infer_reply *rep)
+{
+    if (!tier->local || !rep->answer || !rep->answer[0] || ti < 0 || ti >= EC_MAX_TIERS)
+        return;
+    int now = rep->lp.present ? LP_OK : LP_UNAVAILABLE;
+    int was = atomic_exchange(&t->lp_state[ti], now);
+    if (was == now)
+        return;
+    if (now == LP_UNAVAILABLE)
+        ec_log_warn("tier %s: %s at %s returned no token logprobs although asked: the gate "
+                    "judges this tier's drafts by the text heuristic alone (at most 0.65, "
+                    "below the default threshold 0.70), so with a cloud tier every draft "
+                    "escalates. %s",
+                    tier->name, tier->provider, tier->base_url,
+                    p->params && p->params->logprobs_hint ? p->params->logprobs_hint : "");
+    else if (was == LP_UNAVAILABLE)
+        ec_log_info("tier %s: %s returns token logprobs again", tier->name, tier->provider);
+    ec_service_set_logprobs(t->svc, tier->name, tier->model, now == LP_OK ? "ok" : "unavailable");
+}
+
 /* Calls the model, retrying transient failures within the deadline. */
 static void call_tier(tierd *t, const tierd_snap *sn, ec_http *http, int ti,
                       const ec_infer_request *req, ec_infer_reply *rep, unsigned *seed)
@@ -81,6 +110,15 @@ static void call_tier(tierd *t, const tierd_snap *sn, ec_http *http, int ti,
         found.model = model;
         tier = &found;
     }
+    /* What goes out after mapping to the API's ranges, for the decision log;
+     * a refusal is reported by build_chat below. */
+    ec_sent_params sp;
+    char sent[EC_MAX_REASON] = "";
+    if (ec_provider_map_params(p, tier, req, &sp, &err) == EC_OK)
+        ec_sent_params_json(p, &sp, sent, sizeof(sent));
+    else
+        sp.logprobs = false;
+    ec_error_clear(&err);
     uint32_t budget = tier->timeout_ms;
     if (req->timeout_ms && req->timeout_ms < budget)
         budget = req->timeout_ms;
@@ -143,7 +181,14 @@ static void call_tier(tierd *t, const tierd_snap *sn, ec_http *http, int ti,
     if (last_rc != EC_OK) {
         ec_infer_reply_clear(rep);
         ec_wire_error_set(&rep->error, wire_code(last_rc), err.msg[0] ? err.msg : "tier failed");
+        /* The model called (the one discovery found for "auto"), not the
+         * config's word, goes into the attempt. */
+        rep->model = ec_strdup0(tier->model);
+    } else if (sp.logprobs) {
+        note_logprobs(t, ti, p, tier, rep);
     }
+    free(rep->sent);
+    rep->sent = sent[0] ? strdup(sent) : NULL;
     rep->latency_ms = ec_mono_ms() - start;
     if (hk->report) {
         ec_tierd_outcome oc = last_rc == EC_OK           ? EC_TIERD_OK

@@ -20,7 +20,7 @@
 
 #define RETRY_UNRESOLVED_S 5 /* while a tier has no model yet, check at least this often */
 
-typedef enum { M_UNKNOWN = 0, M_SERVING, M_MISSING } mstate;
+typedef enum { M_UNKNOWN = 0, M_SERVING, M_MISSING, M_NONE } mstate;
 
 typedef struct tier_state {
     mstate state;
@@ -43,7 +43,10 @@ struct ec_discovery {
 
 static const char *state_name(mstate s)
 {
-    return s == M_SERVING ? "serving" : s == M_MISSING ? "missing" : "unknown";
+    return s == M_SERVING   ? "serving"
+           : s == M_MISSING ? "missing"
+           : s == M_NONE    ? "none"
+                            : "unknown";
 }
 
 /* Asks the server for its models; returns the list or NULL with why. */
@@ -123,8 +126,11 @@ static void check_tier(ec_http *http, const ec_tier_cfg *t, tier_state *ns)
                  "edgecascade-local (SIGHUP) to use a served one",
                  ns->model, t->base_url, ns->listed);
     } else if (n == 0) {
-        ns->state = M_UNKNOWN;
-        snprintf(ns->error, sizeof(ns->error), "%.200s serves no model yet", t->base_url);
+        /* The server answered: it is reachable but has nothing to serve (an
+         * Ollama before its first `ollama pull` lists "data": null). */
+        ns->state = M_NONE;
+        snprintf(ns->error, sizeof(ns->error), "no models installed on %.200s%s", t->base_url,
+                 ec_streq(t->provider, "ollama") ? " (install one: ollama pull NAME)" : "");
     } else {
         const char *pick = prefer && pref ? pref : names[0];
         snprintf(ns->model, sizeof(ns->model), "%s", pick);

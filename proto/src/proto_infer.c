@@ -88,6 +88,7 @@ void ec_infer_reply_clear(ec_infer_reply *r)
     free(r->model);
     free(r->answer);
     free(r->finish_reason);
+    free(r->sent);
     ec_wire_error_clear(&r->error);
     memset(r, 0, sizeof(*r));
 }
@@ -133,6 +134,10 @@ static const ec_field infer_reply_fields[] = {
     {.name = "latency_ms", .kind = EC_FK_DBL, .off = offsetof(ec_infer_reply, latency_ms)},
     {.name = "samples", .kind = EC_FK_U32, .off = offsetof(ec_infer_reply, samples)},
     {.name = "agreement", .kind = EC_FK_DBL, .off = offsetof(ec_infer_reply, agreement)},
+    {.name = "sent",
+     .kind = EC_FK_STR,
+     .off = offsetof(ec_infer_reply, sent),
+     .limit = EC_MAX_REASON},
     {.name = "error",
      .kind = EC_FK_ERROR,
      .off = offsetof(ec_infer_reply, error),

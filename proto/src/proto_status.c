@@ -19,6 +19,7 @@ void ec_status_clear(ec_status *s)
         free(s->models[i].model);
         free(s->models[i].state);
         free(s->models[i].error);
+        free(s->models[i].logprobs);
     }
     free(s->models);
     memset(s, 0, sizeof(*s));
@@ -31,6 +32,7 @@ static void model_status_clear_v(void *m)
     free(ms->model);
     free(ms->state);
     free(ms->error);
+    free(ms->logprobs);
     memset(ms, 0, sizeof(*ms));
 }
 
@@ -53,6 +55,10 @@ static const ec_field model_status_fields[] = {
      .kind = EC_FK_STR,
      .off = offsetof(ec_model_status, error),
      .limit = EC_MAX_ERROR_MSG},
+    {.name = "logprobs",
+     .kind = EC_FK_STR,
+     .off = offsetof(ec_model_status, logprobs),
+     .limit = EC_MAX_ID},
 };
 
 static const ec_msgdef def_model_status = {

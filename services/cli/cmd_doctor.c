@@ -280,6 +280,11 @@ static void check_reported(doctor *d, const char *service, json_t *doc)
         const char *model = json_string_value(json_object_get(m, "model"));
         const char *st = json_string_value(json_object_get(m, "state"));
         const char *e = json_string_value(json_object_get(m, "error"));
+        /* A fixed-model tier is listed only for its logprobs, which the
+         * "logprobs" check below tries for itself. */
+        int ti = tier ? ec_config_tier_index(d->cfg, tier) : -1;
+        if (ti >= 0 && !ec_tier_model_auto(&d->cfg->tiers[ti]))
+            continue;
         snprintf(check, sizeof(check), "model auto %s", tier ? tier : "?");
         if (st && strcmp(st, "serving") == 0)
             report(d, D_OK, check, NULL, "edgecascade-local serves '%s'", model ? model : "?");
@@ -510,10 +515,22 @@ static void check_completion(doctor *d, ec_http *http, const ec_tier_cfg *t, con
                "one token took %.0f ms (slow: queries will wait at least this long)",
                resp.total_ms);
     else
-        report(d, D_OK, check, NULL, "one token in %.1f ms%s", resp.total_ms,
-               t->logprobs && !reply.lp.present ? " (no logprobs returned: the gate falls back "
-                                                  "to its text heuristic)"
-                                                : "");
+        report(d, D_OK, check, NULL, "one token in %.1f ms", resp.total_ms);
+    /* The gate needs the chosen tokens' probabilities; without them every
+     * draft is judged by the text heuristic (at most 0.65) and escalates. */
+    snprintf(check, sizeof(check), "logprobs %s", t->name);
+    if (!t->logprobs)
+        report(d, D_WARN, check, "set logprobs: true on this tier",
+               "not asked (logprobs: false): the gate judges drafts by the text heuristic");
+    else if (reply.lp.present)
+        report(d, D_OK, check, NULL, "%s returns token probabilities", t->provider);
+    else
+        report(d, D_FAIL, check,
+               p->params && p->params->logprobs_hint ? p->params->logprobs_hint : NULL,
+               "%s returned no token probabilities: the gate falls back to its text heuristic "
+               "(at most 0.65, below the default threshold 0.70), so with a cloud tier every "
+               "draft escalates",
+               t->provider);
 out:
     ec_infer_reply_clear(&reply);
     ec_http_request_free(&req);

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "edgecascade/http.h"
 #include "edgecascade/provider.h"
+#include "edgecascade/util.h"
 
 /* A discovery call is cheap; a server that takes longer is as good as down. */
 #define MODELS_TIMEOUT_MS 10000u
@@ -138,6 +139,16 @@ static bool offers(const tier_result *tr, const char *model)
     return false;
 }
 
+/* What model "auto" picks from this list: prefer_model when listed, else the
+ * first (as tierd_discovery.c does); NULL when nothing is listed. */
+static const char *auto_pick(const tier_result *tr)
+{
+    const char *pref = tr->t->prefer_model;
+    if (pref && *pref && offers(tr, pref))
+        return pref;
+    return tr->n ? tr->names[0] : NULL;
+}
+
 static void print_human(const tier_result *tr)
 {
     const ec_tier_cfg *t = tr->t;
@@ -148,11 +159,15 @@ static void print_human(const tier_result *tr)
     }
     printf("tier %s (%s at %s): ", t->name, t->provider, t->base_url ? t->base_url : "?");
     if (tr->n == 0)
-        printf("(no models)");
+        printf("no models installed%s",
+               ec_streq(t->provider, "ollama") ? " (install one: ollama pull NAME)" : "");
     for (size_t i = 0; i < tr->n; i++)
         printf("%s%s", i ? ", " : "", tr->names[i]);
     putchar('\n');
-    if (t->model && !offers(tr, t->model))
+    const char *pick = auto_pick(tr);
+    if (ec_tier_model_auto(t) && pick)
+        printf("  model auto: edgecascade-local will use '%s'\n", pick);
+    else if (!ec_tier_model_auto(t) && t->model && !offers(tr, t->model))
         printf("  note: the configured model '%s' is not among them\n", t->model);
 }
 
@@ -170,7 +185,12 @@ static json_t *tier_json(const tier_result *tr)
         for (size_t i = 0; i < tr->n; i++)
             if (json_array_append_new(names, json_string(tr->names[i])) != 0)
                 goto fail;
-        if (json_object_set_new(o, "model_available", json_boolean(offers(tr, t->model))) != 0)
+        bool is_auto = ec_tier_model_auto(t);
+        const char *pick = auto_pick(tr);
+        if (json_object_set_new(o, "model_available",
+                                json_boolean(is_auto ? pick != NULL : offers(tr, t->model))) != 0)
+            goto fail;
+        if (is_auto && pick && json_object_set_new(o, "auto_model", json_string(pick)) != 0)
             goto fail;
     } else if (json_object_set_new(o, "error", json_string(tr->reason)) != 0) {
         goto fail;

@@ -270,6 +270,8 @@ static ec_stage_rc judge(ec_cascade *c, ec_pending *p, ec_infer_reply *rep)
     ec_attempt *a = &p->attempts[p->n_attempts - 1];
     ec_attempt_detail *dt = &p->details[p->n_attempts - 1];
     dt->raw_confidence = -1;
+    dt->sent = rep->sent; /* taken over from the reply, on errors too */
+    rep->sent = NULL;
     ec_gate_verdict v = {.raw = -1, .confidence = -1};
     if (!rep->error.code)
         ec_gate_judge(atomic_load(&c->env->gate), (size_t)ti, &p->gq, rep, &v);

@@ -118,6 +118,7 @@ void ec_pending_free(ec_pending *p)
         ec_attempt_clear(&p->attempts[i]);
         free(p->details[i].answer);
         free(p->details[i].finish_reason);
+        free(p->details[i].sent);
     }
     free(p);
 }

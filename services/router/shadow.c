@@ -102,6 +102,7 @@ void ec_shadow_conclude(ec_shadow *s, ec_pending *p)
         for (size_t i = 0; i < last; i++) {
             free(p->details[i].answer);
             free(p->details[i].finish_reason);
+            free(p->details[i].sent);
         }
         p->details[0] = p->details[last];
         memset(&p->details[last], 0, sizeof(p->details[last]));

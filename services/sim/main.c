@@ -16,6 +16,7 @@
 
 #include "edgecascade/log.h"
 #include "sim.h"
+#include "sim_corpus.h"
 #include "sim_replay.h"
 
 #define EXIT_USAGE 2
@@ -37,6 +38,10 @@ static void usage(FILE *f)
           "                    with recorded answers (OpenAI API only; see README.md)\n"
           "  --replay-map M    served=corpusmodel[,served=corpusmodel...] (with --replay)\n"
           "  --replay-latency-scale X  sleep the recorded latency x X (default 0)\n"
+          "  --replay-dir DIR  corpus mode: POST /sim/serve {\"file\": \"<api>/<case>.json\"}\n"
+          "                    answers the next request to the case's endpoint with the\n"
+          "                    published body in DIR verbatim; GET /sim/received lists what\n"
+          "                    was sent (see sim_corpus.h)\n"
           "  --help, --version\n"
           "\n"
           "Endpoints: POST /v1/chat/completions, GET /v1/models, POST /v1/messages,\n"
@@ -87,10 +92,12 @@ int main(int argc, char **argv)
         {"replay", required_argument, NULL, 'r'},
         {"replay-map", required_argument, NULL, 'm'},
         {"replay-latency-scale", required_argument, NULL, 'x'},
+        {"replay-dir", required_argument, NULL, 'd'},
         {NULL, 0, NULL, 0},
     };
     const char *bind = "127.0.0.1", *script_path = NULL, *port_file = NULL;
-    const char *replay_path = NULL, *replay_map = NULL;
+    const char *replay_path = NULL, *replay_map = NULL, *corpus_dir = NULL;
+    sim_corpus *corpus = NULL;
     double replay_scale = 0;
     sim_replay *replay = NULL;
     uint16_t port = 0;
@@ -129,6 +136,9 @@ int main(int argc, char **argv)
             break;
         case 'm':
             replay_map = optarg;
+            break;
+        case 'd':
+            corpus_dir = optarg;
             break;
         case 'x': {
             char *end;
@@ -182,12 +192,20 @@ int main(int argc, char **argv)
         }
     }
     static sim_server srv; /* outlives every connection thread */
-    if (sim_server_init(&srv, script, &err)) {
+    if (corpus_dir && sim_corpus_create(corpus_dir, &corpus, &err)) {
         ec_log_error("%s", err.msg);
+        sim_script_free(script);
         sim_replay_free(replay);
         return 1;
     }
+    if (sim_server_init(&srv, script, &err)) {
+        ec_log_error("%s", err.msg);
+        sim_replay_free(replay);
+        sim_corpus_free(corpus);
+        return 1;
+    }
     srv.replay = replay;
+    srv.corpus = corpus;
 
     sigset_t set;
     sigemptyset(&set);
@@ -227,5 +245,6 @@ stop:
 out:
     sim_server_clear(&srv);
     sim_replay_free(replay);
+    sim_corpus_free(corpus);
     return status;
 }

@@ -32,6 +32,7 @@ typedef struct sim_server {
     atomic_bool stopping; /* set before the daemon stops: sleeping handlers give up */
     atomic_uint_fast64_t sampled; /* requests at temperature > 0 so far (rule samples) */
     struct sim_replay *replay;    /* replay mode (sim_replay.h): not owned; NULL = script */
+    struct sim_corpus *corpus;    /* corpus mode (sim_corpus.h): not owned; NULL = off */
 } sim_server;
 
 /* Takes ownership of script (also on failure). */

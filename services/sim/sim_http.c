@@ -17,6 +17,7 @@
 
 #include "edgecascade/log.h"
 #include "edgecascade/util.h"
+#include "sim_corpus.h"
 
 typedef struct sim_route {
     const char *method;
@@ -35,6 +36,9 @@ static const sim_route routes[] = {
     {"POST", "/sim/models", sim_models_post},
     {"GET", "/sim/stats", sim_stats_get},
     {"DELETE", "/sim/stats", sim_stats_delete},
+    {"POST", "/sim/serve", sim_corpus_serve},
+    {"GET", "/sim/received", sim_corpus_received},
+    {"DELETE", "/sim/received", sim_corpus_forget},
 };
 
 enum MHD_Result sim_reply(sim_req *r, int status, const char *ctype, char *data, size_t len,
@@ -170,6 +174,9 @@ static enum MHD_Result route(sim_req *r)
     if (r->too_big)
         return sim_reply_error(r, sim_openai_error, 413, "request body over %u bytes",
                                SIM_MAX_BODY);
+    enum MHD_Result res;
+    if (sim_corpus_answer(r, &res))
+        return res;
     bool path_known = false;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(routes[i].path, r->path) != 0)

@@ -332,6 +332,11 @@ void ech_stop_broker(ech *h)
 
 void ech_start_sim(ech *h, const char *script)
 {
+    ech_start_sim_corpus(h, script, NULL);
+}
+
+void ech_start_sim_corpus(ech *h, const char *script, const char *corpus_dir)
+{
     char portfile[600];
     snprintf(portfile, sizeof(portfile), "%s/sim.port", h->dir);
     if (script)
@@ -345,6 +350,8 @@ void ech_start_sim(ech *h, const char *script)
                     portfile,
                     "--script",
                     h->script,
+                    corpus_dir ? "--replay-dir" : NULL,
+                    (char *)corpus_dir,
                     NULL};
     spawn(h, &h->sim, "sim", argv);
     for (int i = 0; i < 200; i++) {

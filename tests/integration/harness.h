@@ -60,6 +60,9 @@ void ech_start_mosquitto(ech *h, ech_proc *p, const char *name, const char *conf
 
 /* Simulator with the given script file (NULL: deploy/sim-script.json). */
 void ech_start_sim(ech *h, const char *script);
+/* Same, in corpus mode (--replay-dir corpus_dir, POST /sim/serve) when
+ * corpus_dir is not NULL. */
+void ech_start_sim_corpus(ech *h, const char *script, const char *corpus_dir);
 
 /* Writes h->config: topic root, broker, store path, sim tiers (local
  * llama3.2-1b on the sim, cloud gpt-4o-mini on the sim via openai provider with

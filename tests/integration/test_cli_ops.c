@@ -322,6 +322,7 @@ static const char *const all_checks[] = {"config",
                                          "service relay",
                                          "model server local",
                                          "completion local",
+                                         "logprobs local",
                                          "cloud key cloud",
                                          "breaker cloud",
                                          "disk",
@@ -356,7 +357,8 @@ static void doctor_all_ok(void **state)
     }
     char want[64];
     snprintf(want, sizeof(want), "\n%zu ok, 0 warnings, 0 failures\n", n);
-    assert_non_null(strstr(out, want));
+    if (!strstr(out, want))
+        fail_msg("no '%s' in:\n%s", want, out);
     assert_non_null(strstr(out, ": connected, subscribed to "));
     assert_non_null(strstr(out, "'llama3.2-1b' listed"));
     assert_non_null(strstr(out, "one token in "));

@@ -122,6 +122,8 @@ static inline ec_infer_reply fx_infer_reply_ok(void)
     r.tokens_out = 12;
     r.cost_usd = 0.0;
     r.latency_ms = 182.5;
+    r.sent = S("{\"provider\":\"vllm\",\"temperature\":0.2,\"max_tokens\":256,"
+               "\"logprobs\":true}");
     return r;
 }
 
@@ -208,7 +210,8 @@ static inline ec_status fx_status(void)
     s.config_error = S("gate.min_confidence: must be between 0 and 1");
     static ec_model_status models[1];
     models[0] =
-        (ec_model_status){.tier = S("local"), .model = S("llama3.2-3b"), .state = S("serving")};
+        (ec_model_status){.tier = S("local"), .model = S("llama3.2-3b"), .state = S("serving"),
+                          .logprobs = S("ok")};
     s.models = models;
     s.n_models = 1;
     return s;
@@ -314,6 +317,7 @@ static inline bool fx_infer_reply_eq(const ec_infer_reply *a, const ec_infer_rep
     FX_I(tokens_out);
     FX_D(cost_usd);
     FX_D(latency_ms);
+    FX_S(sent);
     ok &= fx_werr_eq(&a->error, &b->error);
     return ok;
 }
@@ -383,6 +387,7 @@ static inline bool fx_status_eq(const ec_status *a, const ec_status *b)
         ok &= fx_str_eq("models.model", a->models[i].model, b->models[i].model);
         ok &= fx_str_eq("models.state", a->models[i].state, b->models[i].state);
         ok &= fx_str_eq("models.error", a->models[i].error, b->models[i].error);
+        ok &= fx_str_eq("models.logprobs", a->models[i].logprobs, b->models[i].logprobs);
     }
     return ok;
 }

@@ -323,7 +323,7 @@ static void test_encode_exact(void **state)
                                 "\"config_ts_ms\":1717999990000,\"config_error\":\"gate."
                                 "min_confidence: must be between 0 and 1\",\"models\":[{"
                                 "\"tier\":\"local\",\"model\":\"llama3.2-3b\",\"state\":"
-                                "\"serving\",\"error\":null}]}");
+                                "\"serving\",\"error\":null,\"logprobs\":\"ok\"}]}");
     /* Encoders append. */
     size_t one = b.len;
     assert_int_equal(ec_status_encode_json(&s, &b, &e), EC_OK);

@@ -146,13 +146,25 @@ static void test_openai_request(void **state)
     const char *h_nokey[] = {"Content-Type: application/json", NULL};
     const char *h_key[] = {"Content-Type: application/json", "Authorization: Bearer sk-test-1",
                            NULL};
+    /* Each server gets the fields its own documentation names (see
+     * provider_openai.c): OpenAI max_completion_tokens, llama.cpp and other
+     * compatible servers top_logprobs 1 (not their default 20). */
+    const char *compat = "{\"model\":\"qwen2.5-1.5b\",\"messages\":[{\"role\":\"system\","
+                         "\"content\":\"You are terse.\"},{\"role\":\"user\",\"content\":\"Pump 3 "
+                         "pressure?\"}],\"max_tokens\":64,\"temperature\":0.2,\"logprobs\":true,"
+                         "\"top_logprobs\":1}";
+    const char *cloud = "{\"model\":\"qwen2.5-1.5b\",\"messages\":[{\"role\":\"system\","
+                        "\"content\":\"You are terse.\"},{\"role\":\"user\",\"content\":\"Pump 3 "
+                        "pressure?\"}],\"max_completion_tokens\":64,\"temperature\":0.2,"
+                        "\"logprobs\":true}";
     static const char *names[] = {"vllm", "openai-compatible", "openai"};
+    const char *bodies[] = {full, compat, cloud};
     for (size_t i = 0; i < 3; i++) {
         t.provider = (char *)names[i];
         expect_request(find(names[i]), &t, &r, NULL, "http://127.0.0.1:8000/v1/chat/completions",
-                       h_nokey, full);
+                       h_nokey, bodies[i]);
         expect_request(find(names[i]), &t, &r, "sk-test-1",
-                       "http://127.0.0.1:8000/v1/chat/completions", h_key, full);
+                       "http://127.0.0.1:8000/v1/chat/completions", h_key, bodies[i]);
     }
 
     /* Unset fields are left out; logprobs needs both the request and the tier. */
@@ -210,8 +222,8 @@ static void test_ollama_request(void **state)
     const ec_provider *p = find("ollama");
     const char *full = "{\"model\":\"llama3.2:1b\",\"messages\":[{\"role\":\"system\",\"content\":"
                        "\"You are terse.\"},{\"role\":\"user\",\"content\":\"Pump 3 "
-                       "pressure?\"}],\"stream\":false,\"options\":{\"num_predict\":64,"
-                       "\"temperature\":0.2}}";
+                       "pressure?\"}],\"stream\":false,\"logprobs\":true,\"options\":{"
+                       "\"num_predict\":64,\"temperature\":0.2}}";
     const char *h[] = {"Content-Type: application/json", NULL};
     const char *hk[] = {"Content-Type: application/json", "Authorization: Bearer k", NULL};
     expect_request(p, &t, &r, NULL, "http://127.0.0.1:11434/api/chat", h, full);
@@ -221,6 +233,7 @@ static void test_ollama_request(void **state)
     expect_request(p, &t, &r, NULL, "http://127.0.0.1:11434/api/chat", h, full);
 
     r.max_tokens = 0;
+    r.logprobs = false;
     expect_request(p, &t, &r, NULL, "http://127.0.0.1:11434/api/chat", h,
                    "{\"model\":\"llama3.2:1b\",\"messages\":[{\"role\":\"system\",\"content\":"
                    "\"You are terse.\"},{\"role\":\"user\",\"content\":\"Pump 3 "

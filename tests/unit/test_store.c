@@ -350,6 +350,32 @@ static void test_error_decision_has_tier_kind_none(void **state)
     ec_store_close(s);
 }
 
+/* What each attempt's provider sent (attempts.sent, schema 7): kept for a
+ * failed attempt too, NULL when the tier said nothing. */
+static void test_attempt_sent_recorded(void **state)
+{
+    fx *f = *state;
+    ec_store *s = open_store(f->path);
+    ec_decision d;
+    make_decision(&d, "q-sent", "cloud", 5, 0, 0, 7);
+    add_attempt(&d, "qwen", 0.4, false);
+    add_attempt(&d, "claude", -1, false);
+    d.n_details = 2;
+    d.details[1].raw_confidence = -1;
+    d.details[1].sent = strdup("{\"provider\":\"anthropic\",\"temperature\":1,"
+                               "\"temperature_asked\":1.5}");
+    write_now(s, &d);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM attempts WHERE seq = 0 AND sent IS NULL"),
+                     1);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM attempts WHERE seq = 1 AND"
+                                 " json_extract(sent, '$.temperature') = 1 AND"
+                                 " json_extract(sent, '$.temperature_asked') = 1.5"),
+                     1);
+    sqlite3_close(db);
+    ec_store_close(s);
+}
+
 /* ---- the writer thread ---- */
 
 typedef struct producer {
@@ -840,6 +866,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_creates_schema_in_wal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_now_round_trips_every_column, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_decision_has_tier_kind_none, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attempt_sent_recorded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_batches_from_two_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full_is_busy_and_caller_keeps_the_decision,
                                         setup, teardown),

@@ -116,6 +116,10 @@ typedef struct ec_infer_reply {
     double latency_ms; /* time spent in the tier's HTTP call(s) */
     uint32_t samples;  /* answers drawn (self-consistency), 0 when not asked */
     double agreement;  /* share of the samples that agree with `answer` */
+    /* What the provider sent the model (JSON object text, EC_MAX_REASON):
+     * the parameters after mapping to the API's ranges, for the decision log.
+     * Set on errors too: a refused request is when it matters most. */
+    char *sent;
     ec_wire_error error;
 } ec_infer_reply;
 
@@ -169,8 +173,13 @@ typedef struct ec_result {
 typedef struct ec_model_status {
     char *tier;
     char *model; /* the model in use, or NULL when none was found yet */
-    char *state; /* "serving", "missing" (gone from the server's list), "unknown" */
+    char *state; /* "serving", "missing" (gone from the server's list), "none" (the
+                  * server has no model installed), "unknown" */
     char *error; /* what is wrong, or NULL */
+    /* "ok" once an answer came with token logprobs, "unavailable" when the
+     * server returned none though asked (an Ollama before 0.12.11); NULL
+     * before the first answer. */
+    char *logprobs;
 } ec_model_status;
 
 #define EC_MAX_STATUS_MODELS 8u

@@ -33,6 +33,13 @@ typedef struct ec_service_model {
 
 #define EC_SERVICE_MAX_MODELS 8
 
+/* Whether a local tier's server returns token logprobs, as answers show. */
+typedef struct ec_service_lp {
+    char tier[128];
+    char model[128];
+    char state[16]; /* ok | unavailable */
+} ec_service_lp;
+
 struct ec_service_retired;
 
 typedef struct ec_service {
@@ -55,6 +62,8 @@ typedef struct ec_service {
     char config_error[1024];
     ec_service_model models[EC_SERVICE_MAX_MODELS];
     size_t n_models;
+    ec_service_lp lp[EC_SERVICE_MAX_MODELS];
+    size_t n_lp;
 } ec_service;
 
 /* Parses argv, loads the config and sets up logging. Returns 0 to go on,
@@ -95,6 +104,12 @@ void ec_service_reload_reject(ec_service *s, ec_config *next, const char *why);
 
 /* edgecascade-local: the models its "auto" tiers use; republishes the status. */
 void ec_service_set_models(ec_service *s, const ec_service_model *models, size_t n);
+
+/* edgecascade-local: whether tier's server returns token logprobs ("ok" or
+ * "unavailable"); the status shows it as the tier's models[].logprobs (an
+ * entry is added for a tier that is not "auto"). Republishes the status when
+ * it changes. */
+void ec_service_set_logprobs(ec_service *s, const char *tier, const char *model, const char *state);
 
 /* Tells systemd (Type=notify) the service is ready, with a status line. */
 void ec_service_ready(ec_service *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -23,6 +23,7 @@ typedef struct ec_attempt_detail {
     char *finish_reason;
     ec_lp_stats lp;
     double raw_confidence; /* the gate's signal before calibration; -1 if none */
+    char *sent;            /* what the provider sent (InferReply "sent"), or NULL */
 } ec_attempt_detail;
 
 /* One decision: the Result as published, plus what only the device knows. */
