@@ -2,6 +2,8 @@
  *
  *   ec_loadgen phase  --broker URI --root R [--null] --rate Q --duration S [--mix F]
  *                     [--drain-ms N] [--pid NAME=PID]... [--sim-log FILE]
+ *   ec_loadgen burst  --broker URI --root R [--null] --count N [--drain-ms N] [--pid NAME=PID]...
+ *                     (N queries at once, no lead-in: answer_span_s, max_gap_ms, busy)
  *   ec_loadgen sweep  --broker URI --root R [--null] [--mix F] [--start-rate Q]
  *                     [--max-rate Q] [--duration S]
  *   ec_loadgen status --broker URI --root R     (prints "service pid state epoch_us" lines)
@@ -45,7 +47,8 @@ static void parse(lg_opts *o, bool *json_out, const char **dir, int argc, char *
         {"drain-ms", required_argument, NULL, 'D'}, {"pid", required_argument, NULL, 'p'},
         {"sim-log", required_argument, NULL, 's'},  {"start-rate", required_argument, NULL, 'S'},
         {"max-rate", required_argument, NULL, 'M'}, {"dir", required_argument, NULL, 'o'},
-        {"json", no_argument, NULL, 'j'},           {NULL, 0, NULL, 0},
+        {"json", no_argument, NULL, 'j'},           {"count", required_argument, NULL, 'c'},
+        {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -61,6 +64,10 @@ static void parse(lg_opts *o, bool *json_out, const char **dir, int argc, char *
             break;
         case 'q':
             o->rate = atof(optarg);
+            break;
+        case 'c': /* burst: all at once */
+            o->rate = atof(optarg);
+            o->duration_s = 1;
             break;
         case 'd':
             o->duration_s = atof(optarg);
@@ -259,6 +266,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "status") == 0)
         return run_status(&o);
 
+    o.burst = strcmp(cmd, "burst") == 0;
     lg *g = NULL;
     if (lg_open(&g, &o) != 0)
         return 1;
@@ -270,6 +278,11 @@ int main(int argc, char **argv)
         out = lg_phase(g, o.rate, o.duration_s, o.mix, o.drain_ms, true);
         if (out)
             progress(o.null_mode ? "null" : o.mix > 0 ? "mixed" : "local", out, lg_phase_ok(out));
+    } else if (strcmp(cmd, "burst") == 0) {
+        if (o.rate <= 0)
+            usage();
+        json_decref(lg_phase(g, 100, 0.3, o.mix, 3000, false)); /* warm-up, not reported */
+        out = lg_phase(g, o.rate, 1, o.mix, o.drain_ms, true);
     } else if (strcmp(cmd, "sweep") == 0) {
         out = sweep(g, &o);
     } else {

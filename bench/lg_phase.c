@@ -199,6 +199,12 @@ static json_t *latency_json(double *v, size_t n)
     return o;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static ec_err encode_query(size_t phase, size_t i, bool esc, ec_buf *b)
 {
     char id[64];
@@ -217,7 +223,7 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
      * after an idle pause (between sweep steps) the generator's own Paho client
      * was seen holding its first messages for ~100 ms, which is the generator's
      * artefact, not the pipeline's. */
-    size_t lead = (size_t)(rate * LG_LEAD_IN_S);
+    size_t lead = g->o.burst && measure ? 0 : (size_t)(rate * LG_LEAD_IN_S);
     size_t n = lead + (size_t)(rate * duration_s);
     if (n < 1)
         n = 1;
@@ -241,7 +247,7 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
     ec_buf b;
     ec_buf_init(&b, 0);
     size_t send_fail = 0;
-    double interval_us = 1e6 / rate;
+    double interval_us = g->o.burst && measure ? 0 : 1e6 / rate;
     uint64_t t0 = ec_mono_us() + 10000;
     uint64_t max_lag_us = 0;
     for (size_t i = 0; i < n; i++) {
@@ -317,6 +323,27 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
             unanswered++;
         }
     }
+    /* The stall detector: the longest silence between consecutive answers
+     * (from the first send), and when the last answer arrived. */
+    uint64_t *arr = malloc((n + 1) * sizeof(*arr));
+    size_t n_arr = 0;
+    for (size_t i = lead; arr && i < n; i++)
+        if (slots[i].recv_us && slots[i].state != S_PENDING && slots[i].state != S_SENDFAIL)
+            arr[n_arr++] = slots[i].recv_us;
+    double max_gap_ms = 0, answer_span_s = 0;
+    if (arr && n_arr) {
+        qsort(arr, n_arr, sizeof(*arr), cmp_u64);
+        uint64_t t_first = t0 + (uint64_t)((double)lead * interval_us);
+        uint64_t prev = t_first;
+        for (size_t k = 0; k < n_arr; k++) {
+            double gap = arr[k] > prev ? (double)(arr[k] - prev) / 1000.0 : 0;
+            if (gap > max_gap_ms)
+                max_gap_ms = gap;
+            prev = arr[k];
+        }
+        answer_span_s = arr[n_arr - 1] > t_first ? (double)(arr[n_arr - 1] - t_first) / 1e6 : 0;
+    }
+    free(arr);
     const char *dump = getenv("EC_LOADGEN_DUMP"); /* per-query times, for debugging */
     char dpath[512];
     snprintf(dpath, sizeof(dpath), "%s.%u", dump ? dump : "", phase);
@@ -351,6 +378,8 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
     json_object_set_new(o, "errors", json_integer((json_int_t)errors));
     json_object_set_new(o, "unanswered", json_integer((json_int_t)(unanswered + send_fail)));
     json_object_set_new(o, "strays", json_integer((json_int_t)strays));
+    json_object_set_new(o, "answer_span_s", json_real(answer_span_s));
+    json_object_set_new(o, "max_gap_ms", json_real(max_gap_ms));
     /* Useful answers per second, over the time it took to deliver them. */
     double goodput_span = ok_span_s > duration_s ? ok_span_s : duration_s;
     json_object_set_new(o, "goodput_qps", json_real((double)n_ok / goodput_span));

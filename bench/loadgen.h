@@ -28,6 +28,7 @@ typedef struct lg_opts {
     double duration_s; /* of one phase */
     double mix;        /* share of queries whose draft the local tier is unsure of */
     int drain_ms;      /* after the last send, how long to wait for answers */
+    bool burst;        /* phase: no lead-in, no pacing (rate * duration queries at once) */
     double start_rate; /* sweep */
     double max_rate;   /* sweep */
     const char *sim_log;

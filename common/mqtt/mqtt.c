@@ -53,7 +53,8 @@ struct ec_mqtt {
     sub subs[EC_MQTT_MAX_SUBS];
     int n_subs;
     int inflight;
-    int max_inflight;
+    int max_inflight;  /* ours (mqtt.max_inflight) */
+    int broker_rx_max; /* the broker's Receive Maximum (CONNACK), 65535 when it sets none */
     bool stopping;
 
     ec_mqtt_overflow_fn on_overflow;
@@ -233,6 +234,48 @@ static void on_connect_failure(void *ctx, MQTTAsync_failureData5 *resp)
     pthread_mutex_unlock(&m->lock);
 }
 
+/* Under the lock: how many QoS>0 publishes may be out at once. Never more
+ * than the broker's Receive Maximum: Paho holds any surplus in its own
+ * command queue and its send thread drains that queue only once a second
+ * (Paho C since 1.3.6, eclipse-paho/paho.mqtt.c issues 1252 and 1256), so a
+ * burst on a stock Mosquitto (max_inflight_messages 20) stalled for
+ * seconds. The surplus waits here instead, in ec_mqtt_publish, and goes out
+ * the moment an acknowledgement frees a slot. */
+static int limit_locked(const ec_mqtt *m)
+{
+    return m->max_inflight < m->broker_rx_max ? m->max_inflight : m->broker_rx_max;
+}
+
+/* The first CONNACK's properties (Paho calls this only once: reconnects go
+ * to on_connected, which gets none, so the value read here stays in force;
+ * a broker reconfigured with a lower limit needs a restart of the service). */
+static void on_connect_success(void *ctx, MQTTAsync_successData5 *resp)
+{
+    ec_mqtt *m = ctx;
+    int rx = 65535; /* MQTT v5 3.2.2.3.3: absent means 65,535 */
+    if (resp && MQTTProperties_hasProperty(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM))
+        rx = MQTTProperties_getNumericValue(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
+    if (rx < 1)
+        rx = 65535;
+    pthread_mutex_lock(&m->lock);
+    m->broker_rx_max = rx;
+    int limit = limit_locked(m);
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+    if (rx < m->max_inflight)
+        ec_log_info("mqtt: %s accepts %d unacknowledged publishes (Receive Maximum); at most %d "
+                    "out at once, the rest wait in order",
+                    m->uri, rx, limit);
+}
+
+int ec_mqtt_inflight_limit(ec_mqtt *m)
+{
+    pthread_mutex_lock(&m->lock);
+    int limit = limit_locked(m);
+    pthread_mutex_unlock(&m->lock);
+    return limit;
+}
+
 static void release_slot(ec_mqtt *m)
 {
     pthread_mutex_lock(&m->lock);
@@ -340,6 +383,7 @@ ec_err ec_mqtt_create(ec_mqtt **out, const ec_mqtt_opts *o, ec_error *err)
     m->clean_start = o->clean_start;
     m->session_expiry_s = o->session_expiry_s;
     m->max_inflight = o->max_inflight > 0 ? o->max_inflight : 256;
+    m->broker_rx_max = 65535;
     m->on_overflow = o->on_overflow;
     m->on_arrival = o->on_arrival;
     m->overflow_ctx = o->overflow_ctx;
@@ -423,6 +467,7 @@ ec_err ec_mqtt_connect(ec_mqtt *m, int timeout_ms, ec_error *err)
      * that restarts in a second is back in use within about two. */
     co.maxRetryInterval = 2;
     co.connectTimeout = timeout_ms > 1000 ? timeout_ms / 1000 : 1;
+    co.onSuccess5 = on_connect_success;
     co.onFailure5 = on_connect_failure;
     co.context = m;
     co.username = m->username;
@@ -508,11 +553,13 @@ ec_err ec_mqtt_publish_nowait(ec_mqtt *m, const char *topic, const void *payload
                               int qos, const ec_mqtt_pubprops *pp, ec_error *err)
 {
     if (qos > 0) {
-        /* Twice the cap: a caller that saw ec_mqtt_can_publish_now() true
-         * gets its few answers out even if workers took the last slots. */
+        /* Twice our cap: a caller that saw ec_mqtt_can_publish_now() true
+         * gets its few answers out even if workers took the last slots; but
+         * never past the broker's Receive Maximum (limit_locked says why). */
         pthread_mutex_lock(&m->lock);
         int inflight = m->inflight;
-        bool room = inflight < 2 * m->max_inflight;
+        int cap = 2 * m->max_inflight < m->broker_rx_max ? 2 * m->max_inflight : m->broker_rx_max;
+        bool room = inflight < cap;
         if (room)
             m->inflight++;
         pthread_mutex_unlock(&m->lock);
@@ -527,7 +574,7 @@ ec_err ec_mqtt_publish_nowait(ec_mqtt *m, const char *topic, const void *payload
 bool ec_mqtt_can_publish_now(ec_mqtt *m)
 {
     pthread_mutex_lock(&m->lock);
-    bool room = m->inflight < m->max_inflight;
+    bool room = m->inflight < limit_locked(m);
     pthread_mutex_unlock(&m->lock);
     return room;
 }
@@ -539,13 +586,13 @@ ec_err ec_mqtt_publish(ec_mqtt *m, const char *topic, const void *payload, size_
         struct timespec deadline;
         ec_deadline_in(&deadline, timeout_ms > 0 ? (unsigned)timeout_ms : 0);
         pthread_mutex_lock(&m->lock);
-        while (m->inflight >= m->max_inflight && !m->stopping) {
+        while (m->inflight >= limit_locked(m) && !m->stopping) {
             if (timeout_ms <= 0 ||
                 pthread_cond_timedwait(&m->cond, &m->lock, &deadline) == ETIMEDOUT) {
                 pthread_mutex_unlock(&m->lock);
                 return ec_error_set(err, EC_ERR_BUSY,
                                     "mqtt: %d publishes unacknowledged; broker not keeping up",
-                                    m->max_inflight);
+                                    limit_locked(m));
             }
         }
         m->inflight++;

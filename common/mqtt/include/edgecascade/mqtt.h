@@ -8,8 +8,8 @@
  * the nominal capacity, marked overflowed (for traffic bounded elsewhere, such
  * as replies to our own requests, or for the owner's workers to refuse). Paho's own "return 0 and
  * redeliver later" is not used: in Paho C 1.3.12 the message then waits for the next incoming
- * packet. Publishing blocks the caller (up to a timeout) once max_inflight QoS>0 publishes are
- * unacknowledged, so a burst pushes back on its producer instead of piling up inside Paho (which
+ * packet. Publishing blocks the caller (up to a timeout) once max_inflight QoS>0 publishes, or the
+ * broker's Receive Maximum if lower, are unacknowledged, so a burst pushes back on its producer instead of piling up inside Paho (which
  * collapses throughput on this stack). Subscriptions are remembered and renewed after every
  * reconnect. Every client socket gets TCP_NODELAY (see mqtt_wrap.c). */
 #ifndef EC_MQTT_H
@@ -100,7 +100,12 @@ ec_err ec_mqtt_set_status(ec_mqtt *m, const char *online, ec_error *err);
 ec_err ec_mqtt_publish(ec_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
                        bool retain, const ec_mqtt_pubprops *props, int timeout_ms, ec_error *err);
 
-/* Whether fewer than max_inflight publishes are unacknowledged. */
+/* How many QoS>0 publishes may be unacknowledged at once: max_inflight, or
+ * the broker's Receive Maximum from its CONNACK when that is lower (a stock
+ * Mosquitto says 20). */
+int ec_mqtt_inflight_limit(ec_mqtt *m);
+
+/* Whether fewer than that many publishes are unacknowledged. */
 bool ec_mqtt_can_publish_now(ec_mqtt *m);
 
 /* Pops the next inbound message; EC_ERR_TIMEOUT, or EC_ERR_UNAVAILABLE after
