@@ -41,13 +41,20 @@ static void usage(void)
 static void parse(lg_opts *o, bool *json_out, const char **dir, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"broker", required_argument, NULL, 'b'},   {"root", required_argument, NULL, 'r'},
-        {"null", no_argument, NULL, 'n'},           {"rate", required_argument, NULL, 'q'},
-        {"duration", required_argument, NULL, 'd'}, {"mix", required_argument, NULL, 'm'},
-        {"drain-ms", required_argument, NULL, 'D'}, {"pid", required_argument, NULL, 'p'},
-        {"sim-log", required_argument, NULL, 's'},  {"start-rate", required_argument, NULL, 'S'},
-        {"max-rate", required_argument, NULL, 'M'}, {"dir", required_argument, NULL, 'o'},
-        {"json", no_argument, NULL, 'j'},           {"count", required_argument, NULL, 'c'},
+        {"broker", required_argument, NULL, 'b'},
+        {"root", required_argument, NULL, 'r'},
+        {"null", no_argument, NULL, 'n'},
+        {"rate", required_argument, NULL, 'q'},
+        {"duration", required_argument, NULL, 'd'},
+        {"mix", required_argument, NULL, 'm'},
+        {"drain-ms", required_argument, NULL, 'D'},
+        {"pid", required_argument, NULL, 'p'},
+        {"sim-log", required_argument, NULL, 's'},
+        {"start-rate", required_argument, NULL, 'S'},
+        {"max-rate", required_argument, NULL, 'M'},
+        {"dir", required_argument, NULL, 'o'},
+        {"json", no_argument, NULL, 'j'},
+        {"count", required_argument, NULL, 'c'},
         {NULL, 0, NULL, 0},
     };
     int c;

@@ -63,10 +63,20 @@ struct ec_mqtt {
     atomic_uint_fast64_t overflows;
 };
 
+void ec_mqtt_userprops_free(ec_mqtt_userprop *p, size_t n)
+{
+    for (size_t i = 0; p && i < n; i++) {
+        free(p[i].name);
+        free(p[i].value);
+    }
+    free(p);
+}
+
 void ec_mqtt_msg_free(ec_mqtt_msg *m)
 {
     if (!m)
         return;
+    ec_mqtt_userprops_free(m->user_props, m->n_user_props);
     free(m->topic);
     free(m->payload);
     free(m->response_topic);
@@ -92,6 +102,28 @@ static void *copy_prop(MQTTProperties *props, enum MQTTPropertyCodes code, size_
         *len = n;
     (void)cstr;
     return out;
+}
+
+/* The request's User Properties, kept to be echoed on its Result (an MQTT
+ * v5 request/response client expects them back). Out of memory: none kept. */
+static void copy_user_props(MQTTProperties *props, ec_mqtt_msg *msg)
+{
+    int n = MQTTProperties_propertyCount(props, MQTTPROPERTY_CODE_USER_PROPERTY);
+    if (n <= 0)
+        return;
+    ec_mqtt_userprop *up = calloc((size_t)n, sizeof(*up));
+    if (!up)
+        return;
+    for (int i = 0; i < n; i++) {
+        MQTTProperty *p = MQTTProperties_getPropertyAt(props, MQTTPROPERTY_CODE_USER_PROPERTY, i);
+        if (!p || !(up[i].name = strndup(p->value.data.data, (size_t)p->value.data.len)) ||
+            !(up[i].value = strndup(p->value.value.data, (size_t)p->value.value.len))) {
+            ec_mqtt_userprops_free(up, (size_t)n);
+            return;
+        }
+    }
+    msg->user_props = up;
+    msg->n_user_props = (size_t)n;
 }
 
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *pm)
@@ -122,6 +154,10 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
         MQTTProperties_getProperty(&pm->properties, MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL);
     if (exp)
         msg->expiry_s = (uint32_t)exp->value.integer4;
+    MQTTProperty *pfi =
+        MQTTProperties_getProperty(&pm->properties, MQTTPROPERTY_CODE_PAYLOAD_FORMAT_INDICATOR);
+    msg->format = pfi ? (int)pfi->value.byte : -1;
+    copy_user_props(&pm->properties, msg);
     msg->received_us = ec_mono_us();
 
     MQTTAsync_freeMessage(&pm);
@@ -631,6 +667,21 @@ static ec_err send_message(ec_mqtt *m, const char *topic, const void *payload, s
             p.identifier = MQTTPROPERTY_CODE_CONTENT_TYPE;
             p.value.data.data = (char *)pp->content_type;
             p.value.data.len = (int)strlen(pp->content_type);
+            MQTTProperties_add(&props, &p);
+        }
+        if (pp->utf8) {
+            memset(&p, 0, sizeof(p));
+            p.identifier = MQTTPROPERTY_CODE_PAYLOAD_FORMAT_INDICATOR;
+            p.value.byte = 1;
+            MQTTProperties_add(&props, &p);
+        }
+        for (size_t i = 0; i < pp->n_user_props; i++) {
+            memset(&p, 0, sizeof(p));
+            p.identifier = MQTTPROPERTY_CODE_USER_PROPERTY;
+            p.value.data.data = pp->user_props[i].name;
+            p.value.data.len = (int)strlen(pp->user_props[i].name);
+            p.value.value.data = pp->user_props[i].value;
+            p.value.value.len = (int)strlen(pp->user_props[i].value);
             MQTTProperties_add(&props, &p);
         }
         if (pp->expiry_s) {

@@ -120,6 +120,10 @@ static ec_err enc_field(msgpack_packer *pk, const ec_field *f, const void *msg, 
     const void *at = base + f->off;
     char sp[PATH_LEN];
 
+    if ((f->flags & EC_FF_NIL_IF_NULL) && !*(void *const *)(base + f->aux)) {
+        msgpack_pack_nil(pk);
+        return EC_OK;
+    }
     switch (f->kind) {
     case EC_FK_VERSION:
         msgpack_pack_int(pk, EC_PROTO_VERSION);
@@ -444,6 +448,14 @@ static ec_err dec_map(const msgpack_object *o, const ec_msgdef *def, void *msg, 
         ec_err rc = dec_field(&def->fields[i], vals[i], def, msg, path, cx);
         if (rc)
             return rc;
+    }
+    /* A number that does not apply reads as 0 whatever was sent, so that
+     * decoding what we encode gives back what we decoded. */
+    for (size_t i = 0; i < def->n_fields; i++) {
+        const ec_field *f = &def->fields[i];
+        if ((f->flags & EC_FF_NIL_IF_NULL) && !*(void **)((char *)msg + f->aux))
+            memset((char *)msg + f->off, 0,
+                   f->kind == EC_FK_U32 ? sizeof(uint32_t) : sizeof(double));
     }
     return def->check ? def->check(msg, path, cx) : EC_OK;
 }

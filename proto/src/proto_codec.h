@@ -37,6 +37,11 @@ typedef enum ec_fkind {
 /* Ids end up in topic names (<root>/result/<id>): no '/', '+', '#', no
  * control characters or spaces. */
 #define EC_FF_TOPIC 4u
+/* A number that does not apply when the string pointer at aux is NULL (a
+ * Result without an answering tier: its tier_index, confidence and
+ * threshold): encoded as nil then, so a client cannot mistake an error for
+ * tier 0's answer, and decoded as 0. Only for EC_FK_U32 and EC_FK_DBL. */
+#define EC_FF_NIL_IF_NULL 8u
 
 struct ec_msgdef;
 

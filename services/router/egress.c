@@ -130,11 +130,22 @@ static void publish(ec_egress *e, const ec_pending *p, const ec_result *res)
         ec_buf_free(&b);
         return;
     }
-    const char *ctype = p->enc == EC_ENC_JSON ? "application/json" : "application/msgpack";
-    ec_mqtt_pubprops pp = {.corr = p->corr, .corr_len = p->corr_len, .content_type = ctype};
+    bool json = p->enc == EC_ENC_JSON;
+    const char *ctype = json ? "application/json" : "application/msgpack";
+    /* MQTT v5 request/response courtesy: the client's Correlation Data and
+     * User Properties come back, and a JSON body says it is UTF-8 text. */
+    ec_mqtt_pubprops pp = {.corr = p->corr,
+                           .corr_len = p->corr_len,
+                           .content_type = ctype,
+                           .utf8 = json,
+                           .user_props = p->user_props,
+                           .n_user_props = p->n_user_props};
     char topic[400];
     snprintf(topic, sizeof(topic), "%s/result/%s", CFG(e)->topic_root, res->id);
-    ec_mqtt_pubprops dp = {.content_type = ctype};
+    ec_mqtt_pubprops dp = {.content_type = ctype,
+                           .utf8 = json,
+                           .user_props = p->user_props,
+                           .n_user_props = p->n_user_props};
     if (p->response_topic && publish_one(e, p, p->response_topic, &b, &pp, &err) != EC_OK)
         ec_log_error("result %s to %s: %s", res->id, p->response_topic, err.msg);
     if (publish_one(e, p, topic, &b, &dp, &err) != EC_OK)

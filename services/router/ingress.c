@@ -50,16 +50,23 @@ ec_stage_rc ec_ingress_run(ec_ingress *in, ec_pending *p)
     p->response_topic = msg->response_topic;
     p->corr = msg->corr;
     p->corr_len = msg->corr_len;
+    p->user_props = msg->user_props; /* echoed on the Result */
+    p->n_user_props = msg->n_user_props;
     msg->response_topic = NULL;
     msg->corr = NULL;
-    p->enc = ec_payload_encoding(msg->payload, msg->len);
+    msg->user_props = NULL;
+    msg->n_user_props = 0;
+    ec_payload_kind kind =
+        ec_payload_kind_of(msg->payload, msg->len, msg->content_type, msg->format);
+    p->enc = kind == EC_PAYLOAD_MSGPACK ? EC_ENC_MSGPACK : EC_ENC_JSON;
 
     ec_err rc;
     if (msg->len > EC_MAX_PAYLOAD)
         rc = ec_error_set(&err, EC_ERR_TOOBIG, "query: %zu bytes exceeds limit %u", msg->len,
                           EC_MAX_PAYLOAD);
     else
-        rc = ec_query_decode_any(msg->payload, msg->len, &p->query, &p->enc, &err);
+        rc = ec_query_decode_payload(msg->payload, msg->len, msg->content_type, msg->format,
+                                     &p->query, &p->enc, &err);
     if (!p->query.id) {
         /* Absent, or the payload was too broken to read one: the error result
          * still needs an id for <root>/result/<id> and the decision log. */

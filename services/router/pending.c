@@ -114,6 +114,7 @@ void ec_pending_free(ec_pending *p)
     free(p->cached);
     free(p->response_topic);
     free(p->corr);
+    ec_mqtt_userprops_free(p->user_props, p->n_user_props);
     for (size_t i = 0; i < p->n_attempts; i++) {
         ec_attempt_clear(&p->attempts[i]);
         free(p->details[i].answer);

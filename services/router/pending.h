@@ -54,6 +54,8 @@ struct ec_pending {
     char *response_topic; /* the client's, or NULL */
     void *corr;
     size_t corr_len;
+    ec_mqtt_userprop *user_props; /* the query's MQTT v5 User Properties, echoed */
+    size_t n_user_props;
 
     uint64_t ts_ms;      /* arrival, epoch ms */
     double t0_ms;        /* arrival, monotonic ms */
@@ -71,6 +73,7 @@ struct ec_pending {
     bool nowait;    /* answered from Paho's thread: publish and record without waiting */
     bool windowed;  /* holds a slot of the local window (window.h) */
     double held_ms; /* monotonic: began waiting for a local slot */
+    double slot_ms; /* monotonic: got its local slot */
 
     double deadline_ms;    /* monotonic: the whole query must be answered by then */
     uint32_t expiry_s;     /* MQTT Message Expiry of the query, 0 if none */

@@ -10,12 +10,15 @@ struct ec_window {
     size_t inflight;
     ec_pending *head, *tail; /* waiting, oldest first, chained through next */
     size_t waiting;
-    /* The model's pace when it is the bottleneck: a moving average of the
-     * time between hop ends while queries waited (0 until measured). Gaps
-     * while nothing waits measure the arrivals, not the model. */
-    double gap_ms;
-    double last_leave_ms;
-    bool last_saturated;
+    /* How long a query holds a slot (its local hop: the model's service
+     * time, queueing inside the local service included): a moving average
+     * over every hop that ended, 0 until one did. With `limit` slots the
+     * window frees one every hold_ms / limit, which is the pace the queue
+     * ahead of a newcomer drains at. (An average of the gaps between hop
+     * ends, used before, was thrown by hops ending in clumps and by a single
+     * stall: it judged a burst that cleared in 0.7 s to be 4 s behind.) */
+    double hold_ms;
+    size_t limit; /* the last limit a caller passed */
 };
 
 ec_window *ec_window_create(void)
@@ -52,6 +55,7 @@ static ec_pending *pop_with_slot(ec_window *w, size_t limit)
     w->waiting--;
     p->next = NULL;
     p->windowed = true;
+    p->slot_ms = ec_mono_ms();
     w->inflight++;
     return p;
 }
@@ -59,10 +63,12 @@ static ec_pending *pop_with_slot(ec_window *w, size_t limit)
 bool ec_window_enter(ec_window *w, ec_pending *p, size_t limit)
 {
     pthread_mutex_lock(&w->lock);
+    w->limit = limit;
     bool now = !w->head && w->inflight < limit;
     if (now) {
         w->inflight++;
         p->windowed = true;
+        p->slot_ms = ec_mono_ms();
     } else {
         p->next = NULL;
         p->held_ms = ec_mono_ms();
@@ -83,14 +89,12 @@ ec_pending *ec_window_leave(ec_window *w, ec_pending *p, size_t limit)
         return NULL;
     p->windowed = false;
     double now = ec_mono_ms();
+    double held = now - p->slot_ms;
     pthread_mutex_lock(&w->lock);
-    bool saturated = w->waiting > 0;
-    if (saturated && w->last_saturated) {
-        double gap = now - w->last_leave_ms;
-        w->gap_ms = w->gap_ms > 0 ? 0.9 * w->gap_ms + 0.1 * gap : gap;
-    }
-    w->last_leave_ms = now;
-    w->last_saturated = saturated;
+    if (limit)
+        w->limit = limit;
+    if (held >= 0)
+        w->hold_ms = w->hold_ms > 0 ? 0.8 * w->hold_ms + 0.2 * held : held;
     if (w->inflight > 0)
         w->inflight--;
     ec_pending *next = pop_with_slot(w, limit);
@@ -101,6 +105,7 @@ ec_pending *ec_window_leave(ec_window *w, ec_pending *p, size_t limit)
 ec_pending *ec_window_admit(ec_window *w, size_t limit)
 {
     pthread_mutex_lock(&w->lock);
+    w->limit = limit;
     ec_pending *p = pop_with_slot(w, limit);
     pthread_mutex_unlock(&w->lock);
     return p;
@@ -134,7 +139,8 @@ double ec_window_behind_ms(ec_window *w, double now_ms)
 {
     pthread_mutex_lock(&w->lock);
     double oldest = w->head ? now_ms - w->head->held_ms : 0;
-    double queued = (double)w->waiting * w->gap_ms;
+    size_t slots = w->limit ? w->limit : 1;
+    double queued = (double)w->waiting * w->hold_ms / (double)slots;
     pthread_mutex_unlock(&w->lock);
     return oldest > queued ? oldest : queued;
 }

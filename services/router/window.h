@@ -41,10 +41,10 @@ ec_pending *ec_window_admit(ec_window *w, size_t limit);
 ec_pending *ec_window_take_stale(ec_window *w, double now_ms,
                                  double (*max_wait_ms)(void *ctx, const ec_pending *p), void *ctx);
 
-/* How late a query joining the queue now would be sent: the time the
- * waiting ones need at the pace the model kept while queries waited, or the
- * oldest one's wait if that is longer (a model that stopped answering sets
- * no pace). 0 when none waits. */
+/* How late a query joining the queue now would be sent: the waiting ones
+ * times the measured time a query holds a slot, divided by the slots (one
+ * frees that often), or the oldest one's wait if that is longer (a model
+ * that stopped answering finishes no hop to measure). 0 when none waits. */
 double ec_window_behind_ms(ec_window *w, double now_ms);
 
 size_t ec_window_waiting(ec_window *w);

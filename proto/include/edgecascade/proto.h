@@ -218,6 +218,34 @@ ec_err ec_result_encode_json(const ec_result *r, ec_buf *out, ec_error *err);
 ec_err ec_result_decode_json(const void *data, size_t len, ec_result *out, ec_error *err);
 ec_err ec_status_encode_json(const ec_status *s, ec_buf *out, ec_error *err);
 
+/* What an incoming query payload is, and so what its answer is encoded in
+ * (proto/README.md, "Encodings"):
+ * - the MQTT v5 Content Type decides when present: application/json (or any
+ *   .../json, ...+json) is JSON, application/msgpack (x-msgpack, vnd.msgpack)
+ *   is msgpack, text/plain is a plain-text prompt;
+ * - else a first non-blank byte '{' or '[' is JSON (a top-level array is a
+ *   JSON error, answered in JSON);
+ * - else a msgpack map header (0x80-0x8f, 0xde, 0xdf) is msgpack;
+ * - else valid UTF-8 text (Payload Format Indicator 1 says so too) is a
+ *   plain-text prompt, answered in JSON;
+ * - else msgpack (its decoder says what is wrong). An empty payload is text
+ *   (a JSON error). format is the Payload Format Indicator, -1 when absent. */
+typedef enum ec_payload_kind {
+    EC_PAYLOAD_MSGPACK = 0,
+    EC_PAYLOAD_JSON,
+    EC_PAYLOAD_TEXT,
+} ec_payload_kind;
+ec_payload_kind ec_payload_kind_of(const void *data, size_t len, const char *content_type,
+                                   int format);
+
+/* Decodes a query by ec_payload_kind_of: a plain-text prompt becomes a query
+ * with that prompt (blanks trimmed) and no id. *enc is the encoding of the
+ * answer (JSON for text). When a JSON payload does not parse but a string
+ * "id" can still be read from it, out->id keeps it (an id that could go into
+ * a topic name), so the error Result reaches the client under its own id. */
+ec_err ec_query_decode_payload(const void *data, size_t len, const char *content_type, int format,
+                               ec_query *out, ec_encoding *enc, ec_error *err);
+
 /* Decodes a query in whichever encoding the payload is in. */
 ec_err ec_query_decode_any(const void *data, size_t len, ec_query *out, ec_encoding *enc,
                            ec_error *err);

@@ -9,9 +9,10 @@
  * as replies to our own requests, or for the owner's workers to refuse). Paho's own "return 0 and
  * redeliver later" is not used: in Paho C 1.3.12 the message then waits for the next incoming
  * packet. Publishing blocks the caller (up to a timeout) once max_inflight QoS>0 publishes, or the
- * broker's Receive Maximum if lower, are unacknowledged, so a burst pushes back on its producer instead of piling up inside Paho (which
- * collapses throughput on this stack). Subscriptions are remembered and renewed after every
- * reconnect. Every client socket gets TCP_NODELAY (see mqtt_wrap.c). */
+ * broker's Receive Maximum if lower, are unacknowledged, so a burst pushes back on its producer
+ * instead of piling up inside Paho (which collapses throughput on this stack). Subscriptions are
+ * remembered and renewed after every reconnect. Every client socket gets TCP_NODELAY (see
+ * mqtt_wrap.c). */
 #ifndef EC_MQTT_H
 #define EC_MQTT_H
 
@@ -21,6 +22,12 @@
 #include "edgecascade/err.h"
 
 typedef struct ec_mqtt ec_mqtt;
+
+/* One MQTT v5 User Property (a name may repeat; order is kept). */
+typedef struct ec_mqtt_userprop {
+    char *name;
+    char *value;
+} ec_mqtt_userprop;
 
 typedef struct ec_mqtt_msg {
     char *topic;
@@ -33,7 +40,10 @@ typedef struct ec_mqtt_msg {
     char *response_topic; /* MQTT v5 Response Topic, or NULL */
     void *corr;           /* MQTT v5 Correlation Data, or NULL */
     size_t corr_len;
-    char *content_type;   /* MQTT v5 Content Type, or NULL */
+    char *content_type;           /* MQTT v5 Content Type, or NULL */
+    int format;                   /* Payload Format Indicator: 0 bytes, 1 UTF-8, -1 absent */
+    ec_mqtt_userprop *user_props; /* MQTT v5 User Properties, in order, or NULL */
+    size_t n_user_props;
     uint32_t expiry_s;    /* Message Expiry Interval, 0 if none */
     uint64_t received_us; /* ec_mono_us() when the callback saw it */
     int64_t tag;          /* the owner's (set by on_arrival; the router's journal id) */
@@ -80,8 +90,14 @@ typedef struct ec_mqtt_pubprops {
     const void *corr;
     size_t corr_len;
     const char *content_type;
+    bool utf8; /* Payload Format Indicator 1: the payload is UTF-8 text (JSON) */
+    const ec_mqtt_userprop *user_props;
+    size_t n_user_props;
     uint32_t expiry_s;
 } ec_mqtt_pubprops;
+
+/* Frees n user properties and the array. */
+void ec_mqtt_userprops_free(ec_mqtt_userprop *p, size_t n);
 
 ec_err ec_mqtt_create(ec_mqtt **out, const ec_mqtt_opts *opts, ec_error *err);
 /* Adds a subscription (renewed on every reconnect). Call before or after connect. */
