@@ -109,7 +109,7 @@ void ec_cm_write(FILE *out, const ec_cm_entry *table, const void *base);
 ec_err ec_cm_fail(const ec_cm_where *w, const char *key, ec_error *err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* config.c's top-level table (config_reload.c walks it by key path). */
+/* config_table.c's top-level table (config_reload.c walks it by key path). */
 const ec_cm_entry *ec_config_root_table(void);
 
 #endif

@@ -1,4 +1,5 @@
-/* Private to the store: the struct shared by store.c (writes) and
+/* Private to the store: the struct shared by store.c (the writer thread),
+ * store_schema.c (connections, schema), store_rows.c (a decision as rows) and
  * store_stats.c (reads), plus hooks the unit tests use. Not a public API. */
 #ifndef EC_STORE_INTERNAL_H
 #define EC_STORE_INTERNAL_H
@@ -70,6 +71,30 @@ struct ec_store {
     uint64_t failed;
     uint64_t commits; /* transactions committed by the writer */
 };
+
+/* ---- store_schema.c ---- */
+
+/* "store: <what>: <sqlite's message> (sqlite error N)" in err; EC_ERR_DB. */
+ec_err ec_store_db_fail(sqlite3 *db, ec_error *err, const char *what);
+/* "" or ":memory:": a private in-memory database (no WAL, one connection). */
+bool ec_store_is_memory_path(const char *path);
+/* Opens one connection (read-only, or read-write and created if missing) with
+ * extended result codes and a busy timeout; says which part of path is
+ * missing when it cannot. */
+ec_err ec_store_open_conn(sqlite3 **out, const char *path, bool readonly, ec_error *err);
+/* A read-only store's check: path is a decision log no newer than this build. */
+ec_err ec_store_check_schema(sqlite3 *db, const char *path, ec_error *err);
+/* The write connection's set-up: migrations, WAL, pragmas, and the writer's
+ * prepared statements in s. */
+ec_err ec_store_configure_writer(ec_store *s, ec_error *err);
+
+/* ---- store_rows.c ---- */
+
+/* Writes n decisions in one transaction on the write connection (taking
+ * wlock); rolled back whole on any failure. */
+ec_err ec_store_write_txn(ec_store *s, ec_decision *const *b, size_t n, ec_error *err);
+
+/* ---- store.c ---- */
 
 /* The write connection and its lock, for the ledger. NULL for a read-only store. */
 sqlite3 *ec_store_write_conn(ec_store *s, pthread_mutex_t **lock);

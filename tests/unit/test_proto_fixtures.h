@@ -1,4 +1,4 @@
-/* Known messages shared by test_proto.c and test_proto_json.c: the structs
+/* Known messages shared by the test_proto*.c files: the structs
  * behind the golden vectors in proto/vectors/, and field-by-field comparison.
  * Doubles compare exactly unless tol > 0 (JSON prints 15 digits). */
 #ifndef TEST_PROTO_FIXTURES_H
