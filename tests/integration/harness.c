@@ -84,13 +84,9 @@ void ech_start_broker(ech *h)
     snprintf(conf, sizeof(conf), "%s/mosquitto.conf", h->dir);
     FILE *f = fopen(conf, "w");
     assert_non_null(f);
-    fprintf(f,
-            "listener %d 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "set_tcp_nodelay true\n"
-            "max_queued_messages 10000\n"
-            "log_dest stderr\n",
-            h->mqtt_port);
+    fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\nlog_dest stderr\n", h->mqtt_port);
+    if (!h->broker_stock)
+        fputs("set_tcp_nodelay true\nmax_queued_messages 10000\n", f);
     if (h->broker_persist) {
         fprintf(f, "persistence true\npersistence_location %s/\nautosave_interval 1\n", h->dir);
         /* As root Mosquitto drops to user "mosquitto", who cannot write into

@@ -32,7 +32,11 @@ typedef struct ech {
     char script[512];
     ech_proc broker, sim, router, local, relay;
     bool broker_persist; /* Mosquitto keeps sessions and messages across restarts */
-    ec_mqtt *client;     /* the test's own MQTT client */
+    /* ech_start_broker writes only the listener, anonymous access and the log
+     * destination: Mosquitto's defaults otherwise (max_queued_messages 1000,
+     * max_inflight_messages 20, no TCP_NODELAY), as a stock install runs. */
+    bool broker_stock;
+    ec_mqtt *client; /* the test's own MQTT client */
     char reply_topic[256];
     /* Credentials and CA for the harness's own status watcher (ech_start_one),
      * for a broker with authentication and TLS; NULL (the default): none. */
@@ -45,8 +49,9 @@ typedef struct ech {
 void ech_init(ech *h, const char *test_name);
 int ech_free_port(void);
 
-/* Broker: writes mosquitto.conf (set_tcp_nodelay true) and starts it; waits
- * until it accepts connections. */
+/* Broker: writes mosquitto.conf (set_tcp_nodelay true, max_queued_messages
+ * 10000; neither with h->broker_stock) and starts it; waits until it accepts
+ * connections. */
 void ech_start_broker(ech *h);
 /* Starts Mosquitto with a configuration file the caller wrote, which must
  * listen on h->mqtt_port (127.0.0.1); waits until the port accepts
