@@ -269,10 +269,10 @@ static const ec_cm_entry router_table[] = {
      .desc = "requests out to the local model at once; more wait in the router, in arrival "
              "order (0: 4 x local.workers)",
      .min = 0, .max = 100000},
-    {.type = EC_CM_U32, .key = "max_wait_ms", .offset = CFG(max_wait_ms), .def = "1000",
-     .desc = "new queries for the local model are answered busy while it is this far behind "
-             "(what waits for it, at the pace it keeps; 0: off, a wait past the tier's "
-             "timeout_ms ends anyway)",
+    {.type = EC_CM_U32, .key = "max_wait_ms", .offset = CFG(max_wait_ms), .def = "0",
+     .desc = "also answer new queries for the local model busy while it is this far behind, "
+             "for a plant that wants refusals fast (0: off; a query that would miss the "
+             "tier's timeout_ms or its deadline is refused either way)",
      .max = 3600000},
     {.type = EC_CM_U32, .key = "query_timeout_ms", .offset = CFG(query_timeout_ms),
      .def = "60000", .desc = "deadline of a whole query, all tiers", .min = 100,

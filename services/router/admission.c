@@ -76,19 +76,39 @@ ec_stage_rc ec_admission_run(ec_admission *a, ec_pending *p)
                         "no tier allowed for this query (policy local_only needs a local tier)");
         return EC_STAGE_NEXT;
     }
-    /* The local model is more than max_wait_ms behind, counting the time
-     * this query already spent in the inbound queue: it would be answered
-     * that late, so it is refused now. A burst is taken whole as long as the
-     * model can work through it within max_wait_ms. */
-    double now = ec_mono_ms();
-    double behind = (now - p->t0_ms) + ec_window_behind_ms(a->window, now);
-    if (cfg->tiers[first].local && cfg->max_wait_ms && behind > cfg->max_wait_ms) {
-        char m[200];
-        snprintf(m, sizeof(m),
-                 "the local model is %.0f ms behind (router.max_wait_ms %u); retry later", behind,
-                 cfg->max_wait_ms);
-        ec_pending_fail(p, "busy", m);
-        return EC_STAGE_NEXT;
+    /* How long this query would wait for the local model: the queue ahead
+     * of it drained at the measured pace (window.h), plus the time it already
+     * spent in the inbound queue. It is refused now only when it would miss
+     * its tier's timeout or its deadline anyway (busy only for the queries
+     * that would), or, when a plant asks for fast refusals, when the model is
+     * more than router.max_wait_ms behind. */
+    if (cfg->tiers[first].local) {
+        double now = ec_mono_ms();
+        double behind = (now - p->t0_ms) + ec_window_behind_ms(a->window, now);
+        double done = behind + ec_window_hold_ms(a->window);
+        double limit = cfg->tiers[first].timeout_ms;
+        double left = p->deadline_ms - now;
+        const char *what = "the tier's timeout_ms";
+        if (left < limit) {
+            limit = left;
+            what = "the query's deadline";
+        }
+        char m[240];
+        if (done > limit && ec_window_waiting(a->window) > 0) {
+            snprintf(m, sizeof(m),
+                     "the local model is %.0f ms behind: this query would be answered after %s "
+                     "(%.0f ms); retry later",
+                     behind, what, limit);
+            ec_pending_fail(p, "busy", m);
+            return EC_STAGE_NEXT;
+        }
+        if (cfg->max_wait_ms && behind > cfg->max_wait_ms) {
+            snprintf(m, sizeof(m),
+                     "the local model is %.0f ms behind (router.max_wait_ms %u); retry later",
+                     behind, cfg->max_wait_ms);
+            ec_pending_fail(p, "busy", m);
+            return EC_STAGE_NEXT;
+        }
     }
     p->tier = first;
     p->stage = EC_STAGE_CASCADE;

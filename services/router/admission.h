@@ -3,8 +3,9 @@
  * Takes: p from INGRESS (query decoded, deadline from router.query_timeout_ms).
  * Hands on: p with p->tier set to the first tier to ask, to CASCADE; or an
  * outcome to EGRESS: a cache hit (answered without a model), "busy" (the
- * inbound queue overflowed, router.max_pending reached, or the local model is
- * more than router.max_wait_ms behind), or "config" (no tier the query's
+ * inbound queue overflowed, router.max_pending reached, the local model too
+ * far behind to answer within the tier's timeout or the query's deadline, or
+ * more than router.max_wait_ms behind when that is set), or "config" (no tier the query's
  * policy allows).
  * Reads, never changes: the pending table's count and the local window's
  * backlog (both the cascade's), the cache (controls.h).

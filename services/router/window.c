@@ -145,6 +145,14 @@ double ec_window_behind_ms(ec_window *w, double now_ms)
     return oldest > queued ? oldest : queued;
 }
 
+double ec_window_hold_ms(ec_window *w)
+{
+    pthread_mutex_lock(&w->lock);
+    double h = w->hold_ms;
+    pthread_mutex_unlock(&w->lock);
+    return h;
+}
+
 size_t ec_window_waiting(ec_window *w)
 {
     pthread_mutex_lock(&w->lock);

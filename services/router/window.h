@@ -47,6 +47,9 @@ ec_pending *ec_window_take_stale(ec_window *w, double now_ms,
  * that stopped answering finishes no hop to measure). 0 when none waits. */
 double ec_window_behind_ms(ec_window *w, double now_ms);
 
+/* The measured time a query holds a slot (its local hop), 0 until one ended. */
+double ec_window_hold_ms(ec_window *w);
+
 size_t ec_window_waiting(ec_window *w);
 size_t ec_window_inflight(ec_window *w);
 

@@ -46,7 +46,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.router_workers, 2);
     assert_int_equal(c.max_pending, 4096);
     assert_int_equal(c.local_inflight, 0);
-    assert_int_equal(c.max_wait_ms, 1000);
+    assert_int_equal(c.max_wait_ms, 0);
     assert_int_equal(c.query_timeout_ms, 60000);
     assert_int_equal(c.local_workers, 4);
     assert_int_equal(c.relay_workers, 4);
