@@ -17,7 +17,7 @@
 #include "proto_codec.h"
 #include "proto_scan.h"
 
-#define MAX_FIELDS 24
+#define MAX_FIELDS 32
 #define PATH_LEN   96
 
 static ec_err fail(const ec_ctx *cx, ec_err code, const char *path, const char *key,

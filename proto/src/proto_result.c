@@ -135,6 +135,7 @@ static const ec_field result_fields[] = {
     {.name = "escalation_withheld",
      .kind = EC_FK_BOOL,
      .off = offsetof(ec_result, escalation_withheld)},
+    {.name = "replayed", .kind = EC_FK_BOOL, .off = offsetof(ec_result, replayed)},
     {.name = "error",
      .kind = EC_FK_ERROR,
      .off = offsetof(ec_result, error),

@@ -17,6 +17,7 @@ struct ec_cascade {
     ec_controls *controls;
     ec_shadow *shadow;
     ec_offline *offline; /* may be NULL */
+    ec_orphans *orphans; /* paid replies without a waiting query */
     ec_pending_table *pending;
     ec_window *window; /* local requests out at once, and the queries waiting for one */
     atomic_uint_fast64_t next_key;
@@ -63,6 +64,21 @@ static ec_stage_rc dispatch(ec_cascade *c, ec_pending *p, int ti)
     const ec_config *cfg = CFG(c);
     const ec_tier_cfg *t = &cfg->tiers[ti];
     double t_in = ec_mono_ms();
+    ec_infer_reply kept = {0};
+    if (!t->local && !p->shadow && ec_orphans_take(c->orphans, p->query.id, (uint32_t)ti, &kept)) {
+        /* Paid for before the router restarted (the query was journaled and
+         * runs again): judged as this hop's reply, not bought twice. */
+        ec_log_info("query %s: tier '%s' answered before the restart; that answer is used, no "
+                    "new call",
+                    p->query.id, t->name);
+        p->tier = ti;
+        p->hop_start_ms = t_in;
+        p->left_device = true;
+        p->spend_counted = true;
+        ec_stage_rc rc = judge(c, p, &kept);
+        ec_infer_reply_clear(&kept);
+        return rc;
+    }
     if (!t->local) {
         /* At a spend cap a cloud tier is as good as an open breaker; a prompt
          * that could not be masked never leaves. */
@@ -279,8 +295,9 @@ static ec_stage_rc judge(ec_cascade *c, ec_pending *p, ec_infer_reply *rep)
         v.threshold = ec_gate_threshold(cfg, (size_t)ti);
     a->threshold = v.threshold;
     a->cost_usd = rep->cost_usd;
-    if (!t->local && rep->cost_usd > 0)
+    if (!t->local && rep->cost_usd > 0 && !p->spend_counted)
         ec_controls_budget_spent(c->controls, rep->cost_usd);
+    p->spend_counted = false;
     a->tokens_in = rep->tokens_in;
     a->tokens_out = rep->tokens_out;
     if (rep->model && *rep->model) {
@@ -391,7 +408,22 @@ ec_pending *ec_cascade_reply(ec_cascade *c, const ec_mqtt_msg *msg, ec_pending *
         key = (key << 8) | ((unsigned char *)msg->corr)[i];
     ec_pending *p = ec_pending_take(c->pending, key);
     if (!p) {
-        ec_log_debug("late or duplicate reply (key %llu) ignored", (unsigned long long)key);
+        /* No query waits for it: its hop timed out, or it was sent before
+         * the router restarted. A paid answer is kept (orphans.h); it is
+         * counted against the budget now. */
+        ec_infer_reply rep = {0};
+        ec_error err = {0};
+        if (ec_infer_reply_decode(msg->payload, msg->len, &rep, &err) == EC_OK &&
+            rep.cost_usd > 0 && rep.id) {
+            ec_log_info("a paid reply for %s (%.6f USD) arrived with no query waiting for it "
+                        "(after a restart, or late); kept for its decision",
+                        rep.id, rep.cost_usd);
+            ec_controls_budget_spent(c->controls, rep.cost_usd);
+            ec_orphans_put(c->orphans, &rep);
+        } else {
+            ec_log_debug("late or duplicate reply (key %llu) ignored", (unsigned long long)key);
+        }
+        ec_infer_reply_clear(&rep);
         return NULL;
     }
     *handed = ec_window_leave(c->window, p, ec_cascade_local_window(c));
@@ -458,10 +490,42 @@ ec_pending *ec_cascade_sweep(ec_cascade *c, double now_ms)
     return head;
 }
 
+ec_pending *ec_cascade_stale_orphans(ec_cascade *c, double now_ms, double keep_ms)
+{
+    ec_pending *head = NULL;
+    ec_orphan *x = ec_orphans_take_stale(c->orphans, now_ms, keep_ms);
+    while (x) {
+        ec_orphan *next = x->next;
+        ec_pending *p = ec_pending_new();
+        ec_result *res = p ? &p->res : NULL;
+        if (p && (p->query.id = strdup(x->rep.id)) && (res->id = strdup(x->rep.id)) &&
+            (res->attempts = calloc(1, sizeof(ec_attempt)))) {
+            /* Appended to the decision its query already has (shadow-like). */
+            ec_orphan_attempt(x, &res->attempts[0]);
+            res->n_attempts = 1;
+            res->revision = 1;
+            res->cost_usd = x->rep.cost_usd;
+            p->shadow = true;
+            p->left_device = true;
+            p->has_result = true;
+            p->stage = EC_STAGE_RECORD;
+            p->next = head;
+            head = p;
+        } else {
+            ec_log_error("out of memory: a paid reply for %s (%.6f USD) not recorded", x->rep.id,
+                         x->rep.cost_usd);
+            ec_pending_free(p);
+        }
+        ec_orphan_free(x);
+        x = next;
+    }
+    return head;
+}
+
 /* ---- life cycle ---- */
 
 ec_err ec_cascade_create(ec_cascade **out, ec_router_env *env, ec_controls *controls,
-                         ec_shadow *shadow, ec_error *err)
+                         ec_shadow *shadow, ec_orphans *orphans, ec_error *err)
 {
     ec_cascade *c = calloc(1, sizeof(*c));
     if (!c)
@@ -469,6 +533,7 @@ ec_err ec_cascade_create(ec_cascade **out, ec_router_env *env, ec_controls *cont
     c->env = env;
     c->controls = controls;
     c->shadow = shadow;
+    c->orphans = orphans;
     const ec_config *cfg = CFG(c);
     atomic_init(&c->next_key, ((uint64_t)ec_now_ms() << 16));
     pthread_mutex_init(&c->stats_lock, NULL);

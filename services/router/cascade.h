@@ -21,6 +21,7 @@
 
 #include "controls.h"
 #include "offline.h"
+#include "orphans.h"
 #include "pending.h"
 #include "shadow.h"
 #include "stage.h"
@@ -29,7 +30,7 @@
 typedef struct ec_cascade ec_cascade;
 
 ec_err ec_cascade_create(ec_cascade **out, ec_router_env *env, ec_controls *controls,
-                         ec_shadow *shadow, ec_error *err);
+                         ec_shadow *shadow, ec_orphans *orphans, ec_error *err);
 /* Frees the cascade, and the queries still in its table and window. */
 void ec_cascade_destroy(ec_cascade *c);
 /* Set once, before any query: the offline queue escalations go to. */
@@ -42,6 +43,10 @@ ec_stage_rc ec_cascade_run(ec_cascade *c, ec_pending *p);
  * reply attached (run it), or NULL (late, duplicate or unreadable key).
  * *handed is a waiting flight that got the freed local slot (run it too). */
 ec_pending *ec_cascade_reply(ec_cascade *c, const ec_mqtt_msg *msg, ec_pending **handed);
+/* Paid replies kept longer than keep_ms without their query (orphans.h):
+ * flights that append them to their query's decision (RECORD), chained
+ * through next. */
+ec_pending *ec_cascade_stale_orphans(ec_cascade *c, double now_ms, double keep_ms);
 /* The sweeper's pass: hops past their deadline (a timeout attached), queries
  * that waited too long for a local slot (busy attached) and queries a slot
  * is free for, chained through next; run each. */

@@ -48,6 +48,7 @@ static void build(ec_egress *e, ec_pending *p)
     res->complexity = ec_strdup0(ec_complexity_name(p->gq.complexity));
     res->redacted = p->redacted;
     res->escalation_withheld = p->withheld;
+    res->replayed = p->replayed;
     if (p->cached) {
         char why[EC_MAX_REASON];
         ec_controls_cache_result(p, res, why, sizeof(why));

@@ -83,6 +83,8 @@ struct ec_pending {
     double prior_cost_usd; /* spent before a replay (revision 1's attempts) */
     uint64_t arrived_ms;   /* epoch ms of the first arrival (replays: the original) */
     bool shadow;           /* a shadow call: recorded beside the decision, never published */
+    bool replayed;         /* run again from the journal after a restart */
+    bool spend_counted;    /* the reply being judged was counted against the budget already */
 
     /* controls (router_controls.c) */
     ec_chat_msg *masked; /* the messages as a cloud tier gets them (privacy.*), or NULL */

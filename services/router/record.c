@@ -10,21 +10,45 @@
 struct ec_record {
     ec_router_env *env;
     ec_store *store;
+    ec_orphans *orphans;
 };
 
-ec_record *ec_record_create(ec_router_env *env, ec_store *store)
+ec_record *ec_record_create(ec_router_env *env, ec_store *store, ec_orphans *orphans)
 {
     ec_record *rec = calloc(1, sizeof(*rec));
     if (!rec)
         return NULL;
     rec->env = env;
     rec->store = store;
+    rec->orphans = orphans;
     return rec;
 }
 
 void ec_record_destroy(ec_record *rec)
 {
     free(rec);
+}
+
+/* Paid replies kept for this query that its run did not use: extra
+ * attempts of its decision, so every paid call is in the log once. */
+static void add_orphans(ec_record *rec, ec_pending *p, ec_result *res)
+{
+    ec_orphan *x = ec_orphans_take_all(rec->orphans, p->query.id);
+    while (x) {
+        ec_orphan *next = x->next;
+        ec_attempt *grown = realloc(res->attempts, (res->n_attempts + 1) * sizeof(*grown));
+        if (grown) {
+            res->attempts = grown;
+            ec_orphan_attempt(x, &res->attempts[res->n_attempts++]);
+            res->cost_usd += x->rep.cost_usd;
+            p->left_device = true;
+        } else {
+            ec_log_error("out of memory: a paid reply for %s (%.6f USD) not recorded", p->query.id,
+                         x->rep.cost_usd);
+        }
+        ec_orphan_free(x);
+        x = next;
+    }
 }
 
 ec_stage_rc ec_record_run(ec_record *rec, ec_pending *p)
@@ -35,6 +59,8 @@ ec_stage_rc ec_record_run(ec_record *rec, ec_pending *p)
     p->ok = true;
     if (!rec->store)
         return EC_STAGE_NEXT;
+    if (rec->orphans && !p->shadow && p->query.id)
+        add_orphans(rec, p, res);
     ec_decision d = {
         .ts_ms = p->ts_ms,
         .result = *res,

@@ -13,13 +13,15 @@
 #define EC_ROUTER_RECORD_H
 
 #include "edgecascade/store.h"
+#include "orphans.h"
 #include "pending.h"
 #include "stage.h"
 
 typedef struct ec_record ec_record;
 
-/* store may be NULL: nothing is recorded. */
-ec_record *ec_record_create(ec_router_env *env, ec_store *store);
+/* store may be NULL: nothing is recorded. A decision also takes the paid
+ * replies kept for its query (orphans.h) as extra attempts, with their cost. */
+ec_record *ec_record_create(ec_router_env *env, ec_store *store, ec_orphans *orphans);
 void ec_record_destroy(ec_record *rec);
 
 /* The stage handler. */

@@ -14,6 +14,7 @@
 #include "edgecascade/util.h"
 #include "observe.h"
 #include "offline.h"
+#include "orphans.h"
 #include "pipeline.h"
 #include "router_metrics.h"
 #include "shadow.h"
@@ -28,6 +29,7 @@ struct ec_router {
     ec_controls *controls;
     ec_shadow *shadow;
     ec_offline *offline;
+    ec_orphans *orphans;      /* paid replies without a waiting query */
     ec_pipeline pl;           /* the stages */
     char breaker_prefix[300]; /* <root>/status/breaker/ */
     char breaker_filter[300];
@@ -50,7 +52,9 @@ struct ec_router {
 
 /* ---- the threads that move queries ---- */
 
-static void run_query(ec_router *r, ec_mqtt_msg *msg, bool nowait)
+#define ORPHAN_KEEP_MS 30000 /* then a kept paid reply goes to its query's decision */
+
+static void run_query(ec_router *r, ec_mqtt_msg *msg, bool nowait, bool recovered)
 {
     ec_pending *p = ec_pending_new();
     if (!p) {
@@ -59,6 +63,7 @@ static void run_query(ec_router *r, ec_mqtt_msg *msg, bool nowait)
     }
     p->msg = msg;
     p->nowait = nowait;
+    p->replayed = recovered;
     ec_pipeline_run(&r->pl, p);
 }
 
@@ -82,7 +87,7 @@ static void *worker_main(void *arg)
         } else if (strncmp(msg->topic, r->breaker_prefix, strlen(r->breaker_prefix)) == 0) {
             ec_offline_on_breaker(r->offline, msg);
         } else {
-            run_query(r, msg, false);
+            run_query(r, msg, false, false);
         }
         ec_mqtt_msg_free(msg);
     }
@@ -98,6 +103,15 @@ static void *sweeper_main(void *arg)
             ec_controls_budget_publish(r->controls, false); /* a new day or month lifts a cap */
         if (tick % 100 == 0)
             ec_mem_give_back();
+        if (tick % 20 == 0) {
+            ec_pending *o = ec_cascade_stale_orphans(r->pl.cascade, ec_mono_ms(), ORPHAN_KEEP_MS);
+            while (o) {
+                ec_pending *next = o->next;
+                o->next = NULL;
+                ec_pipeline_run(&r->pl, o);
+                o = next;
+            }
+        }
         ec_pending *p = ec_cascade_sweep(r->pl.cascade, ec_mono_ms());
         while (p) {
             ec_pending *next = p->next;
@@ -129,7 +143,7 @@ static bool on_overflow(void *ctx, ec_mqtt_msg *msg)
     case EC_OVERFLOW_REFUSE:
         break;
     }
-    run_query(r, msg, true);
+    run_query(r, msg, true, false);
     ec_mqtt_msg_free(msg);
     return true;
 }
@@ -222,7 +236,9 @@ static void controls_apply(void *ctx, const ec_config *next)
 static ec_err build_stages(ec_router *r, ec_error *err)
 {
     ec_err rc;
-    if ((rc = ec_cascade_create(&r->pl.cascade, &r->env, r->controls, r->shadow, err)))
+    if (!(r->orphans = ec_orphans_create()))
+        return ec_error_set(err, EC_ERR_NOMEM, "router: out of memory");
+    if ((rc = ec_cascade_create(&r->pl.cascade, &r->env, r->controls, r->shadow, r->orphans, err)))
         return rc;
     if ((rc = ec_offline_create(&r->offline, &r->env, r->ledger, r->controls, r->metrics,
                                 ec_pipeline_submit, &r->pl, err)))
@@ -233,7 +249,7 @@ static ec_err build_stages(ec_router *r, ec_error *err)
     r->pl.admission = ec_admission_create(&r->env, ec_cascade_pending(r->pl.cascade),
                                           ec_cascade_window(r->pl.cascade), r->controls);
     r->pl.egress = ec_egress_create(&r->env, r->controls, r->metrics);
-    r->pl.record = ec_record_create(&r->env, r->store);
+    r->pl.record = ec_record_create(&r->env, r->store, r->orphans);
     if (!r->pl.admission || !r->pl.egress || !r->pl.record)
         return ec_error_set(err, EC_ERR_NOMEM, "router: out of memory");
     return EC_OK;
@@ -308,7 +324,7 @@ ec_err ec_router_start(ec_router *r, ec_error *err)
         if (n_rec)
             ec_log_warn("re-running %zu queries journaled before the last stop", n_rec);
         for (size_t i = 0; i < n_rec; i++) {
-            run_query(r, rec[i], false);
+            run_query(r, rec[i], false, true);
             ec_mqtt_msg_free(rec[i]);
         }
         free(rec);
@@ -340,6 +356,7 @@ void ec_router_destroy(ec_router *r)
     ec_admission_destroy(r->pl.admission);
     ec_egress_destroy(r->pl.egress);
     ec_record_destroy(r->pl.record);
+    ec_orphans_destroy(r->orphans);
     ec_gate_destroy(atomic_load(&r->env.gate));
     ec_controls_destroy(r->controls);
     for (size_t i = 0; i < r->n_retired_gates; i++)

@@ -83,7 +83,18 @@ static void run_scenario(const char *scenario, const expect *want, size_t n_want
     h.broker_stock = true;
     ech_start_broker(&h);
     ech_start_sim(&h, NULL);
-    ech_write_config(&h, NULL);
+    /* The tiers as `make demo` writes them: the default timeouts (local 30 s,
+     * cloud 60 s), which decide what admission may take on. */
+    char tiers[1024];
+    snprintf(tiers, sizeof(tiers),
+             "tiers:\n"
+             "  - {name: local, provider: vllm, model: llama3.2-1b,"
+             " base_url: 'http://127.0.0.1:%d/v1'}\n"
+             "  - {name: cloud, provider: openai, model: gpt-4o-mini,"
+             " base_url: 'http://127.0.0.1:%d/v1', api_key_env: EC_TEST_OPENAI_KEY,"
+             " input_per_1m: 0.15, output_per_1m: 0.60}\n",
+             h.sim_port, h.sim_port);
+    ech_write_config_tiers(&h, tiers, NULL);
     ech_start_services(&h);
 
     int status = 0;

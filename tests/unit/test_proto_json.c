@@ -302,14 +302,15 @@ static void test_encode_exact(void **state)
     ec_result r = fx_result_error();
     json = encode_result_json(&r);
     assert_string_equal(
-        json, "{\"v\":1,\"id\":\"01HZX3QB0000000000000000CD\",\"answer\":null,\"tier\":null,"
-              "\"tier_index\":null,\"tier_name\":null,\"model\":null,\"confidence\":null,"
-              "\"threshold\":null,\"escalated\":false,\"reason\":null,\"cost_usd\":0.0,"
-              "\"latency_ms\":0.0,\"router_ms\":0.0,\"attempts\":null,\"tokens_in\":0,"
-              "\"tokens_out\":0,\"source\":null,\"degraded\":false,\"revision\":0,"
-              "\"complexity\":null,\"redacted\":false,\"escalation_withheld\":false,"
-              "\"error\":{\"code\":\"bad_request\","
-              "\"message\":\"query.max_tokens: must be an integer 0..32768\"}}");
+        json,
+        "{\"v\":1,\"id\":\"01HZX3QB0000000000000000CD\",\"answer\":null,\"tier\":null,"
+        "\"tier_index\":null,\"tier_name\":null,\"model\":null,\"confidence\":null,"
+        "\"threshold\":null,\"escalated\":false,\"reason\":null,\"cost_usd\":0.0,"
+        "\"latency_ms\":0.0,\"router_ms\":0.0,\"attempts\":null,\"tokens_in\":0,"
+        "\"tokens_out\":0,\"source\":null,\"degraded\":false,\"revision\":0,"
+        "\"complexity\":null,\"redacted\":false,\"escalation_withheld\":false,\"replayed\":false,"
+        "\"error\":{\"code\":\"bad_request\","
+        "\"message\":\"query.max_tokens: must be an integer 0..32768\"}}");
     free(json);
 
     ec_status s = fx_status();

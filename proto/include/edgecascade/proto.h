@@ -165,6 +165,9 @@ typedef struct ec_result {
     bool redacted;     /* something was masked before the query left the device */
     /* policy consent without consent: true kept a doubtful draft on the device */
     bool escalation_withheld;
+    /* Sent again after the router restarted: the query was journaled and
+     * run again, and a Result for it may have gone out before the crash. */
+    bool replayed;
     ec_wire_error error;
 } ec_result;
 
