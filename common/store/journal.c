@@ -24,10 +24,11 @@ enum { ST_ADD, ST_ALL, ST_DEL, ST_COUNT, ST_MAX, ST_BEGIN, ST_COMMIT, ST_ROLLBAC
 
 static const char *const sql[ST__N] = {
     [ST_ADD] = "INSERT INTO journal (id, received_ms, topic, payload, response_topic, corr,"
-               " expiry_s) VALUES (?7, ?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_ALL] = "SELECT id, received_ms, topic, payload, response_topic, corr, expiry_s"
+               " expiry_s, of_query) VALUES (?7, ?1, ?2, ?3, ?4, ?5, ?6, ?8)",
+    [ST_ALL] = "SELECT id, received_ms, topic, payload, response_topic, corr, expiry_s, of_query"
                " FROM journal ORDER BY id",
-    [ST_DEL] = "DELETE FROM journal WHERE id = ?1",
+    /* A decided query takes the replies journaled for it along. */
+    [ST_DEL] = "DELETE FROM journal WHERE id = ?1 OR of_query = ?1",
     [ST_COUNT] = "SELECT count(*) FROM journal",
     [ST_MAX] = "SELECT coalesce(max(id), 0) FROM journal",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -44,7 +45,13 @@ static const char schema[] = "CREATE TABLE IF NOT EXISTS journal ("
                              "  payload BLOB NOT NULL,"
                              "  response_topic TEXT,"
                              "  corr BLOB,"
-                             "  expiry_s INTEGER);";
+                             "  expiry_s INTEGER,"
+                             "  of_query INTEGER);"
+                             "CREATE INDEX IF NOT EXISTS journal_of ON journal(of_query)"
+                             "  WHERE of_query IS NOT NULL;";
+
+/* A journal from before replies were journaled (no of_query column). */
+static const char add_of_query[] = "ALTER TABLE journal ADD COLUMN of_query INTEGER";
 
 /* Duplicates. The broker redelivers (DUP) only what it sent before a
  * connection ended without our PUBACK: the last messages before a drop, when
@@ -141,6 +148,23 @@ static ec_err check_owner(ec_journal *j, ec_error *err)
                         j->path);
 }
 
+/* true when the table is new (CREATE makes the column) or has it already. */
+static bool has_of_query(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    bool table = false, column = false;
+    if (sqlite3_prepare_v2(db, "PRAGMA table_info(journal)", -1, &st, NULL) != SQLITE_OK)
+        return true;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        table = true;
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        if (name && strcmp(name, "of_query") == 0)
+            column = true;
+    }
+    sqlite3_finalize(st);
+    return !table || column;
+}
+
 ec_err ec_journal_open(ec_journal **out, const char *store_path, ec_error *err)
 {
     char path[4096];
@@ -165,8 +189,11 @@ ec_err ec_journal_open(ec_journal **out, const char *store_path, ec_error *err)
         (rc = exec(j->db, "PRAGMA synchronous=NORMAL", err)) ||
         /* Checkpoints are ours (ec_journal_done), never Paho's thread's. */
         (rc = exec(j->db, "PRAGMA wal_autocheckpoint=0", err)) ||
-        (rc = exec(j->db, "PRAGMA cache_size=-128", err)) || (rc = exec(j->db, schema, err)) ||
-        (rc = exec(j->db, pragma, err)))
+        (rc = exec(j->db, "PRAGMA cache_size=-128", err)))
+        goto out;
+    if (!has_of_query(j->db) && (rc = exec(j->db, add_of_query, err)))
+        goto out;
+    if ((rc = exec(j->db, schema, err)) || (rc = exec(j->db, pragma, err)))
         goto out;
     for (int i = 0; i < ST__N; i++) {
         if (sqlite3_prepare_v3(j->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &j->st[i], NULL) !=
@@ -295,7 +322,7 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
-ec_err ec_journal_add(ec_journal *j, ec_mqtt_msg *m, ec_error *err)
+static ec_err add(ec_journal *j, ec_mqtt_msg *m, int64_t of_query, ec_error *err)
 {
     uint64_t now = ec_now_ms();
     uint64_t d = digest(m);
@@ -319,6 +346,10 @@ ec_err ec_journal_add(ec_journal *j, ec_mqtt_msg *m, ec_error *err)
         sqlite3_bind_blob(st, 5, m->corr, (int)m->corr_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, m->expiry_s);
     sqlite3_bind_int64(st, 7, id);
+    if (of_query > 0)
+        sqlite3_bind_int64(st, 8, of_query);
+    else
+        sqlite3_bind_null(st, 8);
     /* One statement, its own transaction: one WAL append. */
     if ((rc = run(j, st, "writing a query", err)) == EC_OK) {
         j->next_id = id;
@@ -328,6 +359,16 @@ ec_err ec_journal_add(ec_journal *j, ec_mqtt_msg *m, ec_error *err)
 out:
     pthread_mutex_unlock(&j->lock);
     return rc;
+}
+
+ec_err ec_journal_add(ec_journal *j, ec_mqtt_msg *m, ec_error *err)
+{
+    return add(j, m, 0, err);
+}
+
+ec_err ec_journal_add_reply(ec_journal *j, ec_mqtt_msg *m, int64_t of_query, ec_error *err)
+{
+    return add(j, m, of_query, err);
 }
 
 ec_err ec_journal_rows_read(sqlite3_stmt *st, ec_mqtt_msg ***out, size_t *n, ec_error *err)
@@ -356,6 +397,8 @@ ec_err ec_journal_rows_read(sqlite3_stmt *st, ec_mqtt_msg ***out, size_t *n, ec_
         m->response_topic = ec_sql_col_text(st, 4);
         m->corr = ec_sql_col_blob(st, 5, &m->corr_len);
         m->expiry_s = (uint32_t)sqlite3_column_int64(st, 6);
+        if (sqlite3_column_count(st) > 7)
+            m->tag_of = sqlite3_column_int64(st, 7);
         m->qos = 1;
         m->received_us = ec_mono_us();
         all[(*n)++] = m;

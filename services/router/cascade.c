@@ -42,6 +42,16 @@ size_t ec_cascade_local_window(const ec_cascade *c)
     return 4 * (size_t)(cfg->local_workers > 0 ? cfg->local_workers : 1);
 }
 
+static bool key_of(const ec_mqtt_msg *msg, uint64_t *key)
+{
+    if (msg->corr_len != 8)
+        return false;
+    *key = 0;
+    for (int i = 0; i < 8; i++)
+        *key = (*key << 8) | ((unsigned char *)msg->corr)[i];
+    return true;
+}
+
 /* ---- dispatch ---- */
 
 /* A hop that ends before it starts: judged at once as this error. */
@@ -399,13 +409,11 @@ ec_stage_rc ec_cascade_run(ec_cascade *c, ec_pending *p)
 ec_pending *ec_cascade_reply(ec_cascade *c, const ec_mqtt_msg *msg, ec_pending **handed)
 {
     *handed = NULL;
-    if (msg->corr_len != 8) {
+    uint64_t key = 0;
+    if (!key_of(msg, &key)) {
         ec_log_warn("reply without a valid correlation key on %s ignored", msg->topic);
         return NULL;
     }
-    uint64_t key = 0;
-    for (int i = 0; i < 8; i++)
-        key = (key << 8) | ((unsigned char *)msg->corr)[i];
     ec_pending *p = ec_pending_take(c->pending, key);
     if (!p) {
         /* No query waits for it: its hop timed out, or it was sent before
@@ -574,6 +582,18 @@ void ec_cascade_destroy(ec_cascade *c)
     ec_pending_table_destroy(c->pending);
     pthread_mutex_destroy(&c->stats_lock);
     free(c);
+}
+
+
+int64_t ec_cascade_paid_reply_owner(ec_cascade *c, const ec_mqtt_msg *msg)
+{
+    uint64_t key;
+    int tier = -1;
+    int64_t journal_id = 0;
+    if (!key_of(msg, &key) || !ec_pending_peek(c->pending, key, &tier, &journal_id) || tier < 0)
+        return 0;
+    const ec_config *cfg = CFG(c);
+    return (size_t)tier < cfg->n_tiers && !cfg->tiers[tier].local ? journal_id : 0;
 }
 
 bool ec_cascade_is_reply(const ec_cascade *c, const char *topic)

@@ -53,6 +53,9 @@ ec_pending *ec_cascade_stale_orphans(ec_cascade *c, double now_ms, double keep_m
 ec_pending *ec_cascade_sweep(ec_cascade *c, double now_ms);
 
 bool ec_cascade_is_reply(const ec_cascade *c, const char *topic);
+/* Paho's thread, before the acknowledgement: the journal id of the query a
+ * reply to a cloud hop belongs to (a paid answer worth journaling), else 0. */
+int64_t ec_cascade_paid_reply_owner(ec_cascade *c, const ec_mqtt_msg *msg);
 const char *ec_cascade_reply_topic(const ec_cascade *c);
 
 /* What the observers and admission read. */

@@ -14,6 +14,7 @@ struct ec_ingress {
     ec_store *store;
     ec_ledger *ledger;
     ec_journal *journal; /* NULL without a store */
+    ec_orphans *orphans;
     char query_topic[300];
     /* queries found in the journal at start, re-run once connected */
     ec_mqtt_msg **recovered;
@@ -100,6 +101,17 @@ void ec_ingress_on_arrival(ec_ingress *in, ec_mqtt_msg *msg)
                     msg->topic);
 }
 
+void ec_ingress_journal_reply(ec_ingress *in, ec_mqtt_msg *msg, int64_t of_query)
+{
+    if (!CFG(in)->journal || !in->journal)
+        return;
+    ec_error err = {0};
+    if (ec_journal_add_reply(in->journal, msg, of_query, &err))
+        ec_log_error("a paid reply for query row %lld not journaled (a crash now would lose "
+                     "it): %s",
+                     (long long)of_query, err.msg);
+}
+
 ec_overflow_action ec_ingress_overflow(ec_ingress *in, ec_mqtt_msg *msg)
 {
     if (!ec_ingress_is_query(in, msg->topic))
@@ -138,6 +150,8 @@ static void on_decided(void *ctx, const int64_t *ids, size_t n)
 
 typedef struct load_ctx {
     ec_ingress *in;
+    ec_mqtt_msg **replies; /* journaled paid replies, sorted out once all is read */
+    size_t n_replies;
     int64_t *decided; /* rows whose decision is in the log: only the delete was lost */
     size_t n_decided;
     size_t n_adopted;
@@ -148,6 +162,16 @@ static void keep(void *ctx, ec_mqtt_msg *m)
     load_ctx *lc = ctx;
     ec_ingress *in = lc->in;
     bool found = false;
+    if (m->tag_of > 0) {
+        ec_mqtt_msg **r = realloc(lc->replies, (lc->n_replies + 1) * sizeof(*r));
+        if (!r) {
+            ec_mqtt_msg_free(m);
+            return;
+        }
+        lc->replies = r;
+        lc->replies[lc->n_replies++] = m;
+        return;
+    }
     ec_error err = {0};
     if (ec_store_decided(in->store, m->tag_ms, m->tag, &found, &err))
         ec_log_warn("journaled query %lld re-run: %s", (long long)m->tag, err.msg);
@@ -183,6 +207,42 @@ static void adopt(void *ctx, ec_mqtt_msg *m)
     ec_mqtt_msg_free(m);
 }
 
+/* The paid replies journaled before the last stop: those of a query that
+ * runs again are kept for it (its next run uses the answer instead of paying
+ * again, or its decision records the cost); they stay journaled until that
+ * decision is committed. Those whose query was decided go. */
+static ec_err adopt_replies(ec_ingress *in, load_ctx *lc, ec_error *err)
+{
+    int64_t *gone = NULL;
+    size_t n_gone = 0, kept = 0;
+    for (size_t i = 0; i < lc->n_replies; i++) {
+        ec_mqtt_msg *m = lc->replies[i];
+        bool pending = false;
+        for (size_t k = 0; k < in->n_recovered && !pending; k++)
+            pending = in->recovered[k]->tag == m->tag_of;
+        ec_infer_reply rep = {0};
+        ec_error e = {0};
+        if (pending && in->orphans &&
+            ec_infer_reply_decode(m->payload, m->len, &rep, &e) == EC_OK && rep.id) {
+            ec_orphans_put(in->orphans, &rep);
+            kept++;
+        } else {
+            int64_t *g = realloc(gone, (n_gone + 1) * sizeof(*g));
+            if (g) {
+                gone = g;
+                gone[n_gone++] = m->tag;
+            }
+        }
+        ec_infer_reply_clear(&rep);
+    }
+    if (kept)
+        ec_log_info("%zu paid replies journaled before the last stop are kept for their queries",
+                    kept);
+    ec_err rc = n_gone ? ec_journal_done(in->journal, gone, n_gone, err) : EC_OK;
+    free(gone);
+    return rc;
+}
+
 static ec_err journal_load(ec_ingress *in, ec_error *err)
 {
     ec_err rc = ec_journal_open(&in->journal, CFG(in)->db_path, err);
@@ -203,12 +263,17 @@ static ec_err journal_load(ec_ingress *in, ec_error *err)
     }
     free(lc.decided);
     if (rc == EC_OK)
+        rc = adopt_replies(in, &lc, err);
+    for (size_t i = 0; i < lc.n_replies; i++)
+        ec_mqtt_msg_free(lc.replies[i]);
+    free(lc.replies);
+    if (rc == EC_OK)
         ec_store_on_commit(in->store, on_decided, in);
     return rc;
 }
 
 ec_err ec_ingress_create(ec_ingress **out, ec_router_env *env, ec_store *store, ec_ledger *ledger,
-                         ec_error *err)
+                         ec_orphans *orphans, ec_error *err)
 {
     ec_ingress *in = calloc(1, sizeof(*in));
     if (!in)
@@ -216,6 +281,7 @@ ec_err ec_ingress_create(ec_ingress **out, ec_router_env *env, ec_store *store, 
     in->env = env;
     in->store = store;
     in->ledger = ledger;
+    in->orphans = orphans;
     ec_err rc = EC_OK;
     if (!ec_topic(CFG(in), in->query_topic, sizeof(in->query_topic), "query"))
         rc = ec_error_set(err, EC_ERR_CONFIG, "topic_root is too long");

@@ -6,8 +6,9 @@
  * payload cannot be read (malformed, too large), an error outcome to EGRESS.
  * Also owns the arrival journal: Paho's thread journals each query before it
  * is acknowledged to the broker (ec_ingress_on_arrival), so an acknowledged
- * query survives a crash of the router; at start the journal's undecided
- * queries are read back and re-run once connected.
+ * query survives a crash of the router, and so does a paid cloud reply
+ * (ec_ingress_journal_reply); at start the journal's undecided queries are
+ * read back and re-run once connected, their replies kept for them.
  * Threads: ec_ingress_run on workers (or Paho's thread for a refusal, see
  * ec_ingress_overflow); ec_ingress_on_arrival on Paho's thread. */
 #ifndef EC_ROUTER_INGRESS_H
@@ -15,6 +16,7 @@
 
 #include "edgecascade/ledger.h"
 #include "edgecascade/store.h"
+#include "orphans.h"
 #include "pending.h"
 #include "stage.h"
 
@@ -24,7 +26,7 @@ typedef struct ec_ingress ec_ingress;
  * decided before a crash, and keeps them for ec_ingress_recovered. store and
  * ledger may be NULL (no journal then). */
 ec_err ec_ingress_create(ec_ingress **out, ec_router_env *env, ec_store *store, ec_ledger *ledger,
-                         ec_error *err);
+                         ec_orphans *orphans, ec_error *err);
 /* After the store's writer has flushed: lets go of the journal. */
 void ec_ingress_destroy(ec_ingress *in);
 
@@ -35,6 +37,11 @@ bool ec_ingress_is_query(const ec_ingress *in, const char *topic);
 
 /* Paho's thread, before the broker gets its acknowledgement. */
 void ec_ingress_on_arrival(ec_ingress *in, ec_mqtt_msg *msg);
+/* Paho's thread, before the acknowledgement: a paid reply for the query
+ * journaled as of_query. Journaled, so a crash before its decision is
+ * committed keeps it: the query's next run uses it (orphans.h) instead of
+ * paying again. */
+void ec_ingress_journal_reply(ec_ingress *in, ec_mqtt_msg *msg, int64_t of_query);
 
 typedef enum ec_overflow_action {
     EC_OVERFLOW_QUEUE,  /* queue it anyway (not a query, or the broker is slow too) */

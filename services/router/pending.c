@@ -175,6 +175,20 @@ ec_pending *ec_pending_take(ec_pending_table *t, uint64_t key)
     return p;
 }
 
+bool ec_pending_peek(ec_pending_table *t, uint64_t key, int *tier, int64_t *journal_id)
+{
+    pthread_mutex_lock(&t->lock);
+    ec_pending *p = t->buckets[slot(t, key)];
+    while (p && p->key != key)
+        p = p->next;
+    if (p) {
+        *tier = p->tier;
+        *journal_id = p->journal_id;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return p != NULL;
+}
+
 ec_pending *ec_pending_take_expired(ec_pending_table *t, double now_ms)
 {
     ec_pending *out = NULL;

@@ -111,6 +111,8 @@ ec_pending_table *ec_pending_table_create(size_t buckets);
 void ec_pending_table_destroy(ec_pending_table *t);
 void ec_pending_put(ec_pending_table *t, ec_pending *p);
 ec_pending *ec_pending_take(ec_pending_table *t, uint64_t key);
+/* Looks without taking: the tier and journal id of the query waiting on key. */
+bool ec_pending_peek(ec_pending_table *t, uint64_t key, int *tier, int64_t *journal_id);
 /* Removes and returns (chained through next) entries whose hop deadline passed. */
 ec_pending *ec_pending_take_expired(ec_pending_table *t, double now_ms);
 size_t ec_pending_count(ec_pending_table *t);

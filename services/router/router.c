@@ -123,11 +123,18 @@ static void *sweeper_main(void *arg)
     return NULL;
 }
 
-/* Paho's thread, before the acknowledgement: the journal. */
+/* Paho's thread, before the acknowledgement: the journal (queries, and the
+ * paid replies of cloud hops). */
 static void on_arrival(void *ctx, ec_mqtt_msg *msg)
 {
     ec_router *r = ctx;
-    ec_ingress_on_arrival(r->pl.ingress, msg);
+    if (ec_ingress_is_query(r->pl.ingress, msg->topic)) {
+        ec_ingress_on_arrival(r->pl.ingress, msg);
+    } else if (ec_cascade_is_reply(r->pl.cascade, msg->topic)) {
+        int64_t of = ec_cascade_paid_reply_owner(r->pl.cascade, msg);
+        if (of > 0)
+            ec_ingress_journal_reply(r->pl.ingress, msg, of);
+    }
 }
 
 /* Paho's thread, inbound queue full: a query is answered "busy" at once
@@ -244,7 +251,7 @@ static ec_err build_stages(ec_router *r, ec_error *err)
                                 ec_pipeline_submit, &r->pl, err)))
         return rc;
     ec_cascade_set_offline(r->pl.cascade, r->offline);
-    if ((rc = ec_ingress_create(&r->pl.ingress, &r->env, r->store, r->ledger, err)))
+    if ((rc = ec_ingress_create(&r->pl.ingress, &r->env, r->store, r->ledger, r->orphans, err)))
         return rc;
     r->pl.admission = ec_admission_create(&r->env, ec_cascade_pending(r->pl.cascade),
                                           ec_cascade_window(r->pl.cascade), r->controls);
@@ -321,8 +328,17 @@ ec_err ec_router_start(ec_router *r, ec_error *err)
         /* Queries journaled before the last stop run first, now connected. */
         size_t n_rec = 0;
         ec_mqtt_msg **rec = ec_ingress_recovered(r->pl.ingress, &n_rec);
-        if (n_rec)
+        if (n_rec) {
+            /* The broker hands over what it kept for us first (our session:
+             * replies to hops the last run sent): a moment for the workers
+             * to take those in, so a query whose cloud answer is among them
+             * uses it rather than paying for a second call. */
+            double until = ec_mono_ms() + 1000;
+            ec_sleep_ms(100);
+            while (ec_mqtt_queue_len(r->env.svc->mqtt) > 0 && ec_mono_ms() < until)
+                ec_sleep_ms(20);
             ec_log_warn("re-running %zu queries journaled before the last stop", n_rec);
+        }
         for (size_t i = 0; i < n_rec; i++) {
             run_query(r, rec[i], false, true);
             ec_mqtt_msg_free(rec[i]);

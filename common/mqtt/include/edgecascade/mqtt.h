@@ -48,6 +48,7 @@ typedef struct ec_mqtt_msg {
     uint64_t received_us; /* ec_mono_us() when the callback saw it */
     int64_t tag;          /* the owner's (set by on_arrival; the router's journal id) */
     uint64_t tag_ms;      /* the owner's (the router's journal arrival time, epoch ms) */
+    int64_t tag_of;       /* the owner's (the router's journal: the query a reply belongs to) */
 } ec_mqtt_msg;
 
 void ec_mqtt_msg_free(ec_mqtt_msg *m);

@@ -43,12 +43,18 @@ void ec_journal_close(ec_journal *j);
  * A redelivery already journaled gets m->tag = -1 and is not journaled again. */
 ec_err ec_journal_add(ec_journal *j, ec_mqtt_msg *m, ec_error *err);
 
+/* Journals a tier's reply to the query journaled as of_query (its tag), so a
+ * paid answer the router took in before a crash is not lost with it: at
+ * start it comes back with m->tag_of set, and it is deleted with its query's
+ * row (ec_journal_done). Duplicates as for ec_journal_add. */
+ec_err ec_journal_add_reply(ec_journal *j, ec_mqtt_msg *m, int64_t of_query, ec_error *err);
 /* Every journaled message, oldest first, rebuilt as an ec_mqtt_msg with tag
  * and tag_ms set; fn takes ownership. */
 typedef void (*ec_journal_fn)(void *ctx, ec_mqtt_msg *m);
 ec_err ec_journal_each(ec_journal *j, ec_journal_fn fn, void *ctx, size_t *count, ec_error *err);
 
-/* The rows whose decisions are committed: deleted in one transaction. Also
+/* The rows whose decisions are committed, and the replies journaled for
+ * them: deleted in one transaction. Also
  * forgets old duplicate digests and checkpoints when due, so none of that
  * work lands on the thread that journals. */
 ec_err ec_journal_done(ec_journal *j, const int64_t *ids, size_t n, ec_error *err);
