@@ -2,9 +2,8 @@
  *
  * Intake: on_message copies the message and try-pushes it onto the bounded
  * inbound queue; when full, the owner's overflow hook or a forced push takes
- * it (see mqtt.h). Outbound: a counting slot per unacknowledged QoS>0 publish;
- * publishers wait for a slot, so bursts push back on their producer. */
-#include "edgecascade/mqtt.h"
+ * it (see mqtt.h). Outbound: mqtt_publish.c. */
+#include "mqtt_internal.h"
 
 #include <MQTTAsync.h>
 #include <errno.h>
@@ -17,51 +16,6 @@
 #include "edgecascade/log.h"
 #include "edgecascade/queue.h"
 #include "edgecascade/util.h"
-
-#define EC_MQTT_MAX_SUBS 16
-
-typedef struct sub {
-    char *filter;
-    int qos;
-} sub;
-
-struct ec_mqtt {
-    MQTTAsync client;
-    ec_queue *inbound;
-    char *client_id;
-    char *uri;
-    char *username;
-    char *password;
-    char *ca_file; /* TLS, set only for ssl:// and mqtts:// */
-    char *cert_file;
-    char *key_file;
-    bool tls;
-    char *status_topic;
-    char *status_online;
-    char *status_offline;
-    int keepalive_s;
-    bool clean_start;
-    uint32_t session_expiry_s;
-
-    pthread_mutex_t lock;
-    pthread_cond_t cond; /* signalled on connect, suback and publish completion */
-    bool connected;
-    bool connect_failed;
-    int connect_rc;
-    int generation; /* bumps on every successful connection */
-    int subs_acked; /* subscriptions acknowledged in this generation */
-    sub subs[EC_MQTT_MAX_SUBS];
-    int n_subs;
-    int inflight;
-    int max_inflight;  /* ours (mqtt.max_inflight) */
-    int broker_rx_max; /* the broker's Receive Maximum (CONNACK), 65535 when it sets none */
-    bool stopping;
-
-    ec_mqtt_overflow_fn on_overflow;
-    ec_mqtt_arrival_fn on_arrival;
-    void *overflow_ctx;
-    atomic_uint_fast64_t overflows;
-};
 
 void ec_mqtt_userprops_free(ec_mqtt_userprop *p, size_t n)
 {
@@ -270,70 +224,6 @@ static void on_connect_failure(void *ctx, MQTTAsync_failureData5 *resp)
     pthread_mutex_unlock(&m->lock);
 }
 
-/* Under the lock: how many QoS>0 publishes may be out at once. Never more
- * than the broker's Receive Maximum: Paho holds any surplus in its own
- * command queue and its send thread drains that queue only once a second
- * (Paho C since 1.3.6, eclipse-paho/paho.mqtt.c issues 1252 and 1256), so a
- * burst on a stock Mosquitto (max_inflight_messages 20) stalled for
- * seconds. The surplus waits here instead, in ec_mqtt_publish, and goes out
- * the moment an acknowledgement frees a slot. */
-static int limit_locked(const ec_mqtt *m)
-{
-    return m->max_inflight < m->broker_rx_max ? m->max_inflight : m->broker_rx_max;
-}
-
-/* The first CONNACK's properties (Paho calls this only once: reconnects go
- * to on_connected, which gets none, so the value read here stays in force;
- * a broker reconfigured with a lower limit needs a restart of the service). */
-static void on_connect_success(void *ctx, MQTTAsync_successData5 *resp)
-{
-    ec_mqtt *m = ctx;
-    int rx = 65535; /* MQTT v5 3.2.2.3.3: absent means 65,535 */
-    if (resp && MQTTProperties_hasProperty(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM))
-        rx = MQTTProperties_getNumericValue(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
-    if (rx < 1)
-        rx = 65535;
-    pthread_mutex_lock(&m->lock);
-    m->broker_rx_max = rx;
-    int limit = limit_locked(m);
-    pthread_cond_broadcast(&m->cond);
-    pthread_mutex_unlock(&m->lock);
-    if (rx < m->max_inflight)
-        ec_log_info("mqtt: %s accepts %d unacknowledged publishes (Receive Maximum); at most %d "
-                    "out at once, the rest wait in order",
-                    m->uri, rx, limit);
-}
-
-int ec_mqtt_inflight_limit(ec_mqtt *m)
-{
-    pthread_mutex_lock(&m->lock);
-    int limit = limit_locked(m);
-    pthread_mutex_unlock(&m->lock);
-    return limit;
-}
-
-static void release_slot(ec_mqtt *m)
-{
-    pthread_mutex_lock(&m->lock);
-    if (m->inflight > 0)
-        m->inflight--;
-    pthread_cond_broadcast(&m->cond);
-    pthread_mutex_unlock(&m->lock);
-}
-
-static void on_pub_success(void *ctx, MQTTAsync_successData5 *resp)
-{
-    release_slot(ctx);
-}
-
-static void on_pub_failure(void *ctx, MQTTAsync_failureData5 *resp)
-{
-    ec_log_error("mqtt: publish failed: %s", resp && resp->message
-                                                 ? resp->message
-                                                 : MQTTAsync_strerror(resp ? resp->code : -1));
-    release_slot(ctx);
-}
-
 static void publish_status(ec_mqtt *m, const char *payload)
 {
     MQTTAsync_message msg = MQTTAsync_message_initializer;
@@ -503,7 +393,7 @@ ec_err ec_mqtt_connect(ec_mqtt *m, int timeout_ms, ec_error *err)
      * that restarts in a second is back in use within about two. */
     co.maxRetryInterval = 2;
     co.connectTimeout = timeout_ms > 1000 ? timeout_ms / 1000 : 1;
-    co.onSuccess5 = on_connect_success;
+    co.onSuccess5 = ec_mqtt_on_connect_success;
     co.onFailure5 = on_connect_failure;
     co.context = m;
     co.username = m->username;
@@ -582,133 +472,6 @@ bool ec_mqtt_connected(ec_mqtt *m)
     return c;
 }
 
-static ec_err send_message(ec_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
-                           bool retain, const ec_mqtt_pubprops *pp, bool slot, ec_error *err);
-
-ec_err ec_mqtt_publish_nowait(ec_mqtt *m, const char *topic, const void *payload, size_t len,
-                              int qos, const ec_mqtt_pubprops *pp, ec_error *err)
-{
-    if (qos > 0) {
-        /* Twice our cap: a caller that saw ec_mqtt_can_publish_now() true
-         * gets its few answers out even if workers took the last slots; but
-         * never past the broker's Receive Maximum (limit_locked says why). */
-        pthread_mutex_lock(&m->lock);
-        int inflight = m->inflight;
-        int cap = 2 * m->max_inflight < m->broker_rx_max ? 2 * m->max_inflight : m->broker_rx_max;
-        bool room = inflight < cap;
-        if (room)
-            m->inflight++;
-        pthread_mutex_unlock(&m->lock);
-        if (!room)
-            return ec_error_set(err, EC_ERR_BUSY,
-                                "mqtt: %d publishes unacknowledged; broker not keeping up",
-                                inflight);
-    }
-    return send_message(m, topic, payload, len, qos, false, pp, qos > 0, err);
-}
-
-bool ec_mqtt_can_publish_now(ec_mqtt *m)
-{
-    pthread_mutex_lock(&m->lock);
-    bool room = m->inflight < limit_locked(m);
-    pthread_mutex_unlock(&m->lock);
-    return room;
-}
-
-ec_err ec_mqtt_publish(ec_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
-                       bool retain, const ec_mqtt_pubprops *pp, int timeout_ms, ec_error *err)
-{
-    if (qos > 0) {
-        struct timespec deadline;
-        ec_deadline_in(&deadline, timeout_ms > 0 ? (unsigned)timeout_ms : 0);
-        pthread_mutex_lock(&m->lock);
-        while (m->inflight >= limit_locked(m) && !m->stopping) {
-            if (timeout_ms <= 0 ||
-                pthread_cond_timedwait(&m->cond, &m->lock, &deadline) == ETIMEDOUT) {
-                pthread_mutex_unlock(&m->lock);
-                return ec_error_set(err, EC_ERR_BUSY,
-                                    "mqtt: %d publishes unacknowledged; broker not keeping up",
-                                    limit_locked(m));
-            }
-        }
-        m->inflight++;
-        pthread_mutex_unlock(&m->lock);
-    }
-    return send_message(m, topic, payload, len, qos, retain, pp, qos > 0, err);
-}
-
-static ec_err send_message(ec_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
-                           bool retain, const ec_mqtt_pubprops *pp, bool slot, ec_error *err)
-{
-    MQTTAsync_message msg = MQTTAsync_message_initializer;
-    MQTTProperties props = MQTTProperties_initializer;
-    MQTTProperty p;
-    msg.payload = (void *)payload;
-    msg.payloadlen = (int)len;
-    msg.qos = qos;
-    msg.retained = retain ? 1 : 0;
-    if (pp) {
-        if (pp->response_topic) {
-            memset(&p, 0, sizeof(p));
-            p.identifier = MQTTPROPERTY_CODE_RESPONSE_TOPIC;
-            p.value.data.data = (char *)pp->response_topic;
-            p.value.data.len = (int)strlen(pp->response_topic);
-            MQTTProperties_add(&props, &p);
-        }
-        if (pp->corr && pp->corr_len) {
-            memset(&p, 0, sizeof(p));
-            p.identifier = MQTTPROPERTY_CODE_CORRELATION_DATA;
-            p.value.data.data = (char *)pp->corr;
-            p.value.data.len = (int)pp->corr_len;
-            MQTTProperties_add(&props, &p);
-        }
-        if (pp->content_type) {
-            memset(&p, 0, sizeof(p));
-            p.identifier = MQTTPROPERTY_CODE_CONTENT_TYPE;
-            p.value.data.data = (char *)pp->content_type;
-            p.value.data.len = (int)strlen(pp->content_type);
-            MQTTProperties_add(&props, &p);
-        }
-        if (pp->utf8) {
-            memset(&p, 0, sizeof(p));
-            p.identifier = MQTTPROPERTY_CODE_PAYLOAD_FORMAT_INDICATOR;
-            p.value.byte = 1;
-            MQTTProperties_add(&props, &p);
-        }
-        for (size_t i = 0; i < pp->n_user_props; i++) {
-            memset(&p, 0, sizeof(p));
-            p.identifier = MQTTPROPERTY_CODE_USER_PROPERTY;
-            p.value.data.data = pp->user_props[i].name;
-            p.value.data.len = (int)strlen(pp->user_props[i].name);
-            p.value.value.data = pp->user_props[i].value;
-            p.value.value.len = (int)strlen(pp->user_props[i].value);
-            MQTTProperties_add(&props, &p);
-        }
-        if (pp->expiry_s) {
-            memset(&p, 0, sizeof(p));
-            p.identifier = MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL;
-            p.value.integer4 = pp->expiry_s;
-            MQTTProperties_add(&props, &p);
-        }
-    }
-    msg.properties = props;
-    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-    if (slot) {
-        ro.onSuccess5 = on_pub_success;
-        ro.onFailure5 = on_pub_failure;
-        ro.context = m;
-    }
-    int prc = MQTTAsync_sendMessage(m->client, topic, &msg, &ro);
-    MQTTProperties_free(&props);
-    if (prc != MQTTASYNC_SUCCESS) {
-        if (slot)
-            release_slot(m);
-        return ec_error_set(err, EC_ERR_MQTT, "mqtt: publish to %s: %s", topic,
-                            MQTTAsync_strerror(prc));
-    }
-    return EC_OK;
-}
-
 ec_err ec_mqtt_next(ec_mqtt *m, ec_mqtt_msg **out, int timeout_ms)
 {
     void *item = NULL;
@@ -726,22 +489,6 @@ size_t ec_mqtt_queue_len(ec_mqtt *m)
 uint64_t ec_mqtt_overflows(ec_mqtt *m)
 {
     return atomic_load(&m->overflows);
-}
-
-ec_err ec_mqtt_flush(ec_mqtt *m, int timeout_ms)
-{
-    struct timespec deadline;
-    ec_deadline_in(&deadline, timeout_ms > 0 ? (unsigned)timeout_ms : 0);
-    ec_err rc = EC_OK;
-    pthread_mutex_lock(&m->lock);
-    while (m->inflight > 0) {
-        if (pthread_cond_timedwait(&m->cond, &m->lock, &deadline) == ETIMEDOUT) {
-            rc = EC_ERR_TIMEOUT;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&m->lock);
-    return rc;
 }
 
 void ec_mqtt_stop(ec_mqtt *m)

@@ -1,0 +1,64 @@
+/* Private to common/mqtt: the client's state, shared by mqtt.c (connection,
+ * subscriptions, intake) and mqtt_publish.c (the outbound side: in-flight
+ * slots bounded by the broker's Receive Maximum, publishing). */
+#ifndef EC_MQTT_INTERNAL_H
+#define EC_MQTT_INTERNAL_H
+
+#include <MQTTAsync.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "edgecascade/mqtt.h"
+#include "edgecascade/queue.h"
+
+#define EC_MQTT_MAX_SUBS 16
+
+typedef struct sub {
+    char *filter;
+    int qos;
+} sub;
+
+struct ec_mqtt {
+    MQTTAsync client;
+    ec_queue *inbound;
+    char *client_id;
+    char *uri;
+    char *username;
+    char *password;
+    char *ca_file; /* TLS, set only for ssl:// and mqtts:// */
+    char *cert_file;
+    char *key_file;
+    bool tls;
+    char *status_topic;
+    char *status_online;
+    char *status_offline;
+    int keepalive_s;
+    bool clean_start;
+    uint32_t session_expiry_s;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* signalled on connect, suback and publish completion */
+    bool connected;
+    bool connect_failed;
+    int connect_rc;
+    int generation; /* bumps on every successful connection */
+    int subs_acked; /* subscriptions acknowledged in this generation */
+    sub subs[EC_MQTT_MAX_SUBS];
+    int n_subs;
+    int inflight;
+    int max_inflight;  /* ours (mqtt.max_inflight) */
+    int broker_rx_max; /* the broker's Receive Maximum (CONNACK), 65535 when it sets none */
+    bool stopping;
+
+    ec_mqtt_overflow_fn on_overflow;
+    ec_mqtt_arrival_fn on_arrival;
+    void *overflow_ctx;
+    atomic_uint_fast64_t overflows;
+};
+
+/* mqtt_publish.c */
+/* The CONNACK's Receive Maximum (connect options' onSuccess5). */
+void ec_mqtt_on_connect_success(void *ctx, MQTTAsync_successData5 *resp);
+
+#endif
