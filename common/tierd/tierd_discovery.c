@@ -130,7 +130,9 @@ static void check_tier(ec_http *http, const ec_tier_cfg *t, tier_state *ns)
          * Ollama before its first `ollama pull` lists "data": null). */
         ns->state = M_NONE;
         snprintf(ns->error, sizeof(ns->error), "no models installed on %.200s%s", t->base_url,
-                 ec_streq(t->provider, "ollama") ? " (install one: ollama pull NAME)" : "");
+                 ec_streq(t->provider, "ollama")
+                     ? " (install one: ollama pull NAME)"
+                     : " (load one on the server; for Ollama: ollama pull NAME)");
     } else {
         const char *pick = prefer && pref ? pref : names[0];
         snprintf(ns->model, sizeof(ns->model), "%s", pick);

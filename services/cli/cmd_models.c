@@ -158,9 +158,13 @@ static void print_human(const tier_result *tr)
         return;
     }
     printf("tier %s (%s at %s): ", t->name, t->provider, t->base_url ? t->base_url : "?");
+    /* Ollama's /v1/models ("data": null) lists nothing just like /api/tags:
+     * a provider other than ollama still gets what to do. */
     if (tr->n == 0)
-        printf("no models installed%s",
-               ec_streq(t->provider, "ollama") ? " (install one: ollama pull NAME)" : "");
+        printf("no models installed%s", ec_streq(t->provider, "ollama")
+                                            ? " (install one: ollama pull NAME)"
+                                            : " (load one on the server; for Ollama: ollama "
+                                              "pull NAME)");
     for (size_t i = 0; i < tr->n; i++)
         printf("%s%s", i ? ", " : "", tr->names[i]);
     putchar('\n');

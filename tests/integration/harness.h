@@ -121,6 +121,16 @@ char *ech_sim_last_request(ech *h, const char *model);
 void ech_sim_fault(ech *h, const char *json);
 /* POSTs a JSON body to one of the simulator's control endpoints (/sim/...). */
 void ech_sim_post(ech *h, const char *path, const char *json);
+/* Corpus mode: queues a published body (a file under the --replay-dir
+ * directory) for the next `times` requests to path (NULL: the file's
+ * endpoint; times 0: every request); fails the test when the simulator
+ * refuses the case. */
+void ech_sim_serve(ech *h, const char *file, const char *path, int times);
+/* Corpus mode: the model API requests the simulator received (GET
+ * /sim/received), as the JSON text of the "requests" array (heap string). */
+char *ech_sim_received(ech *h);
+/* Corpus mode: how many of those went to path. */
+long ech_sim_received_on(ech *h, const char *path);
 
 /* Runs a query against the SQLite store and returns the first column of the
  * first row as a heap string (NULL when no row). */

@@ -154,6 +154,50 @@ void ech_sim_post(ech *h, const char *path, const char *body)
     json_decref(sim_call(h, path, body));
 }
 
+void ech_sim_serve(ech *h, const char *file, const char *path, int times)
+{
+    json_t *req = json_pack("{s:s, s:i}", "file", file, "times", times);
+    if (path)
+        json_object_set_new(req, "path", json_string(path));
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    json_t *j = sim_call(h, "/sim/serve", body);
+    free(body);
+    if (!j || !json_is_integer(json_object_get(j, "status"))) {
+        char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        fail_msg("sim refused to serve %s: %s", file, s ? s : "(no answer)");
+    }
+    json_decref(j);
+}
+
+char *ech_sim_received(ech *h)
+{
+    json_t *j = sim_call(h, "/sim/received", NULL);
+    json_t *reqs = json_object_get(j, "requests");
+    if (!json_is_array(reqs))
+        fail_msg("sim /sim/received: not in corpus mode?");
+    char *s = json_dumps(reqs, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    return s;
+}
+
+long ech_sim_received_on(ech *h, const char *path)
+{
+    json_t *j = sim_call(h, "/sim/received", NULL);
+    json_t *reqs = json_object_get(j, "requests");
+    if (!json_is_array(reqs))
+        fail_msg("sim /sim/received: not in corpus mode?");
+    long n = 0;
+    size_t i;
+    json_t *r;
+    json_array_foreach(reqs, i, r)
+    {
+        n += strcmp(json_string_value(json_object_get(r, "path")) ?: "", path) == 0;
+    }
+    json_decref(j);
+    return n;
+}
+
 char *ech_sql(ech *h, const char *sql)
 {
     sqlite3 *db = NULL;
