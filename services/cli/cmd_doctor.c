@@ -30,28 +30,7 @@
 #include "edgecascade/provider.h"
 #include "edgecascade/store.h"
 #include "edgecascade/util.h"
-
-#define DOCTOR_HTTP_TIMEOUT_MS 10000u
-#define DOCTOR_SLOW_TOKEN_MS   2000.0
-#define DOCTOR_MIN_FREE_BYTES  (1024.0 * 1024.0 * 1024.0)
-#define DOCTOR_MIN_FREE_PCT    10.0
-#define DOCTOR_MAX_RETAINED    64
-
-typedef enum { D_OK, D_WARN, D_FAIL } dstate;
-
-typedef struct retained {
-    char tail[160]; /* topic after <root>/status/ */
-    json_t *doc;
-} retained;
-
-typedef struct doctor {
-    ec_config *cfg;
-    int n_ok, n_warn, n_fail;
-    bool online;
-    bool broker_ok;
-    retained st[DOCTOR_MAX_RETAINED];
-    size_t n_st;
-} doctor;
+#include "cmd_doctor.h"
 
 void cli_help_doctor(void)
 {
@@ -69,10 +48,7 @@ void cli_help_doctor(void)
            "  --online   also try each cloud key with one cheap call (lists the models)\n");
 }
 
-static void report(doctor *d, dstate s, const char *check, const char *fix, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static void report(doctor *d, dstate s, const char *check, const char *fix, const char *fmt, ...)
+void doctor_report(doctor *d, dstate s, const char *check, const char *fix, const char *fmt, ...)
 {
     static const char *const label[] = {"OK", "WARN", "FAIL"};
     va_list ap;
@@ -92,7 +68,7 @@ static void report(doctor *d, dstate s, const char *check, const char *fix, cons
         d->n_fail++;
 }
 
-static const char *ago(uint64_t ts_ms, char *buf, size_t n)
+const char *doctor_ago(uint64_t ts_ms, char *buf, size_t n)
 {
     uint64_t now = ec_now_ms();
     if (!ts_ms || ts_ms > now + 1000) {
@@ -117,14 +93,15 @@ static bool check_config(doctor *d, ec_config *cfg, const cli_ctx *ctx)
     const char *where = ctx->config_path ? ctx->config_path : "(built-in defaults)";
     if (ec_config_load(cfg, ctx->config_path, &err) != EC_OK ||
         ec_config_validate(cfg, &err) != EC_OK) {
-        report(d, D_FAIL, "config", "correct the named line (edgecascade config --check FILE)",
-               "%s", err.msg[0] ? err.msg : ec_strerror(err.code));
+        doctor_report(d, D_FAIL, "config",
+                      "correct the named line (edgecascade config --check FILE)", "%s",
+                      err.msg[0] ? err.msg : ec_strerror(err.code));
         return false;
     }
     if (ctx->broker) {
         char *b = NULL;
         if (asprintf(&b, "%s%s", strstr(ctx->broker, "://") ? "" : "tcp://", ctx->broker) < 0) {
-            report(d, D_FAIL, "config", NULL, "out of memory");
+            doctor_report(d, D_FAIL, "config", NULL, "out of memory");
             return false;
         }
         free(cfg->broker);
@@ -136,7 +113,8 @@ static bool check_config(doctor *d, ec_config *cfg, const cli_ctx *ctx)
         used += (size_t)snprintf(tiers + used, sizeof(tiers) - used, "%s%s (%s %s)", i ? ", " : "",
                                  cfg->tiers[i].name, cfg->tiers[i].provider,
                                  cfg->tiers[i].model ? cfg->tiers[i].model : "?");
-    report(d, D_OK, "config", NULL, "%s: topic root %s, tiers %s", where, cfg->topic_root, tiers);
+    doctor_report(d, D_OK, "config", NULL, "%s: topic root %s, tiers %s", where, cfg->topic_root,
+                  tiers);
     return true;
 }
 
@@ -207,22 +185,23 @@ static void check_broker(doctor *d)
         collect_retained(d, m, prefix, 700);
         ec_mqtt_destroy(m);
         d->broker_ok = true;
-        report(d, D_OK, "broker", NULL, "%s: connected%s%s, subscribed to %s", cfg->broker,
-               cfg->username && *cfg->username ? " as " : "",
-               cfg->username && *cfg->username ? cfg->username : "", all);
+        doctor_report(d, D_OK, "broker", NULL, "%s: connected%s%s, subscribed to %s", cfg->broker,
+                      cfg->username && *cfg->username ? " as " : "",
+                      cfg->username && *cfg->username ? cfg->username : "", all);
         return;
     }
     if (!connected) {
         if (auth_refused(err.msg))
-            report(d, D_FAIL, "broker",
-                   "check mqtt.username and mqtt.password / mqtt.password_file against the "
-                   "broker's password file (deploy/mosquitto/make-users.sh)",
-                   "%s refused the login: %s", cfg->broker, err.msg);
+            doctor_report(d, D_FAIL, "broker",
+                          "check mqtt.username and mqtt.password / mqtt.password_file against the "
+                          "broker's password file (deploy/mosquitto/make-users.sh)",
+                          "%s refused the login: %s", cfg->broker, err.msg);
         else
-            report(d, D_FAIL, "broker",
-                   "start the broker (systemctl start mosquitto) or correct mqtt.broker; check "
-                   "the port, the firewall and, for ssl://, mqtt.ca_file",
-                   "%s", err.msg);
+            doctor_report(
+                d, D_FAIL, "broker",
+                "start the broker (systemctl start mosquitto) or correct mqtt.broker; check "
+                "the port, the firewall and, for ssl://, mqtt.ca_file",
+                "%s", err.msg);
         return;
     }
     /* Logged in, but <root>/# refused: an operator account may read only the
@@ -232,18 +211,19 @@ static void check_broker(doctor *d)
         collect_retained(d, m, prefix, 700);
         ec_mqtt_destroy(m);
         d->broker_ok = true;
-        report(d, D_WARN, "broker",
-               "fine for an operator account; to see everything, let this user read <root>/# in "
-               "the broker's ACL",
-               "%s: connected, but the ACL refused a subscription to %s; %s allowed", cfg->broker,
-               all, status);
+        doctor_report(
+            d, D_WARN, "broker",
+            "fine for an operator account; to see everything, let this user read <root>/# in "
+            "the broker's ACL",
+            "%s: connected, but the ACL refused a subscription to %s; %s allowed", cfg->broker, all,
+            status);
         return;
     }
-    report(d, D_FAIL, "broker",
-           "let this user read <root>/status/# in the broker's ACL, and check that topic_root "
-           "matches the services' config",
-           "%s: connected, but the ACL refused subscriptions to %s and %s", cfg->broker, all,
-           status);
+    doctor_report(
+        d, D_FAIL, "broker",
+        "let this user read <root>/status/# in the broker's ACL, and check that topic_root "
+        "matches the services' config",
+        "%s: connected, but the ACL refused subscriptions to %s and %s", cfg->broker, all, status);
 }
 
 static json_t *status_doc(const doctor *d, const char *tail)
@@ -269,9 +249,9 @@ static void check_reported(doctor *d, const char *service, json_t *doc)
                  "correct the file and reload again (systemctl reload edgecascade-%s), or "
                  "restart it for keys that need a restart",
                  service);
-        report(d, D_WARN, check, fix,
-               "last reload refused: %s (still running the config loaded %s)", cerr,
-               ago(cts, buf, sizeof(buf)));
+        doctor_report(d, D_WARN, check, fix,
+                      "last reload refused: %s (still running the config loaded %s)", cerr,
+                      doctor_ago(cts, buf, sizeof(buf)));
     }
     json_t *models = json_object_get(doc, "models");
     for (size_t i = 0; i < json_array_size(models); i++) {
@@ -287,12 +267,13 @@ static void check_reported(doctor *d, const char *service, json_t *doc)
             continue;
         snprintf(check, sizeof(check), "model auto %s", tier ? tier : "?");
         if (st && strcmp(st, "serving") == 0)
-            report(d, D_OK, check, NULL, "edgecascade-local serves '%s'", model ? model : "?");
+            doctor_report(d, D_OK, check, NULL, "edgecascade-local serves '%s'",
+                          model ? model : "?");
         else
-            report(d, D_FAIL, check,
-                   "serve the model again, or reload edgecascade-local (systemctl reload "
-                   "edgecascade-local) to use one the server lists",
-                   "%s: %s", st ? st : "unknown", e ? e : "no model found");
+            doctor_report(d, D_FAIL, check,
+                          "serve the model again, or reload edgecascade-local (systemctl reload "
+                          "edgecascade-local) to use one the server lists",
+                          "%s: %s", st ? st : "unknown", e ? e : "no model found");
     }
 }
 
@@ -314,8 +295,8 @@ static void check_services(doctor *d)
         dstate bad = needed ? D_FAIL : D_WARN;
         if (!d->broker_ok) {
             /* Not a failure of its own: the broker's is the cause. */
-            report(d, D_WARN, check, "fix the broker first",
-                   "unknown: the broker could not be asked");
+            doctor_report(d, D_WARN, check, "fix the broker first",
+                          "unknown: the broker could not be asked");
             continue;
         }
         json_t *doc = status_doc(d, names[s]);
@@ -326,271 +307,21 @@ static void check_services(doctor *d)
                  "read its log (journalctl -u edgecascade-%s)",
                  names[s], names[s], names[s]);
         if (!doc) {
-            report(d, bad, check, fix,
-                   "unknown: no status on %s/status/%s (never started against this broker and "
-                   "topic root?)",
-                   d->cfg->topic_root, names[s]);
+            doctor_report(
+                d, bad, check, fix,
+                "unknown: no status on %s/status/%s (never started against this broker and "
+                "topic root?)",
+                d->cfg->topic_root, names[s]);
         } else if (state && strcmp(state, "online") == 0) {
-            report(d, D_OK, check, NULL, "online (pid %lld, since %s)",
-                   (long long)json_integer_value(json_object_get(doc, "pid")),
-                   ago(ts, buf, sizeof(buf)));
+            doctor_report(d, D_OK, check, NULL, "online (pid %lld, since %s)",
+                          (long long)json_integer_value(json_object_get(doc, "pid")),
+                          doctor_ago(ts, buf, sizeof(buf)));
             check_reported(d, names[s], doc);
         } else {
-            report(d, bad, check, fix, "%s since %s", state ? state : "no state",
-                   ago(ts, buf, sizeof(buf)));
+            doctor_report(d, bad, check, fix, "%s since %s", state ? state : "no state",
+                          doctor_ago(ts, buf, sizeof(buf)));
         }
     }
-}
-
-/* ---- model servers ---- */
-
-static const char *server_name(const char *provider)
-{
-    if (provider && strcmp(provider, "vllm") == 0)
-        return "vLLM";
-    if (provider && strcmp(provider, "ollama") == 0)
-        return "Ollama";
-    return "the model server";
-}
-
-/* One request through the provider table; returns EC_OK when an HTTP answer
- * came back (any status) and fills why otherwise. */
-static ec_err perform(ec_http *http, ec_http_request *req, ec_http_response *resp,
-                      const ec_tier_cfg *t, char *why, size_t cap)
-{
-    ec_error err = {0};
-    if (req->timeout_ms == 0 || req->timeout_ms > DOCTOR_HTTP_TIMEOUT_MS)
-        req->timeout_ms = DOCTOR_HTTP_TIMEOUT_MS;
-    ec_err rc = ec_http_perform(http, req, resp, &err);
-    const char *base = t->base_url ? t->base_url : "?";
-    if (rc == EC_ERR_UNAVAILABLE)
-        snprintf(why, cap, "cannot reach %s: %s", base, err.msg);
-    else if (rc == EC_ERR_TIMEOUT)
-        snprintf(why, cap, "no answer from %s within %u ms", base, req->timeout_ms);
-    else if (rc != EC_OK)
-        snprintf(why, cap, "%s: %s", base, err.msg);
-    return rc;
-}
-
-static void excerpt(const ec_http_response *resp, char *out, size_t cap)
-{
-    size_t n = 0;
-    const char *b = resp->body.data ? resp->body.data : "";
-    for (size_t i = 0; i < resp->body.len && n + 1 < cap && n < 120; i++)
-        out[n++] = (b[i] == '\n' || b[i] == '\r' || b[i] == '\t') ? ' ' : b[i];
-    out[n] = '\0';
-}
-
-/* With model: auto, the model edgecascade-local would pick from names:
- * prefer_model when listed, else the first; NULL when none. */
-static const char *auto_pick(const ec_tier_cfg *t, char **names, size_t n)
-{
-    for (size_t i = 0; t->prefer_model && *t->prefer_model && i < n; i++)
-        if (strcmp(names[i], t->prefer_model) == 0)
-            return names[i];
-    return n ? names[0] : NULL;
-}
-
-static bool check_models(doctor *d, ec_http *http, const ec_tier_cfg *t, const ec_provider *p,
-                         char *picked, size_t pcap)
-{
-    char check[64], why[EC_ERROR_MSG_LEN + 160], fix[256], body[128];
-    ec_http_request req;
-    ec_http_response resp;
-    ec_error err = {0};
-    char **names = NULL;
-    size_t n = 0;
-    bool ok = false;
-    snprintf(check, sizeof(check), "model server %s", t->name);
-    ec_http_request_init(&req, "GET");
-    ec_http_response_init(&resp);
-    if (!p->build_models || !p->parse_models) {
-        report(d, D_WARN, check, NULL, "provider %s cannot list its models; not checked",
-               t->provider);
-        ok = true;
-        goto out;
-    }
-    if (p->build_models(t, NULL, &req, &err) != EC_OK) {
-        report(d, D_FAIL, check, "check tiers[].base_url", "%s", err.msg);
-        goto out;
-    }
-    if (perform(http, &req, &resp, t, why, sizeof(why)) != EC_OK) {
-        snprintf(fix, sizeof(fix),
-                 "start %s (see README, \"A real local model\") or correct this tier's base_url",
-                 server_name(t->provider));
-        report(d, D_FAIL, check, fix, "%s (is %s running?)", why, server_name(t->provider));
-        goto out;
-    }
-    if (resp.status < 200 || resp.status > 299) {
-        excerpt(&resp, body, sizeof(body));
-        report(d, D_FAIL, check,
-               "check that base_url points at the server's API root (e.g. .../v1 for vLLM)",
-               "HTTP %ld from %s%s%s", resp.status, req.url, body[0] ? ": " : "", body);
-        goto out;
-    }
-    if (p->parse_models(&resp, &names, &n, &err) != EC_OK) {
-        report(d, D_FAIL, check, "check that base_url points at the model server",
-               "unexpected answer from %s: %s", req.url, err.msg);
-        goto out;
-    }
-    char list[256] = "";
-    size_t used = 0;
-    bool listed = false;
-    for (size_t i = 0; i < n; i++) {
-        if (t->model && strcmp(names[i], t->model) == 0)
-            listed = true;
-        if (used < sizeof(list))
-            used +=
-                (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", names[i]);
-    }
-    if (ec_tier_model_auto(t)) {
-        const char *pick = auto_pick(t, names, n);
-        if (!pick) {
-            report(d, D_FAIL, check, "load a model on the server (model: auto uses what it lists)",
-                   "%s is up, but lists no model", t->base_url);
-            goto out;
-        }
-        snprintf(picked, pcap, "%s", pick);
-        report(d, D_OK, check, NULL, "%s: reachable, model auto would use '%s' (it offers: %s)",
-               t->base_url, pick, list);
-        ok = true;
-        goto out;
-    }
-    if (!listed) {
-        report(d, D_FAIL, check,
-               "set this tier's model to a served name (edgecascade models), or serve it",
-               "%s is up, but model '%s' is not served (it offers: %s)", t->base_url,
-               t->model ? t->model : "?", n ? list : "nothing");
-        goto out;
-    }
-    report(d, D_OK, check, NULL, "%s: reachable, '%s' listed (%zu model%s)", t->base_url, t->model,
-           n, n == 1 ? "" : "s");
-    ok = true;
-out:
-    ec_models_free(names, n);
-    ec_http_request_free(&req);
-    ec_http_response_free(&resp);
-    return ok;
-}
-
-static void check_completion(doctor *d, ec_http *http, const ec_tier_cfg *t, const ec_provider *p)
-{
-    char check[64], why[EC_ERROR_MSG_LEN + 160], body[128];
-    ec_chat_msg msg = {.role = "user", .content = "Reply with OK."};
-    ec_infer_request r = {.id = "doctor",
-                          .tier = t->name,
-                          .messages = &msg,
-                          .n_messages = 1,
-                          .max_tokens = 1,
-                          .temperature = 0,
-                          .has_temperature = true,
-                          .logprobs = t->logprobs,
-                          .timeout_ms = DOCTOR_HTTP_TIMEOUT_MS};
-    ec_http_request req;
-    ec_http_response resp;
-    ec_infer_reply reply;
-    ec_error err = {0};
-    memset(&reply, 0, sizeof(reply));
-    snprintf(check, sizeof(check), "completion %s", t->name);
-    ec_http_request_init(&req, "POST");
-    ec_http_response_init(&resp);
-    if (p->build_chat(t, &r, NULL, &req, &err) != EC_OK) {
-        report(d, D_FAIL, check, NULL, "cannot build the request: %s", err.msg);
-        goto out;
-    }
-    if (perform(http, &req, &resp, t, why, sizeof(why)) != EC_OK) {
-        report(d, D_FAIL, check, "check the model server's log", "%s", why);
-        goto out;
-    }
-    if (p->parse_chat(t, &resp, &reply, &err) != EC_OUTCOME_OK) {
-        excerpt(&resp, body, sizeof(body));
-        report(d, D_FAIL, check,
-               "check the model server's log; the model may still be loading or out of memory",
-               "HTTP %ld: %s", resp.status, err.msg[0] ? err.msg : body);
-        goto out;
-    }
-    if (resp.total_ms > DOCTOR_SLOW_TOKEN_MS)
-        report(d, D_WARN, check,
-               "a cold model, a busy GPU or CPU inference: check the server's load and flags",
-               "one token took %.0f ms (slow: queries will wait at least this long)",
-               resp.total_ms);
-    else
-        report(d, D_OK, check, NULL, "one token in %.1f ms", resp.total_ms);
-    /* The gate needs the chosen tokens' probabilities; without them every
-     * draft is judged by the text heuristic (at most 0.65) and escalates. */
-    snprintf(check, sizeof(check), "logprobs %s", t->name);
-    if (!t->logprobs)
-        report(d, D_WARN, check, "set logprobs: true on this tier",
-               "not asked (logprobs: false): the gate judges drafts by the text heuristic");
-    else if (reply.lp.present)
-        report(d, D_OK, check, NULL, "%s returns token probabilities", t->provider);
-    else
-        report(d, D_FAIL, check,
-               p->params && p->params->logprobs_hint ? p->params->logprobs_hint : NULL,
-               "%s returned no token probabilities: the gate falls back to its text heuristic "
-               "(at most 0.65, below the default threshold 0.70), so with a cloud tier every "
-               "draft escalates",
-               t->provider);
-out:
-    ec_infer_reply_clear(&reply);
-    ec_http_request_free(&req);
-    ec_http_response_free(&resp);
-}
-
-/* ---- cloud keys ---- */
-
-static void check_cloud_key(doctor *d, ec_http *http, const ec_tier_cfg *t, const ec_provider *p)
-{
-    char check[64], where[160], why[EC_ERROR_MSG_LEN + 160], body[128];
-    ec_error err = {0};
-    snprintf(check, sizeof(check), "cloud key %s", t->name);
-    if (t->api_key_file && *t->api_key_file)
-        snprintf(where, sizeof(where), "file %s", t->api_key_file);
-    else
-        snprintf(where, sizeof(where), "$%s", t->api_key_env ? t->api_key_env : "?");
-    char *key = ec_tier_api_key(t, &err);
-    if (!key) {
-        report(d, D_FAIL, check,
-               "export the variable named by api_key_env for the services, or point "
-               "api_key_file at a file holding the key",
-               "no API key (looked in %s)%s%s", where, err.msg[0] ? ": " : "", err.msg);
-        return;
-    }
-    if (!d->online) {
-        report(d, D_OK, check, NULL, "key present (%s); not tried (--online tries it)", where);
-        goto out;
-    }
-    ec_http_request req;
-    ec_http_response resp;
-    char **names = NULL;
-    size_t n = 0;
-    ec_http_request_init(&req, "GET");
-    ec_http_response_init(&resp);
-    if (!p->build_models || p->build_models(t, key, &req, &err) != EC_OK) {
-        report(d, D_WARN, check, NULL, "key present (%s); this provider cannot be asked cheaply",
-               where);
-    } else if (perform(http, &req, &resp, t, why, sizeof(why)) != EC_OK) {
-        report(d, D_FAIL, check, "check the uplink, DNS and any proxy (https_proxy)", "%s", why);
-    } else if (resp.status == 401 || resp.status == 403) {
-        excerpt(&resp, body, sizeof(body));
-        report(d, D_FAIL, check, "replace the key (or check the account's access to the API)",
-               "key from %s rejected: HTTP %ld%s%s", where, resp.status, body[0] ? ": " : "", body);
-    } else if (resp.status < 200 || resp.status > 299) {
-        excerpt(&resp, body, sizeof(body));
-        report(d, D_WARN, check, "check the tier's base_url and the provider's status page",
-               "HTTP %ld from %s%s%s", resp.status, req.url, body[0] ? ": " : "", body);
-    } else {
-        if (p->parse_models)
-            p->parse_models(&resp, &names, &n, &err);
-        report(d, D_OK, check, NULL, "key from %s accepted by %s (%zu models listed)", where,
-               t->base_url, n);
-    }
-    ec_models_free(names, n);
-    ec_http_request_free(&req);
-    ec_http_response_free(&resp);
-out:
-    memset(key, 0, strlen(key));
-    free(key);
 }
 
 /* ---- breakers ---- */
@@ -604,9 +335,9 @@ static void check_breakers(doctor *d)
             continue;
         snprintf(check, sizeof(check), "breaker %s", t->name);
         if (!d->broker_ok) {
-            report(d, D_WARN, check, "fix the broker first",
-                   "unknown: the broker could not be "
-                   "asked");
+            doctor_report(d, D_WARN, check, "fix the broker first",
+                          "unknown: the broker could not be "
+                          "asked");
             continue;
         }
         snprintf(tail, sizeof(tail), "breaker/%s", t->name);
@@ -615,10 +346,10 @@ static void check_breakers(doctor *d)
         const char *reason = doc ? json_string_value(json_object_get(doc, "reason")) : NULL;
         uint64_t since = doc ? (uint64_t)json_integer_value(json_object_get(doc, "since_ms")) : 0;
         if (!state) {
-            report(d, D_WARN, check, "start edgecascade-relay (it publishes every breaker)",
-                   "no state on %s/status/%s", d->cfg->topic_root, tail);
+            doctor_report(d, D_WARN, check, "start edgecascade-relay (it publishes every breaker)",
+                          "no state on %s/status/%s", d->cfg->topic_root, tail);
         } else if (strcmp(state, "closed") == 0) {
-            report(d, D_OK, check, NULL, "closed");
+            doctor_report(d, D_OK, check, NULL, "closed");
         } else {
             snprintf(fix, sizeof(fix),
                      "check the uplink and the provider's status; escalations are queued or "
@@ -632,8 +363,9 @@ static void check_breakers(doctor *d)
                      strcmp(state, "forced_open") == 0 || strcmp(state, "disabled") == 0
                          ? "/cmd/breaker/<tier> -m auto"
                          : "");
-            report(d, D_WARN, check, fix, "%s since %s%s%s", state, ago(since, buf, sizeof(buf)),
-                   reason && *reason ? ": " : "", reason ? reason : "");
+            doctor_report(d, D_WARN, check, fix, "%s since %s%s%s", state,
+                          doctor_ago(since, buf, sizeof(buf)), reason && *reason ? ": " : "",
+                          reason ? reason : "");
         }
     }
 }
@@ -647,8 +379,9 @@ static void check_disk(doctor *d)
     char *dir = copy ? dirname(copy) : NULL;
     struct statvfs vs;
     if (!dir || statvfs(dir, &vs) != 0) {
-        report(d, D_FAIL, "disk", "create the directory and give the services' user write access",
-               "cannot examine %s (the directory of store.path %s)", dir ? dir : "?", path);
+        doctor_report(d, D_FAIL, "disk",
+                      "create the directory and give the services' user write access",
+                      "cannot examine %s (the directory of store.path %s)", dir ? dir : "?", path);
         free(copy);
         return;
     }
@@ -657,12 +390,13 @@ static void check_disk(doctor *d)
     double pct = total > 0 ? 100.0 * free_b / total : 0;
     double gib = free_b / (1024.0 * 1024.0 * 1024.0);
     if (free_b < DOCTOR_MIN_FREE_BYTES || pct < DOCTOR_MIN_FREE_PCT)
-        report(d, D_WARN, "disk",
-               "free space (old logs, images), or move store.path to a larger filesystem; a "
-               "full disk stops decisions and the offline queue from being written",
-               "%s: %.2f GiB free (%.1f %%) for the store and the offline queue", dir, gib, pct);
+        doctor_report(d, D_WARN, "disk",
+                      "free space (old logs, images), or move store.path to a larger filesystem; a "
+                      "full disk stops decisions and the offline queue from being written",
+                      "%s: %.2f GiB free (%.1f %%) for the store and the offline queue", dir, gib,
+                      pct);
     else
-        report(d, D_OK, "disk", NULL, "%s: %.1f GiB free (%.1f %%)", dir, gib, pct);
+        doctor_report(d, D_OK, "disk", NULL, "%s: %.1f GiB free (%.1f %%)", dir, gib, pct);
     free(copy);
 }
 
@@ -675,16 +409,17 @@ static void check_store(doctor *d)
     ec_store_info info;
     char buf[32];
     if (!path || stat(path, &sb) != 0) {
-        report(d, D_FAIL, "store",
-               "start edgecascade-router (it creates the file), or set store.path to the "
-               "router's",
-               "no decision log at %s", path ? path : "(none)");
+        doctor_report(d, D_FAIL, "store",
+                      "start edgecascade-router (it creates the file), or set store.path to the "
+                      "router's",
+                      "no decision log at %s", path ? path : "(none)");
         return;
     }
     if (ec_store_open(&s, path, true, &err) != EC_OK ||
         ec_store_info_read(s, &info, &err) != EC_OK) {
-        report(d, D_FAIL, "store", "check the file's permissions, or restore it from a backup",
-               "cannot read %s: %s", path, err.msg);
+        doctor_report(d, D_FAIL, "store",
+                      "check the file's permissions, or restore it from a backup",
+                      "cannot read %s: %s", path, err.msg);
         ec_store_close(s);
         return;
     }
@@ -693,25 +428,27 @@ static void check_store(doctor *d)
      * ones mean it stopped mid-way (it re-runs them when it starts). */
     uint64_t waiting = 0, oldest_ms = 0;
     if (ec_journal_peek(path, &waiting, &oldest_ms, &err) != EC_OK)
-        report(d, D_WARN, "journal", "check the file's permissions", "%s", err.msg);
+        doctor_report(d, D_WARN, "journal", "check the file's permissions", "%s", err.msg);
     else if (waiting > 0 && oldest_ms + 60000 < ec_now_ms())
-        report(
+        doctor_report(
             d, D_WARN, "journal", "edgecascade-router re-runs them when it starts: is it running?",
             "%llu quer%s received and not yet decided, the oldest %s", (unsigned long long)waiting,
-            waiting == 1 ? "y" : "ies", ago(oldest_ms, buf, sizeof(buf)));
+            waiting == 1 ? "y" : "ies", doctor_ago(oldest_ms, buf, sizeof(buf)));
     if (info.schema_version != info.schema_version_build)
-        report(d, D_WARN, "store", "start this version's edgecascade-router once (it migrates)",
-               "%s: schema %d, this build writes %d", path, info.schema_version,
-               info.schema_version_build);
+        doctor_report(d, D_WARN, "store",
+                      "start this version's edgecascade-router once (it migrates)",
+                      "%s: schema %d, this build writes %d", path, info.schema_version,
+                      info.schema_version_build);
     else if (info.outbox > 0)
-        report(d, D_WARN, "store", "they go out when the cloud answers again (see the breakers)",
-               "%s: %llu escalation%s waiting in the offline queue", path,
-               (unsigned long long)info.outbox, info.outbox == 1 ? "" : "s");
+        doctor_report(d, D_WARN, "store",
+                      "they go out when the cloud answers again (see the breakers)",
+                      "%s: %llu escalation%s waiting in the offline queue", path,
+                      (unsigned long long)info.outbox, info.outbox == 1 ? "" : "s");
     else
-        report(d, D_OK, "store", NULL,
-               "%s: schema %d, %llu decisions (last %s), offline queue empty", path,
-               info.schema_version, (unsigned long long)info.decisions,
-               info.last_ts_ms ? ago(info.last_ts_ms, buf, sizeof(buf)) : "none yet");
+        doctor_report(d, D_OK, "store", NULL,
+                      "%s: schema %d, %llu decisions (last %s), offline queue empty", path,
+                      info.schema_version, (unsigned long long)info.decisions,
+                      info.last_ts_ms ? doctor_ago(info.last_ts_ms, buf, sizeof(buf)) : "none yet");
 }
 
 int cli_cmd_doctor(cli_ctx *ctx, int argc, char **argv)
@@ -740,7 +477,7 @@ int cli_cmd_doctor(cli_ctx *ctx, int argc, char **argv)
 
     ec_http *http = NULL;
     if (ec_http_global_init() != EC_OK || ec_http_create(&http) != EC_OK) {
-        report(&d, D_FAIL, "http", NULL, "cannot start the HTTP client (libcurl)");
+        doctor_report(&d, D_FAIL, "http", NULL, "cannot start the HTTP client (libcurl)");
     } else {
         for (size_t i = 0; i < cfg.n_tiers; i++) {
             const ec_tier_cfg *t = &cfg.tiers[i];
@@ -748,18 +485,18 @@ int cli_cmd_doctor(cli_ctx *ctx, int argc, char **argv)
             if (!t->local || !p)
                 continue;
             char picked[128] = "";
-            if (check_models(&d, http, t, p, picked, sizeof(picked))) {
+            if (doctor_check_models(&d, http, t, p, picked, sizeof(picked))) {
                 ec_tier_cfg tc = *t;
                 if (picked[0])
                     tc.model = picked; /* model: auto: try the one it would use */
-                check_completion(&d, http, &tc, p);
+                doctor_check_completion(&d, http, &tc, p);
             }
         }
         for (size_t i = 0; i < cfg.n_tiers; i++) {
             const ec_tier_cfg *t = &cfg.tiers[i];
             const ec_provider *p = ec_provider_find(t->provider);
             if (!t->local && p)
-                check_cloud_key(&d, http, t, p);
+                doctor_check_cloud_key(&d, http, t, p);
         }
     }
     ec_http_destroy(http);
