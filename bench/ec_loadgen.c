@@ -8,15 +8,19 @@
  *                     [--max-rate Q] [--duration S]
  *   ec_loadgen status --broker URI --root R     (prints "service pid state epoch_us" lines)
  *   ec_loadgen report --dir DIR [--json]
+ *   ec_loadgen free-port                        (a loopback port the kernel just gave out)
  *
  * Each of phase and sweep prints one JSON object on stdout; progress goes to
  * stderr. */
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,8 +37,8 @@ static void on_signal(int sig)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: ec_loadgen phase|sweep|status|report [options] (see bench/README.md)\n");
+    fprintf(stderr, "usage: ec_loadgen phase|burst|sweep|status|report|free-port [options] (see "
+                    "bench/README.md)\n");
     exit(2);
 }
 
@@ -239,11 +243,31 @@ static int run_status(const lg_opts *o)
     return 0;
 }
 
+/* As the integration harness does: bind port 0 on loopback and print what
+ * the kernel chose (the caller retries on a new port if it is taken again
+ * before its server binds it). */
+static int run_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        perror("ec_loadgen free-port");
+        return 1;
+    }
+    printf("%d\n", ntohs(a.sin_port));
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
         usage();
     const char *cmd = argv[1];
+    if (strcmp(cmd, "free-port") == 0)
+        return run_free_port();
     lg_opts o = {.duration_s = 2.0, .drain_ms = 3000, .start_rate = 400, .max_rate = 40000};
     bool json_out = false;
     const char *dir = NULL;
