@@ -21,15 +21,14 @@ static void on_signal(int sig)
 void bench_null_args(bench_null *b, const char *prog, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"broker", required_argument, NULL, 'b'},
-        {"root", required_argument, NULL, 'r'},
-        {"workers", required_argument, NULL, 'w'},
-        {NULL, 0, NULL, 0},
+        {"broker", required_argument, NULL, 'b'},  {"root", required_argument, NULL, 'r'},
+        {"workers", required_argument, NULL, 'w'}, {"http", required_argument, NULL, 'h'},
+        {"body", required_argument, NULL, 'B'},    {NULL, 0, NULL, 0},
     };
     memset(b, 0, sizeof(*b));
     b->workers = 2;
     int c;
-    while ((c = getopt_long(argc, argv, "b:r:w:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:r:w:h:B:", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             b->uri = optarg;
@@ -40,11 +39,17 @@ void bench_null_args(bench_null *b, const char *prog, int argc, char **argv)
         case 'w':
             b->workers = atoi(optarg);
             break;
+        case 'h':
+            b->http_url = optarg;
+            break;
+        case 'B':
+            b->body = optarg;
+            break;
         default:
             goto usage;
         }
     }
-    if (!b->uri || !b->root || b->workers < 1 || b->workers > 64)
+    if (!b->uri || !b->root || b->workers < 1 || b->workers > 64 || (!b->http_url != !b->body))
         goto usage;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -54,7 +59,9 @@ void bench_null_args(bench_null *b, const char *prog, int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     return;
 usage:
-    fprintf(stderr, "usage: %s --broker URI --root TOPIC_ROOT [--workers N]\n", prog);
+    fprintf(stderr,
+            "usage: %s --broker URI --root TOPIC_ROOT [--workers N] [--http URL --body JSON]\n",
+            prog);
     exit(2);
 }
 

@@ -12,11 +12,14 @@ typedef struct bench_null {
     const char *uri;
     const char *root;
     int workers;
+    const char *http_url; /* null local: POST each query here (the fair null) */
+    const char *body;     /* null local: the request body of that POST */
     ec_mqtt *mqtt;
     char client_id[96];
 } bench_null;
 
-/* Parses --broker URI --root TOPIC_ROOT [--workers N]; exits on a usage error. */
+/* Parses --broker URI --root TOPIC_ROOT [--workers N] [--http URL --body JSON];
+ * exits on a usage error. */
 void bench_null_args(bench_null *b, const char *prog, int argc, char **argv);
 /* Creates the client (status topic <root>/status/<service>), subscribes to the
  * NULL-terminated filters and connects. Returns 0 on success. */

@@ -1,6 +1,7 @@
 /* ec_loadgen: the benchmark's load generator and reporter (driven by bench/run).
  *
  *   ec_loadgen phase  --broker URI --root R [--null] --rate Q --duration S [--mix F]
+ *                     [--label NAME (progress lines)]
  *                     [--drain-ms N] [--pid NAME=PID]... [--sim-log FILE]
  *   ec_loadgen burst  --broker URI --root R [--null] --count N [--drain-ms N] [--pid NAME=PID]...
  *                     (N queries at once, no lead-in: answer_span_s, max_gap_ms, busy)
@@ -8,15 +9,19 @@
  *                     [--max-rate Q] [--duration S]
  *   ec_loadgen status --broker URI --root R     (prints "service pid state epoch_us" lines)
  *   ec_loadgen report --dir DIR [--json]
+ *   ec_loadgen free-port                        (a loopback port the kernel just gave out)
  *
  * Each of phase and sweep prints one JSON object on stdout; progress goes to
  * stderr. */
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,29 +38,22 @@ static void on_signal(int sig)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: ec_loadgen phase|sweep|status|report [options] (see bench/README.md)\n");
+    fprintf(stderr, "usage: ec_loadgen phase|burst|sweep|status|report|free-port [options] (see "
+                    "bench/README.md)\n");
     exit(2);
 }
 
 static void parse(lg_opts *o, bool *json_out, const char **dir, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"broker", required_argument, NULL, 'b'},
-        {"root", required_argument, NULL, 'r'},
-        {"null", no_argument, NULL, 'n'},
-        {"rate", required_argument, NULL, 'q'},
-        {"duration", required_argument, NULL, 'd'},
-        {"mix", required_argument, NULL, 'm'},
-        {"drain-ms", required_argument, NULL, 'D'},
-        {"pid", required_argument, NULL, 'p'},
-        {"sim-log", required_argument, NULL, 's'},
-        {"start-rate", required_argument, NULL, 'S'},
-        {"max-rate", required_argument, NULL, 'M'},
-        {"dir", required_argument, NULL, 'o'},
-        {"json", no_argument, NULL, 'j'},
-        {"count", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
+        {"broker", required_argument, NULL, 'b'},   {"root", required_argument, NULL, 'r'},
+        {"null", no_argument, NULL, 'n'},           {"rate", required_argument, NULL, 'q'},
+        {"duration", required_argument, NULL, 'd'}, {"mix", required_argument, NULL, 'm'},
+        {"drain-ms", required_argument, NULL, 'D'}, {"pid", required_argument, NULL, 'p'},
+        {"sim-log", required_argument, NULL, 's'},  {"start-rate", required_argument, NULL, 'S'},
+        {"max-rate", required_argument, NULL, 'M'}, {"dir", required_argument, NULL, 'o'},
+        {"json", no_argument, NULL, 'j'},           {"count", required_argument, NULL, 'c'},
+        {"label", required_argument, NULL, 'L'},    {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -93,6 +91,9 @@ static void parse(lg_opts *o, bool *json_out, const char **dir, int argc, char *
             break;
         case 's':
             o->sim_log = optarg;
+            break;
+        case 'L':
+            o->label = optarg;
             break;
         case 'o':
             *dir = optarg;
@@ -162,7 +163,7 @@ static bool try_rate(lg *g, const lg_opts *o, double rate, json_t *steps, const 
  * between the last pass and the first failure. */
 static json_t *sweep(lg *g, const lg_opts *o)
 {
-    const char *what = o->null_mode ? "null" : o->mix > 0 ? "mixed" : "local";
+    const char *what = o->label ? o->label : o->null_mode ? "null" : o->mix > 0 ? "mixed" : "local";
     json_t *steps = json_array();
     json_t *warm = lg_phase(g, 200, 0.5, o->mix, 3000, false); /* connections, caches */
     json_decref(warm);
@@ -239,11 +240,31 @@ static int run_status(const lg_opts *o)
     return 0;
 }
 
+/* As the integration harness does: bind port 0 on loopback and print what
+ * the kernel chose (the caller retries on a new port if it is taken again
+ * before its server binds it). */
+static int run_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        perror("ec_loadgen free-port");
+        return 1;
+    }
+    printf("%d\n", ntohs(a.sin_port));
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
         usage();
     const char *cmd = argv[1];
+    if (strcmp(cmd, "free-port") == 0)
+        return run_free_port();
     lg_opts o = {.duration_s = 2.0, .drain_ms = 3000, .start_rate = 400, .max_rate = 40000};
     bool json_out = false;
     const char *dir = NULL;
@@ -284,7 +305,11 @@ int main(int argc, char **argv)
         json_decref(lg_phase(g, 100, 0.3, o.mix, 3000, false)); /* warm-up, not reported */
         out = lg_phase(g, o.rate, o.duration_s, o.mix, o.drain_ms, true);
         if (out)
-            progress(o.null_mode ? "null" : o.mix > 0 ? "mixed" : "local", out, lg_phase_ok(out));
+            progress(o.label       ? o.label
+                     : o.null_mode ? "null"
+                     : o.mix > 0   ? "mixed"
+                                   : "local",
+                     out, lg_phase_ok(out));
     } else if (strcmp(cmd, "burst") == 0) {
         if (o.rate <= 0)
             usage();

@@ -1,11 +1,13 @@
 /* The final report: merges the phase files of one bench/run into the JSON
- * object of issue 6, judges the targets and prints the table. */
+ * object (issues 6 and 17), judges the targets and prints the table. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "loadgen.h"
+
+#define MAX_LATENCY_RUNS 20
 
 static json_t *load(const char *dir, const char *name)
 {
@@ -42,6 +44,30 @@ static double cpu_per_1k(json_t *phase, const char *const *names)
     return sum / ok * 1000.0;
 }
 
+/* The same over several phases together (the latency runs). */
+static double cpu_per_1k_runs(json_t *const *phases, int n, const char *const *names)
+{
+    double ok = 0, sum = 0;
+    for (int k = 0; k < n; k++) {
+        json_t *cpu = json_object_get(phases[k], "cpu_ms");
+        if (!cpu)
+            return NAN;
+        ok += at(phases[k], "ok", NULL);
+        for (size_t i = 0; names[i]; i++)
+            sum += num(json_object_get(cpu, names[i]));
+    }
+    return ok > 0 ? sum / ok * 1000.0 : NAN;
+}
+
+/* A phase's latency percentile minus the simulator's mean time per request
+ * (its own log line; one request per all-local or fair-null query). */
+static double lat_minus_sim(json_t *phase, const char *key)
+{
+    double sim_ms = at(json_object_get(phase, "sim"), "mean_ms", NULL);
+    double v = at(json_object_get(phase, "latency_ok"), key, NULL) - (isnan(sim_ms) ? 0 : sim_ms);
+    return v < 0 ? 0 : v;
+}
+
 static void target(json_t *t, const char *name, const char *goal, double value, bool met)
 {
     json_t *o = json_object();
@@ -60,6 +86,21 @@ json_t *lg_report(const char *dir)
     json_t *null_sw2 = load(dir, "null_sweep2.json"), *local_sw2 = load(dir, "local_sweep2.json");
     json_t *mixed_sw2 = load(dir, "mixed_sweep2.json");
     json_t *burst = load(dir, "burst.json"), *null_burst = load(dir, "null_burst.json");
+    json_t *fair_sw = load(dir, "fair_sweep.json"), *fair_sw2 = load(dir, "fair_sweep2.json");
+    json_t *fair_fx = load(dir, "fair_fixed.json");
+    /* The 1,000 q/s all-local phase, run --latency-runs times in a row. */
+    json_t *runs[MAX_LATENCY_RUNS];
+    int n_runs = 0;
+    if (fx)
+        runs[n_runs++] = fx;
+    while (fx && n_runs < MAX_LATENCY_RUNS) {
+        char name[32];
+        snprintf(name, sizeof(name), "fixed_%d.json", n_runs + 1);
+        json_t *j = load(dir, name);
+        if (!j)
+            break;
+        runs[n_runs++] = j;
+    }
     json_t *r = json_object();
 
     /* Each sweep ran twice: the better figure is the pipeline's, the other
@@ -67,33 +108,71 @@ json_t *lg_report(const char *dir)
     double null_qps = fmax(at(null_sw, "qps", NULL), at(null_sw2, "qps", NULL));
     double local_qps = fmax(at(local_sw, "qps", NULL), at(local_sw2, "qps", NULL));
     double mixed_qps = fmax(at(mixed_sw, "qps", NULL), at(mixed_sw2, "qps", NULL));
+    double fair_qps = fmax(at(fair_sw, "qps", NULL), at(fair_sw2, "qps", NULL));
     double ratio = null_qps > 0 ? local_qps / null_qps : NAN;
+    double fair_ratio = fair_qps > 0 ? local_qps / fair_qps : NAN;
+    double fair_mixed_ratio = fair_qps > 0 ? mixed_qps / fair_qps : NAN;
     /* What is subtracted: the simulator's own mean time per chat request
      * (its log line), one request per all-local query. */
     double sim_ms = at(json_object_get(fx, "sim"), "mean_ms", NULL);
     if (isnan(sim_ms))
         sim_ms = 0;
-    double p50 = at(json_object_get(fx, "latency_ok"), "p50_ms", NULL) - sim_ms;
-    double p99 = at(json_object_get(fx, "latency_ok"), "p99_ms", NULL) - sim_ms;
-    double p999 = at(json_object_get(fx, "latency_ok"), "p999_ms", NULL) - sim_ms;
+    /* Each latency run's figures; the top-level ones are the worst run's,
+     * so that "p99 < 5 ms" holds in every run when it holds for them. */
+    json_t *lruns = json_array();
+    double p50 = NAN, p99 = NAN, p999 = NAN;
+    for (int k = 0; k < n_runs; k++) {
+        double a = lat_minus_sim(runs[k], "p50_ms"), b = lat_minus_sim(runs[k], "p99_ms");
+        double c = lat_minus_sim(runs[k], "p999_ms");
+        json_t *o = json_object();
+        json_object_set_new(o, "p50_ms", jnum(a));
+        json_object_set_new(o, "p99_ms", jnum(b));
+        json_object_set_new(o, "p999_ms", jnum(c));
+        json_object_set_new(o, "sim_subtracted_ms",
+                            jnum(at(json_object_get(runs[k], "sim"), "mean_ms", NULL)));
+        json_object_set_new(o, "ok", jnum(at(runs[k], "ok", NULL)));
+        json_object_set_new(o, "sent", jnum(at(runs[k], "sent", NULL)));
+        json_array_append_new(lruns, o);
+        p50 = isnan(p50) || a > p50 ? a : p50;
+        p99 = isnan(p99) || b > p99 ? b : p99;
+        p999 = isnan(p999) || c > p999 ? c : p999;
+    }
+    /* Every run must also have answered every query with a Result. */
+    bool runs_all_ok = n_runs > 0;
+    for (int k = 0; k < n_runs; k++)
+        runs_all_ok = runs_all_ok && at(runs[k], "ok", NULL) == at(runs[k], "sent", NULL);
     double ov_good = at(ov, "goodput_qps", NULL), ov_ratio = NAN;
     if (local_qps > 0)
         ov_ratio = ov_good / local_qps;
     double ov_unans = at(ov, "unanswered", NULL);
     static const char *const svc[] = {"router", "local", "relay", NULL};
     static const char *const nullsvc[] = {"null_router", "null_local", NULL};
-    double cpu = cpu_per_1k(fx, svc), cpu_mixed = cpu_per_1k(mixed_fx, svc);
-    double cpu_null = cpu_per_1k(null_fx, nullsvc);
+    double cpu = cpu_per_1k_runs(runs, n_runs, svc), cpu_mixed = cpu_per_1k(mixed_fx, svc);
+    double cpu_null = cpu_per_1k(null_fx, nullsvc), cpu_fair = cpu_per_1k(fair_fx, nullsvc);
+    /* ms per 1,000 queries is µs per query. */
+    double cpu_above_fair = cpu - cpu_fair;
 
     json_object_set_new(r, "null_qps", jnum(null_qps));
     json_object_set_new(r, "local_qps", jnum(local_qps));
     json_object_set_new(r, "mixed_qps", jnum(mixed_qps));
     json_object_set_new(r, "ratio_to_null", jnum(ratio));
     json_object_set_new(r, "mixed_ratio_to_null", jnum(null_qps > 0 ? mixed_qps / null_qps : NAN));
-    json_object_set_new(r, "p50_ms", jnum(p50 < 0 ? 0 : p50));
-    json_object_set_new(r, "p99_ms", jnum(p99 < 0 ? 0 : p99));
-    json_object_set_new(r, "p999_ms", jnum(p999 < 0 ? 0 : p999));
+    json_object_set_new(r, "fair_null_qps", jnum(fair_qps));
+    json_object_set_new(r, "ratio_to_fair_null", jnum(fair_ratio));
+    json_object_set_new(r, "mixed_ratio_to_fair_null", jnum(fair_mixed_ratio));
+    json_object_set_new(r, "p50_ms", jnum(p50));
+    json_object_set_new(r, "p99_ms", jnum(p99));
+    json_object_set_new(r, "p999_ms", jnum(p999));
+    json_object_set_new(r, "latency_runs", lruns);
     json_object_set_new(r, "sim_subtracted_ms", jnum(sim_ms));
+    json_object_set_new(r, "null_p50_ms",
+                        jnum(at(json_object_get(null_fx, "latency_ok"), "p50_ms", NULL)));
+    json_object_set_new(r, "null_p99_ms",
+                        jnum(at(json_object_get(null_fx, "latency_ok"), "p99_ms", NULL)));
+    json_object_set_new(r, "fair_null_p50_ms",
+                        jnum(fair_fx ? lat_minus_sim(fair_fx, "p50_ms") : NAN));
+    json_object_set_new(r, "fair_null_p99_ms",
+                        jnum(fair_fx ? lat_minus_sim(fair_fx, "p99_ms") : NAN));
     json_object_set_new(r, "overload_goodput_ratio", jnum(ov_ratio));
     json_object_set_new(r, "overload_unanswered", jnum(ov_unans));
     json_object_set_new(r, "overload_p99_ms",
@@ -103,6 +182,8 @@ json_t *lg_report(const char *dir)
     json_object_set_new(r, "cpu_ms_per_1k", jnum(cpu));
     json_object_set_new(r, "cpu_ms_per_1k_mixed", jnum(cpu_mixed));
     json_object_set_new(r, "cpu_ms_per_1k_null", jnum(cpu_null));
+    json_object_set_new(r, "cpu_ms_per_1k_fair_null", jnum(cpu_fair));
+    json_object_set_new(r, "cpu_us_above_fair_null", jnum(cpu_above_fair));
     /* 1,000 queries at once on a broker left at Mosquitto's defaults: time
      * to the last answer, the longest silence between answers (the stall
      * detector), busy answers; the null pipeline's time beside it. */
@@ -122,12 +203,18 @@ json_t *lg_report(const char *dir)
     json_object_set(r, "startup_ms", startup ? startup : json_null());
 
     json_t *t = json_object();
-    target(t, "ratio_to_null", ">= 0.80", ratio, ratio >= 0.80);
-    target(t, "p50_ms", "< 1 ms at 1000 q/s", p50, p50 < 1.0);
-    target(t, "p99_ms", "< 5 ms at 1000 q/s", p99, p99 < 5.0);
+    char goal[96];
+    target(t, "ratio_to_fair_null", ">= 0.85", fair_ratio, fair_ratio >= 0.85);
+    target(t, "mixed_ratio_to_fair_null", ">= 0.60 (30 % escalated)", fair_mixed_ratio,
+           fair_mixed_ratio >= 0.60);
+    snprintf(goal, sizeof(goal), "< 1 ms at 1000 q/s in each of %d runs (worst run)", n_runs);
+    target(t, "p50_ms", goal, p50, p50 < 1.0 && runs_all_ok);
+    snprintf(goal, sizeof(goal), "< 5 ms at 1000 q/s in each of %d runs (worst run)", n_runs);
+    target(t, "p99_ms", goal, p99, p99 < 5.0 && runs_all_ok);
     target(t, "overload_goodput_ratio", ">= 0.90", ov_ratio, ov_ratio >= 0.90);
     target(t, "overload_unanswered", "== 0", ov_unans, ov_unans == 0);
-    target(t, "cpu_ms_per_1k", "< 250 ms (router+local+relay)", cpu, cpu < 250);
+    target(t, "cpu_us_above_fair_null", "<= 120 us per query (router+local+relay)", cpu_above_fair,
+           cpu_above_fair <= 120);
     target(t, "burst_1000_s", "<= 1.25 x 1000 / local_qps", b_s, b_s <= 1.25 * b_floor);
     target(t, "burst_max_gap_ms", "<= 100 ms", b_gap, b_gap <= 100);
     target(t, "burst_busy", "== 0", b_busy, b_busy == 0);
@@ -139,26 +226,36 @@ json_t *lg_report(const char *dir)
         target(t, key, "< 10240 kB (10 MB) at steady state", kb, kb < 10240);
         double ms = num(json_object_get(startup, names[i]));
         snprintf(key, sizeof(key), "startup_ms.%s", names[i]);
-        target(t, key, "< 100 ms", ms, ms < 100);
+        target(t, key, "< 50 ms", ms, ms < 50);
     }
     json_object_set_new(r, "targets", t);
 
     json_t *d = json_object();
     if (meta)
         json_object_set(d, "meta", meta);
-    json_t *parts[] = {null_sw, null_sw2, local_sw, local_sw2, mixed_sw, mixed_sw2,
-                       null_fx, fx,       mixed_fx, ov,        burst,    null_burst};
-    const char *keys[] = {"null_sweep",      "null_sweep_2",     "local_sweep",
-                          "local_sweep_2",   "mixed_sweep",      "mixed_sweep_2",
-                          "null_fixed_1000", "local_fixed_1000", "mixed_fixed_1000",
-                          "overload",        "burst_1000",       "null_burst_1000"};
+    json_t *parts[] = {null_sw,  null_sw2, local_sw, local_sw2,  mixed_sw, mixed_sw2, null_fx, fx,
+                       mixed_fx, ov,       burst,    null_burst, fair_sw,  fair_sw2,  fair_fx};
+    const char *keys[] = {"null_sweep",      "null_sweep_2",      "local_sweep",
+                          "local_sweep_2",   "mixed_sweep",       "mixed_sweep_2",
+                          "null_fixed_1000", "local_fixed_1000",  "mixed_fixed_1000",
+                          "overload",        "burst_1000",        "null_burst_1000",
+                          "fair_null_sweep", "fair_null_sweep_2", "fair_null_fixed_1000"};
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
         if (parts[i])
             json_object_set(d, keys[i], parts[i]);
     }
+    /* The further latency runs (the first is local_fixed_1000). */
+    if (n_runs > 1) {
+        json_t *more = json_array();
+        for (int k = 1; k < n_runs; k++)
+            json_array_append(more, runs[k]);
+        json_object_set_new(d, "local_fixed_1000_runs_2_on", more);
+    }
     json_object_set_new(r, "detail", d);
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
         json_decref(parts[i]);
+    for (int k = 1; k < n_runs; k++)
+        json_decref(runs[k]);
     json_decref(meta);
     return r;
 }
@@ -196,25 +293,45 @@ void lg_report_table(json_t *r, FILE *out)
             json_string_value(json_object_get(meta, "cpus")) ?: "?",
             json_string_value(json_object_get(meta, "git")) ?: "?",
             json_string_value(json_object_get(meta, "date")) ?: "?");
-    fprintf(out, "  %-44s%12s   %-28s %s\n", "", "measured", "target (issue 6)", "");
+    fprintf(out, "  %-44s%12s   %-28s %s\n", "", "measured", "target (issues 6, 17)", "");
     row(out, r, "sustainable q/s, null pipeline", num(json_object_get(r, "null_qps")), "%12.0f",
-        "(this stack's limit)", NULL);
+        "(MQTT hops only)", NULL);
+    row(out, r, "sustainable q/s, fair null (+ HTTP hop)", num(json_object_get(r, "fair_null_qps")),
+        "%12.0f", "(the yardstick)", NULL);
     row(out, r, "sustainable q/s, edgecascade all-local", num(json_object_get(r, "local_qps")),
         "%12.0f", NULL, NULL);
     row(out, r, "sustainable q/s, edgecascade 30% escalated", num(json_object_get(r, "mixed_qps")),
         "%12.0f", NULL, NULL);
-    row(out, r, "all-local / null", num(json_object_get(r, "ratio_to_null")), "%12.2f", ">= 0.80",
-        "ratio_to_null");
+    row(out, r, "all-local / fair null", num(json_object_get(r, "ratio_to_fair_null")), "%12.2f",
+        ">= 0.85", "ratio_to_fair_null");
+    row(out, r, "30% escalated / fair null", num(json_object_get(r, "mixed_ratio_to_fair_null")),
+        "%12.2f", ">= 0.60", "mixed_ratio_to_fair_null");
+    row(out, r, "all-local / null", num(json_object_get(r, "ratio_to_null")), "%12.2f", NULL, NULL);
     row(out, r, "30% escalated / null", num(json_object_get(r, "mixed_ratio_to_null")), "%12.2f",
         NULL, NULL);
-    fprintf(out, "  at 1,000 q/s all-local (minus sim %.3f ms):\n",
-            num(json_object_get(r, "sim_subtracted_ms")));
-    row(out, r, "  p50 ms", num(json_object_get(r, "p50_ms")), "%12.3f", "< 1", "p50_ms");
-    row(out, r, "  p99 ms", num(json_object_get(r, "p99_ms")), "%12.3f", "< 5", "p99_ms");
+    json_t *lruns = json_object_get(r, "latency_runs");
+    fprintf(out, "  at 1,000 q/s all-local (minus sim %.3f ms), worst of %zu run(s):\n",
+            num(json_object_get(r, "sim_subtracted_ms")), json_array_size(lruns));
+    row(out, r, "  p50 ms", num(json_object_get(r, "p50_ms")), "%12.3f", "< 1 in each run",
+        "p50_ms");
+    row(out, r, "  p99 ms", num(json_object_get(r, "p99_ms")), "%12.3f", "< 5 in each run",
+        "p99_ms");
     row(out, r, "  p99.9 ms", num(json_object_get(r, "p999_ms")), "%12.3f", NULL, NULL);
+    for (size_t k = 0; json_array_size(lruns) > 1 && k < json_array_size(lruns); k++) {
+        json_t *lr = json_array_get(lruns, k);
+        char label[80], v[48];
+        snprintf(label, sizeof(label), "  run %zu: p50 / p99 ms", k + 1);
+        snprintf(v, sizeof(v), "%.3f / %.3f", num(json_object_get(lr, "p50_ms")),
+                 num(json_object_get(lr, "p99_ms")));
+        fprintf(out, "  %-44s%12s\n", label, v);
+    }
     row(out, r, "  null pipeline p50 ms", at(json_object_get(nf, "latency_ok"), "p50_ms", NULL),
         "%12.3f", NULL, NULL);
     row(out, r, "  null pipeline p99 ms", at(json_object_get(nf, "latency_ok"), "p99_ms", NULL),
+        "%12.3f", NULL, NULL);
+    row(out, r, "  fair null p50 ms (minus sim)", num(json_object_get(r, "fair_null_p50_ms")),
+        "%12.3f", NULL, NULL);
+    row(out, r, "  fair null p99 ms (minus sim)", num(json_object_get(r, "fair_null_p99_ms")),
         "%12.3f", NULL, NULL);
     row(out, r, "  router's own time per query, mean ms", at(fx, "router_ms_mean", NULL), "%12.3f",
         NULL, NULL);
@@ -237,11 +354,16 @@ void lg_report_table(json_t *r, FILE *out)
     row(out, r, "  null pipeline, to the last answer s", num(json_object_get(r, "burst_null_s")),
         "%12.3f", NULL, NULL);
     row(out, r, "CPU ms / 1k queries, router+local+relay", num(json_object_get(r, "cpu_ms_per_1k")),
-        "%12.1f", "< 250", "cpu_ms_per_1k");
+        "%12.1f", NULL, NULL);
     row(out, r, "  same, 30% escalated", num(json_object_get(r, "cpu_ms_per_1k_mixed")), "%12.1f",
         NULL, NULL);
     row(out, r, "  null router+local", num(json_object_get(r, "cpu_ms_per_1k_null")), "%12.1f",
         NULL, NULL);
+    row(out, r, "  fair null router+local", num(json_object_get(r, "cpu_ms_per_1k_fair_null")),
+        "%12.1f", NULL, NULL);
+    row(out, r, "  CPU us per query above the fair null",
+        num(json_object_get(r, "cpu_us_above_fair_null")), "%12.1f", "<= 120",
+        "cpu_us_above_fair_null");
     const char *names[] = {"router", "local", "relay"};
     for (int i = 0; i < 3; i++) {
         char label[80], key[64];
@@ -257,7 +379,7 @@ void lg_report_table(json_t *r, FILE *out)
         snprintf(label, sizeof(label), "start-up ms %s (spawn to online)", names[i]);
         snprintf(key, sizeof(key), "startup_ms.%s", names[i]);
         row(out, r, label, num(json_object_get(json_object_get(r, "startup_ms"), names[i])),
-            "%12.1f", "< 100", key);
+            "%12.1f", "< 50", key);
     }
     fputc('\n', out);
 }

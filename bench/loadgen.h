@@ -32,6 +32,7 @@ typedef struct lg_opts {
     double start_rate; /* sweep */
     double max_rate;   /* sweep */
     const char *sim_log;
+    const char *label; /* names the pipeline in progress lines */
     lg_pid pids[LG_MAX_PIDS];
     int n_pids;
 } lg_opts;
