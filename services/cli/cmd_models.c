@@ -134,7 +134,7 @@ out:
 static bool offers(const tier_result *tr, const char *model)
 {
     for (size_t i = 0; model && i < tr->n; i++)
-        if (strcmp(tr->names[i], model) == 0)
+        if (tr->names[i] && strcmp(tr->names[i], model) == 0)
             return true;
     return false;
 }

@@ -231,8 +231,11 @@ bool sim_corpus_answer(sim_req *r, enum MHD_Result *res)
         break;
     }
     pthread_mutex_unlock(&c->lock);
-    if (!status)
+    if (!status) {
+        free(body);
+        json_decref(headers);
         return false;
+    }
     *res = body ? send_case(r, body, len, status, headers) : MHD_NO;
     free(body);
     json_decref(headers);
