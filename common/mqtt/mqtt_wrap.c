@@ -22,8 +22,8 @@
  * earlier one is unacknowledged (Nagle), and our kernel delays its ACK by up
  * to 40 ms: a request/reply hop at a time took 25-40 ms during a burst, and
  * 1,000 queries through the 16-slot local window took 2.3 s instead of
- * 0.33 s. Linux clears QUICKACK on its own, so it is set again after every
- * read that returned data (-Wl,--wrap=recv: Paho reads with recv()). */
+ * 0.33 s. Linux clears QUICKACK on its own, so it is set again after each
+ * packet's read (-Wl,--wrap=recv: Paho reads with recv()). */
 #define _GNU_SOURCE /* pthread_getname_np */
 #include <netinet/in.h>
 #include <pthread.h>
@@ -77,7 +77,9 @@ ssize_t __wrap_recv(int fd, void *buf, size_t n, int flags);
 ssize_t __wrap_recv(int fd, void *buf, size_t n, int flags)
 {
     ssize_t r = __real_recv(fd, buf, n, flags);
-    if (r > 0 && fd >= 0 && fd < MARK_FDS &&
+    /* Paho reads a packet's fixed header a byte at a time, then the rest in
+     * one read: once per packet is enough, after that last read. */
+    if (r > 1 && fd >= 0 && fd < MARK_FDS &&
         atomic_load_explicit(&g_paho_fd[fd], memory_order_relaxed)) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
