@@ -1,4 +1,4 @@
-/* Two link-time wraps around Paho C 1.3.12, which has no hook for either.
+/* Three link-time wraps around Paho C 1.3.12, which has no hook for any.
  *
  * 1. TCP_NODELAY on Paho's client sockets.
  *
@@ -15,7 +15,15 @@
  * -Wl,--wrap=usleep, that thread's naps (and only that thread's: the
  * shutdown loops that count 100 ms naps keep theirs) are cut to 5 ms. It
  * wakes 200 times a second while disconnected, which costs nothing
- * measurable, and never while connected (it then waits in poll()). */
+ * measurable, and never while connected (it then waits in poll()).
+ *
+ * 3. TCP_QUICKACK after each read on those sockets. A broker left at
+ * Mosquitto's defaults (set_tcp_nodelay false) holds a small packet while an
+ * earlier one is unacknowledged (Nagle), and our kernel delays its ACK by up
+ * to 40 ms: a request/reply hop at a time took 25-40 ms during a burst, and
+ * 1,000 queries through the 16-slot local window took 2.3 s instead of
+ * 0.33 s. Linux clears QUICKACK on its own, so it is set again after each
+ * packet's read (-Wl,--wrap=recv: Paho reads with recv()). */
 #define _GNU_SOURCE /* pthread_getname_np */
 #include <netinet/in.h>
 #include <pthread.h>
@@ -33,6 +41,10 @@ int __wrap_connect(int fd, const struct sockaddr *addr, socklen_t len);
 static atomic_uint g_count;
 static atomic_int g_last_fd = -1;
 
+/* The sockets connect() above saw (Paho's), by descriptor: QUICKACK only on those. */
+#define MARK_FDS 4096
+static atomic_bool g_paho_fd[MARK_FDS];
+
 int __wrap_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     if (addr && (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)) {
@@ -41,6 +53,8 @@ int __wrap_connect(int fd, const struct sockaddr *addr, socklen_t len)
             atomic_fetch_add(&g_count, 1);
             atomic_store(&g_last_fd, fd);
         }
+        if (fd >= 0 && fd < MARK_FDS)
+            atomic_store_explicit(&g_paho_fd[fd], true, memory_order_relaxed);
     }
     return __real_connect(fd, addr, len);
 }
@@ -55,6 +69,22 @@ int __wrap_usleep(useconds_t usec)
         strcmp(name, "MQTTAsync_rcv") == 0)
         usec = 5000;
     return __real_usleep(usec);
+}
+
+ssize_t __real_recv(int fd, void *buf, size_t n, int flags);
+ssize_t __wrap_recv(int fd, void *buf, size_t n, int flags);
+
+ssize_t __wrap_recv(int fd, void *buf, size_t n, int flags)
+{
+    ssize_t r = __real_recv(fd, buf, n, flags);
+    /* Paho reads a packet's fixed header a byte at a time, then the rest in
+     * one read: once per packet is enough, after that last read. */
+    if (r > 1 && fd >= 0 && fd < MARK_FDS &&
+        atomic_load_explicit(&g_paho_fd[fd], memory_order_relaxed)) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+    }
+    return r;
 }
 
 unsigned ec_mqtt_nodelay_count(void)
