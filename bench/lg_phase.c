@@ -116,7 +116,7 @@ int lg_open(lg **out, const lg_opts *o)
     pthread_mutex_init(&g->lock, NULL);
     snprintf(g->client_id, sizeof(g->client_id), "bench-loadgen-%d", (int)getpid());
     snprintf(g->query_topic, sizeof(g->query_topic), "%s/query", o->root);
-    snprintf(g->reply_topic, sizeof(g->reply_topic), "%s/bench/answers/%d", o->root, (int)getpid());
+    snprintf(g->reply_topic, sizeof(g->reply_topic), "%s/replies/bench/%d", o->root, (int)getpid());
     /* A generous in-flight window: the generator must never be what holds
      * the offered rate back. */
     ec_mqtt_opts mo = {.uri = o->uri,

@@ -240,7 +240,7 @@ static int client_open(soak *g)
     char cid[64];
     snprintf(cid, sizeof(cid), "bench-soak-%d", (int)getpid());
     snprintf(g->query_topic, sizeof(g->query_topic), "%s/query", g->o.root);
-    snprintf(g->reply_topic, sizeof(g->reply_topic), "%s/soak/answers/%d", g->o.root,
+    snprintf(g->reply_topic, sizeof(g->reply_topic), "%s/replies/soak/%d", g->o.root,
              (int)getpid());
     ec_mqtt_opts mo = {.uri = g->o.uri,
                        .client_id = cid,

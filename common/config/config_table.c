@@ -119,6 +119,38 @@ static const char *check_label(const char *v)
     return NULL;
 }
 
+/* router.response_topics: an MQTT filter ('+' a whole level, '#' the whole
+ * last level) in which {asker} and {root} are the only placeholders. */
+static const char *check_reply_filter(const char *v)
+{
+    if (has_control(v))
+        return "must not contain control characters";
+    const char *level = v;
+    for (const char *p = v;; p++) {
+        if (*p == '/' || !*p) {
+            size_t n = (size_t)(p - level);
+            if ((memchr(level, '+', n) && n != 1) || (memchr(level, '#', n) && (n != 1 || *p)))
+                return "must be an MQTT filter: '+' stands alone in a level, '#' is the whole "
+                       "last level";
+            if (!*p)
+                break;
+            level = p + 1;
+        }
+    }
+    for (const char *b = strchr(v, '{'); b; b = strchr(b + 1, '{'))
+        if (strncmp(b, "{asker}", 7) != 0 && strncmp(b, "{root}", 6) != 0)
+            return "the only placeholders are {asker} and {root}";
+    return NULL;
+}
+
+/* An asker is one topic level: the <user> of <root>/query/<user>. */
+static const char *check_asker(const char *v)
+{
+    if (has_control(v) || strpbrk(v, "/+#"))
+        return "must be a user name as in <root>/query/<user> (no '/', '+', '#')";
+    return NULL;
+}
+
 /* ---- the tables ---- */
 
 #define TIER(f) offsetof(ec_tier_cfg, f)
@@ -258,6 +290,26 @@ static const ec_cm_entry gate_table[] = {
     {0},
 };
 
+#define RT(f) offsetof(ec_reply_topic_cfg, f)
+#define AW(f) offsetof(ec_asker_weight_cfg, f)
+
+static const ec_cm_entry reply_topic_table[] = {
+    {.type = EC_CM_STR, .key = "filter", .offset = RT(filter),
+     .desc = "MQTT filter, {asker} and {root} substituted, e.g. plc/{asker}/#",
+     .flags = EC_CM_REQUIRED | EC_CM_NONEMPTY, .max_len = 256, .check = check_reply_filter},
+    {0},
+};
+
+static const ec_cm_entry asker_weight_table[] = {
+    {.type = EC_CM_STR, .key = "asker", .offset = AW(asker),
+     .desc = "the user name the broker authenticated (<root>/query/<user>)",
+     .flags = EC_CM_REQUIRED | EC_CM_NONEMPTY, .max_len = 128, .check = check_asker},
+    {.type = EC_CM_INT, .key = "weight", .offset = AW(weight), .def = "1",
+     .desc = "local-model turns per round, against 1 for an asker not listed", .min = 1,
+     .max = 100},
+    {0},
+};
+
 static const ec_cm_entry router_table[] = {
     {.type = EC_CM_INT, .key = "workers", .offset = CFG(router_workers), .def = "2",
      .desc = "worker threads", .min = 1, .max = 64},
@@ -292,6 +344,28 @@ static const ec_cm_entry router_table[] = {
      .min = 50, .max = 3600000},
     {.type = EC_CM_BOOL, .key = "journal", .offset = CFG(journal), .def = "true",
      .desc = "write each query to the store on arrival so a crash loses none"},
+    {.type = EC_CM_BOOL, .key = "require_identity", .offset = CFG(require_identity),
+     .def = "false",
+     .desc = "answer only queries on <root>/query/<user> (the broker's ACL lets a user write "
+             "only its own); one on the bare <root>/query gets the error identity_required"},
+    {.type = EC_CM_LIST, .key = "response_topics", .offset = CFG(reply_topics),
+     .sub = reply_topic_table, .count_offset = CFG(n_reply_topics),
+     .stride = sizeof(ec_reply_topic_cfg), .min_items = 0, .max_items = EC_MAX_REPLY_TOPICS,
+     .desc = "where a Result may go: list of {filter}; none given: any topic outside <root>/, "
+             "and <root>/replies/#. A query whose Response Topic matches none gets the error "
+             "bad_response_topic on <root>/result/<id> only. $-topics and the services' own "
+             "topics (<root>/query, result, infer, reply, status, cmd, stats) never match"},
+    {.type = EC_CM_INT, .key = "asker_max_pending", .offset = CFG(asker_max_pending),
+     .def = "0",
+     .desc = "queries one asker may have taken and not yet answered; more are answered busy "
+             "while the others are served (0: router.max_pending; askers take the local model "
+             "in turn either way)",
+     .min = 0, .max = 100000},
+    {.type = EC_CM_LIST, .key = "asker_weights", .offset = CFG(asker_weights),
+     .sub = asker_weight_table, .count_offset = CFG(n_asker_weights),
+     .stride = sizeof(ec_asker_weight_cfg), .min_items = 0, .max_items = EC_MAX_ASKER_WEIGHTS,
+     .desc = "turns at the local model per round: list of {asker, weight}, e.g. a safety PLC "
+             "first"},
     {0},
 };
 

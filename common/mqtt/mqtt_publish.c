@@ -69,9 +69,15 @@ static void on_pub_success(void *ctx, MQTTAsync_successData5 *resp)
 
 static void on_pub_failure(void *ctx, MQTTAsync_failureData5 *resp)
 {
-    ec_log_error("mqtt: publish failed: %s", resp && resp->message
-                                                 ? resp->message
-                                                 : MQTTAsync_strerror(resp ? resp->code : -1));
+    /* A broker that refuses a QoS 1 publish (MQTT v5: its ACL) answers with
+     * a reason code and Paho's code says success: the reason is the news. */
+    if (resp && resp->reasonCode >= 0x80)
+        ec_log_error("mqtt: publish refused by the broker: %s (reason code %d)",
+                     MQTTReasonCode_toString(resp->reasonCode), (int)resp->reasonCode);
+    else
+        ec_log_error("mqtt: publish failed: %s", resp && resp->message
+                                                     ? resp->message
+                                                     : MQTTAsync_strerror(resp ? resp->code : -1));
     release_slot(ctx);
 }
 

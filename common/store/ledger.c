@@ -37,16 +37,16 @@ static const char *const sql[ST__COUNT] = {
                        " FROM journal ORDER BY id",
     [ST_JOURNAL_CLEAR] = "DELETE FROM journal",
     [ST_OUTBOX_ADD] = "INSERT INTO outbox (query_id, enqueued_ms, expires_ms, arrived_ms,"
-                      " tier_index, prior_cost_usd, query, encoding, response_topic, corr)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                      " tier_index, prior_cost_usd, query, encoding, response_topic, corr, asker)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     [ST_OUTBOX_COUNT] = "SELECT count(*) FROM outbox",
     [ST_OUTBOX_OLDEST] = "SELECT id, query_id FROM outbox ORDER BY id LIMIT 1",
     [ST_OUTBOX_NEXT] = "SELECT id, query_id, enqueued_ms, expires_ms, arrived_ms, tier_index,"
                        " prior_cost_usd, query, encoding, response_topic, corr, state, reply,"
-                       " tries FROM outbox WHERE id > ?1 ORDER BY id LIMIT 1",
+                       " tries, asker FROM outbox WHERE id > ?1 ORDER BY id LIMIT 1",
     [ST_OUTBOX_EXPIRED] = "SELECT id, query_id, enqueued_ms, expires_ms, arrived_ms, tier_index,"
                           " prior_cost_usd, query, encoding, response_topic, corr, state, reply,"
-                          " tries FROM outbox WHERE expires_ms <= ?1 AND state = 'queued'"
+                          " tries, asker FROM outbox WHERE expires_ms <= ?1 AND state = 'queued'"
                           " ORDER BY id LIMIT 1",
     [ST_OUTBOX_ANSWERED] = "UPDATE outbox SET state = 'answered', reply = ?2 WHERE id = ?1",
     [ST_OUTBOX_TRIED] = "UPDATE outbox SET tries = tries + 1 WHERE id = ?1",
@@ -160,6 +160,7 @@ void ec_outbox_item_clear(ec_outbox_item *it)
     free(it->query_id);
     free(it->query);
     free(it->response_topic);
+    free(it->asker);
     free(it->corr);
     free(it->reply);
     memset(it, 0, sizeof(*it));
@@ -218,6 +219,7 @@ ec_err ec_outbox_push(ec_ledger *l, ec_outbox_item *it, int max, bool drop_oldes
     sqlite3_bind_int(st, 8, it->encoding);
     bind_text(st, 9, it->response_topic);
     bind_blob(st, 10, it->corr, it->corr_len);
+    bind_text(st, 11, it->asker);
     if ((rc = run(l, st, "queueing", err)) == EC_OK)
         it->id = sqlite3_last_insert_rowid(l->db);
 out:
@@ -246,6 +248,7 @@ static ec_err read_item(ec_ledger *l, sqlite3_stmt *st, ec_outbox_item *out, ec_
         out->answered = state && strcmp((const char *)state, "answered") == 0;
         out->reply = ec_sql_col_blob(st, 12, &out->reply_len);
         out->tries = sqlite3_column_int(st, 13);
+        out->asker = ec_sql_col_text(st, 14);
     } else if (src == SQLITE_DONE) {
         rc = EC_ERR_NOTFOUND;
     } else {

@@ -14,7 +14,7 @@
 #include "edgecascade/queue.h"
 #include "edgecascade/store.h"
 
-#define EC_STORE_SCHEMA_VERSION 7
+#define EC_STORE_SCHEMA_VERSION 8
 
 struct ec_store {
     char *path;

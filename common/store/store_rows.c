@@ -197,6 +197,7 @@ static ec_err insert_decision(ec_store *s, const ec_decision *d, ec_error *err)
     bind_text(st, 25, r->complexity);
     sqlite3_bind_int(st, 26, r->redacted);
     sqlite3_bind_int(st, 27, r->escalation_withheld);
+    bind_text(st, 29, r->asker);
     if (d->journal_id > 0)
         sqlite3_bind_int64(st, 28, d->journal_id);
     else

@@ -155,6 +155,13 @@ static const char *const migrations[EC_STORE_SCHEMA_VERSION + 1] = {
      * clamped for Anthropic), so the log says what the model was asked. */
     "ALTER TABLE attempts ADD COLUMN sent TEXT;"
     "PRAGMA user_version = 7;",
+    /* 8: who asked as the broker authenticated it (the <user> of
+     * <root>/query/<user>), beside the source the payload claims; an
+     * escalation queued for the cloud keeps it for its revision 2. */
+    "ALTER TABLE decisions ADD COLUMN asker TEXT;"
+    "ALTER TABLE outbox ADD COLUMN asker TEXT;"
+    "CREATE INDEX decisions_asker ON decisions(asker);"
+    "PRAGMA user_version = 8;",
 };
 
 static const char sql_upd_decision[] =
@@ -174,9 +181,9 @@ static const char sql_ins_decision[] =
     "INSERT INTO decisions (ts_ms, query_id, source, policy, encoding, tier_kind, tier_index,"
     " tier_name, model, confidence, threshold, escalated, reason, cost_usd, cost_top_usd,"
     " latency_ms, router_ms, tokens_in, tokens_out, left_device, error_code, error_message,"
-    " degraded, revision, complexity, redacted, escalation_withheld, journal_id)"
+    " degraded, revision, complexity, redacted, escalation_withheld, journal_id, asker)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"
-    " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
+    " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)";
 
 static const char sql_ins_attempt[] =
     "INSERT INTO attempts (decision_id, seq, tier_index, tier_name, model, confidence,"

@@ -211,6 +211,8 @@ static const char *const group_sql[] = {
     [EC_STATS_BY_DAY] = "SELECT strftime('%Y-%m-%d', ts_ms / 1000, 'unixepoch') AS k, tier_kind,"
                         " escalated, cost_usd, cost_top_usd, latency_ms FROM decisions"
                         " WHERE ts_ms >= ?1 ORDER BY k, latency_ms",
+    [EC_STATS_BY_ASKER] = "SELECT asker AS k, tier_kind, escalated, cost_usd, cost_top_usd,"
+                          " latency_ms FROM decisions WHERE ts_ms >= ?1 ORDER BY k, latency_ms",
 };
 
 typedef struct group_acc {

@@ -13,10 +13,16 @@
 #                                        edgecascade-{service}, mqtt.password_file
 #                                        .../edgecascade-{service}.password)
 #   edgecascade-cli                      operators: status, breaker commands
-#   each --plc NAME                      may publish only ROOT/query, and read only
-#                                        plc/NAME/# (its Response Topic)
-#   each --integrator NAME               SCADA/MES/dashboards: queries, every result,
-#                                        status and stats of the site
+#   each --plc NAME                      may publish only ROOT/query/NAME (the broker
+#                                        vouches for the name: the router records it
+#                                        as the asker), and read only plc/NAME/# (its
+#                                        Response Topic)
+#   each --integrator NAME               SCADA/MES/dashboards: queries on
+#                                        ROOT/query/NAME, every result, status and
+#                                        stats of the site, answers on
+#                                        ROOT/replies/NAME/#
+# The router's configuration should match (deploy/examples): router.require_identity
+# true and router.response_topics plc/{asker}/# and {root}/replies/{asker}/#.
 # Rerun with the full list whenever a user is added, then reload Mosquitto
 # (systemctl reload mosquitto, or SIGHUP).
 set -euo pipefail
@@ -60,18 +66,29 @@ chmod 640 "$out/passwd"
     echo "# Every user may read its own reply topics (plc/<user>/...): the Response Topic"
     echo "# a PLC sets on its queries."
     echo "pattern read plc/%u/#"
+    echo "# Queries go to $root/query/<own user name>: the router takes that level as"
+    echo "# the asker, which the broker vouches for (no user can write another's)."
+    echo "pattern write $root/query/%u"
     echo
     echo "user edgecascade-router"
     echo "topic read $root/query"
+    echo "topic read $root/query/+"
     echo "topic write $root/result/#"
-    echo "topic write $root/infer/#"
+    echo "topic write $root/infer/local"
+    echo "topic write $root/infer/cloud"
     echo "topic read $root/reply/router/#"
-    echo "topic readwrite $root/status/#"
+    echo "topic write $root/status/router"
+    echo "topic write $root/status/budget"
+    echo "topic read $root/status/breaker/#"
     echo "topic write $root/stats"
-    echo "# answers go to the Response Topic each client chose: PLCs' plc/<user>/..., and"
-    echo "# integrators' own reply topics under the root"
-    echo "topic write plc/#"
-    echo "topic write $root/replies/#"
+    echo "# answers go to the Response Topic each client chose, and only to the known"
+    echo "# users' own (router.response_topics checks the same per query)"
+    for u in "${plcs[@]}"; do
+        echo "topic write plc/$u/#"
+    done
+    for u in "${integrators[@]}" edgecascade-cli; do
+        echo "topic write $root/replies/$u/#"
+    done
     echo
     for s in local relay; do
         echo "user edgecascade-$s"
@@ -86,17 +103,11 @@ chmod 640 "$out/passwd"
     echo "topic read $root/stats"
     echo "topic read $root/result/#"
     echo "topic write $root/cmd/#"
-    echo "topic write $root/query"
     echo "topic read $root/replies/edgecascade-cli/#"
     echo
-    for u in "${plcs[@]}"; do
-        echo "user $u"
-        echo "topic write $root/query"
-        echo
-    done
+    # PLCs: the two patterns above are all they get.
     for u in "${integrators[@]}"; do
         echo "user $u"
-        echo "topic write $root/query"
         echo "topic read $root/result/#"
         echo "topic read $root/status/#"
         echo "topic read $root/stats"

@@ -66,6 +66,7 @@ void ec_result_clear(ec_result *r)
         ec_attempt_clear(&r->attempts[i]);
     free(r->attempts);
     free(r->source);
+    free(r->asker);
     free(r->complexity);
     ec_wire_error_clear(&r->error);
     memset(r, 0, sizeof(*r));
@@ -125,6 +126,7 @@ static const ec_field result_fields[] = {
     {.name = "tokens_in", .kind = EC_FK_U32, .off = offsetof(ec_result, tokens_in)},
     {.name = "tokens_out", .kind = EC_FK_U32, .off = offsetof(ec_result, tokens_out)},
     {.name = "source", .kind = EC_FK_STR, .off = offsetof(ec_result, source), .limit = EC_MAX_ID},
+    {.name = "asker", .kind = EC_FK_STR, .off = offsetof(ec_result, asker), .limit = EC_MAX_ID},
     {.name = "degraded", .kind = EC_FK_BOOL, .off = offsetof(ec_result, degraded)},
     {.name = "revision", .kind = EC_FK_U32, .off = offsetof(ec_result, revision)},
     {.name = "complexity",

@@ -170,7 +170,7 @@ static ec_err run_fold_real(eval_run *r, size_t fold, ec_error *err)
     ec_mqtt *m = NULL;
     char cid[64], reply[200];
     snprintf(cid, sizeof(cid), "ec-eval-%d-%zu", (int)getpid(), fold);
-    snprintf(reply, sizeof(reply), "%s/eval-reply/%s", r->root, cid);
+    snprintf(reply, sizeof(reply), "%s/replies/eval/%s", r->root, cid);
     ec_mqtt_opts mo = {.uri = r->uri, .client_id = cid, .clean_start = true, .queue_cap = 65536};
     ec_err rc = ec_mqtt_create(&m, &mo, err);
     if (rc || (rc = ec_mqtt_subscribe(m, reply, 1, err)) || (rc = ec_mqtt_connect(m, 5000, err)))

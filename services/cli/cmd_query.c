@@ -1,7 +1,12 @@
 /* edgecascade query: one question through the router, request/response over
  * MQTT v5.
  *
- * The reply topic <root>/cli/<client id> is unique to this process and is
+ * With a broker user name (mqtt.username) the query goes to
+ * <root>/query/<user>, so the router knows who asks (the broker's ACL lets a
+ * user write only its own), and the answer to <root>/replies/<user>/<client
+ * id>, the one place under the root a user may read its answers; without one,
+ * to <root>/query and <root>/replies/cli/<client id>.
+ * The reply topic is unique to this process and is
  * subscribed before the connect returns (ec_mqtt_connect waits for the
  * SUBACK), so the router's answer cannot arrive before we listen. The query
  * carries that topic as its Response Topic and 16 random bytes as Correlation
@@ -282,24 +287,33 @@ static ec_err wait_result(ec_mqtt *m, const unsigned char *corr, double deadline
     }
 }
 
-static char *reply_topic(const char *root, const char *client_id)
+/* A user name that is one topic level, else NULL (the router subscribes
+ * <root>/query/+: a name with '/' would land nowhere). */
+static const char *topic_user(const char *user)
 {
+    return user && *user && !strpbrk(user, "/+#") ? user : NULL;
+}
+
+static char *reply_topic(const char *root, const char *user, const char *client_id)
+{
+    user = topic_user(user);
     size_t n = strlen(root);
     while (n > 0 && root[n - 1] == '/')
         n--;
     char *t = NULL;
-    if (asprintf(&t, "%.*s/cli/%s", (int)n, root, client_id) < 0)
+    if (asprintf(&t, "%.*s/replies/%s/%s", (int)n, root, user ? user : "cli", client_id) < 0)
         return NULL;
     return t;
 }
 
-static char *query_topic(const char *root)
+static char *query_topic(const char *root, const char *user)
 {
+    user = topic_user(user);
     size_t n = strlen(root);
     while (n > 0 && root[n - 1] == '/')
         n--;
     char *t = NULL;
-    if (asprintf(&t, "%.*s/query", (int)n, root) < 0)
+    if (asprintf(&t, "%.*s/query%s%s", (int)n, root, user ? "/" : "", user ? user : "") < 0)
         return NULL;
     return t;
 }
@@ -372,8 +386,8 @@ int cli_cmd_query(cli_ctx *ctx, int argc, char **argv)
     for (size_t i = 0; i < sizeof(idbytes); i++)
         n += snprintf(client_id + n, sizeof(client_id) - (size_t)n, "%02x", idbytes[i]);
 
-    if (!(reply = reply_topic(ctx->cfg.topic_root, client_id)) ||
-        !(qtopic = query_topic(ctx->cfg.topic_root))) {
+    if (!(reply = reply_topic(ctx->cfg.topic_root, ctx->cfg.username, client_id)) ||
+        !(qtopic = query_topic(ctx->cfg.topic_root, ctx->cfg.username))) {
         fprintf(stderr, "edgecascade query: out of memory\n");
         goto out;
     }

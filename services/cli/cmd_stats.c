@@ -24,24 +24,28 @@ typedef struct stats_opts {
     ec_stats_by by;
 } stats_opts;
 
-static const char *const by_names[] = {
-    [EC_STATS_BY_MODEL] = "model", [EC_STATS_BY_SOURCE] = "source", [EC_STATS_BY_DAY] = "day"};
+static const char *const by_names[] = {[EC_STATS_BY_MODEL] = "model",
+                                       [EC_STATS_BY_SOURCE] = "source",
+                                       [EC_STATS_BY_DAY] = "day",
+                                       [EC_STATS_BY_ASKER] = "asker"};
 
 void cli_help_stats(void)
 {
-    printf("usage: edgecascade stats [--db PATH] [--since DURATION] [--by model|source|day]\n"
+    printf("usage: edgecascade stats [--db PATH] [--since DURATION] [--by model|source|asker|day]\n"
            "                        [--format table|json|csv] [--json]\n"
            "\n"
            "Reads the router's decision log and prints how many queries each kind of\n"
            "tier answered (local, cloud, or cache: the router's answer cache), what they\n"
            "cost against sending everything to the top tier, and the latency\n"
-           "percentiles; with --by, one row per model, source or UTC day.\n"
+           "percentiles; with --by, one row per model, source, asker or UTC day.\n"
            "\n"
            "options:\n"
            "  --db PATH          decision log (default: store.path of the config)\n"
            "  --since DURATION   only decisions newer than this: 90s, 30m, 1h, 7d, 2w\n"
-           "  --by KEY           group by model (that answered), source (of the query)\n"
-           "                     or day (UTC): queries, %% local, %% cloud, %% cache, cost,\n"
+           "  --by KEY           group by model (that answered), source (claimed by the\n"
+           "                     query), asker (the broker-verified user of\n"
+           "                     <root>/query/<user>) or day (UTC): queries, %% local, %% cloud, "
+           "%% cache, cost,\n"
            "                     savings, p50/p95 latency per group\n"
            "  --format FORMAT    table (default), json (one object) or csv (header + rows;\n"
            "                     cache and pct_cache are the last two columns)\n"
@@ -81,7 +85,8 @@ static int parse_args(int argc, char **argv, stats_opts *o)
             while (k < sizeof(by_names) / sizeof(by_names[0]) && strcmp(v, by_names[k]) != 0)
                 k++;
             if (k == sizeof(by_names) / sizeof(by_names[0]))
-                return cli_usage_error("stats", "--by: expected model, source or day, got '%s'", v);
+                return cli_usage_error("stats",
+                                       "--by: expected model, source, asker or day, got '%s'", v);
             o->by = (ec_stats_by)k;
             o->by_set = true;
         } else if ((m = cli_opt_value(&a, arg, "--since", &v)) != 0) {

@@ -33,7 +33,8 @@ void cli_help_tail(void)
     printf("usage: edgecascade tail [--json] [--source S] [--count N]\n"
            "\n"
            "Follows the router's decisions live (MQTT <root>/result/#) and prints one\n"
-           "line per result: time received (UTC), query id, source, tier, model,\n"
+           "line per result: time received (UTC), query id, source (claimed), asker\n"
+           "(the broker-verified user of <root>/query/<user>), tier, model,\n"
            "confidence/threshold, escalated, degraded, revision, cost, latency and the\n"
            "reason (or the error). Runs until Ctrl-C (SIGINT) or SIGTERM.\n"
            "\n"
@@ -61,11 +62,12 @@ static void print_line(const ec_result *r)
         snprintf(conf, sizeof(conf), "%.2f/%.2f", r->confidence, r->threshold);
     else
         snprintf(conf, sizeof(conf), "-/%.2f", r->threshold);
-    printf("%s  %s  source=%s  tier=%s  model=%s  conf=%s  escalated=%s  degraded=%s  rev=%u"
-           "  cost=$%.6f  latency=%.1fms  ",
+    printf("%s  %s  source=%s  asker=%s  tier=%s  model=%s  conf=%s  escalated=%s  degraded=%s"
+           "  rev=%u  cost=$%.6f  latency=%.1fms  ",
            when, r->id ? r->id : "-", r->source && *r->source ? r->source : "-",
-           r->tier ? r->tier : "-", r->model ? r->model : "-", conf, r->escalated ? "yes" : "no",
-           r->degraded ? "yes" : "no", r->revision ? r->revision : 1, r->cost_usd, r->latency_ms);
+           r->asker && *r->asker ? r->asker : "-", r->tier ? r->tier : "-",
+           r->model ? r->model : "-", conf, r->escalated ? "yes" : "no", r->degraded ? "yes" : "no",
+           r->revision ? r->revision : 1, r->cost_usd, r->latency_ms);
     if (r->error.code)
         printf("error %s: %s\n", r->error.code, r->error.message ? r->error.message : "");
     else

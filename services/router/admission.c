@@ -4,8 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <string.h>
+
 #include "edgecascade/log.h"
 #include "edgecascade/util.h"
+#include "fair.h"
 #include "route.h"
 
 struct ec_admission {
@@ -13,6 +16,7 @@ struct ec_admission {
     ec_pending_table *pending;
     ec_window *window;
     ec_controls *controls;
+    ec_fair *fair; /* places per asker, owned */
 };
 
 ec_admission *ec_admission_create(ec_router_env *env, ec_pending_table *pending, ec_window *window,
@@ -25,12 +29,40 @@ ec_admission *ec_admission_create(ec_router_env *env, ec_pending_table *pending,
     a->pending = pending;
     a->window = window;
     a->controls = controls;
+    if (!(a->fair = ec_fair_create())) {
+        free(a);
+        return NULL;
+    }
     return a;
 }
 
 void ec_admission_destroy(ec_admission *a)
 {
+    if (!a)
+        return;
+    ec_fair_destroy(a->fair);
     free(a);
+}
+
+void ec_admission_done(ec_admission *a, ec_pending *p)
+{
+    if (!p->admitted)
+        return;
+    p->admitted = false;
+    ec_fair_give_back(a->fair, p->asker);
+}
+
+size_t ec_admission_held(ec_admission *a, const char *asker)
+{
+    return ec_fair_held(a->fair, asker);
+}
+
+static int weight_of(const ec_config *cfg, const char *asker)
+{
+    for (size_t i = 0; asker && i < cfg->n_asker_weights; i++)
+        if (strcmp(cfg->asker_weights[i].asker, asker) == 0)
+            return cfg->asker_weights[i].weight;
+    return 1;
 }
 
 ec_stage_rc ec_admission_run(ec_admission *a, ec_pending *p)
@@ -46,15 +78,16 @@ ec_stage_rc ec_admission_run(ec_admission *a, ec_pending *p)
         ec_pending_fail(p, "busy", EC_INTAKE_FULL_MSG);
         return EC_STAGE_NEXT;
     }
+    /* Per asker (fair.h): its own cap, and its share of max_pending. */
     size_t inflight = ec_pending_count(a->pending) + ec_window_waiting(a->window);
-    if (inflight >= (size_t)cfg->max_pending) {
-        char m[200];
-        snprintf(m, sizeof(m),
-                 "router holds %zu queries not yet answered (router.max_pending); retry later",
-                 inflight);
+    char m[240];
+    if (!ec_fair_take(a->fair, p->asker, (size_t)cfg->asker_max_pending, inflight,
+                      (size_t)cfg->max_pending, m, sizeof(m))) {
         ec_pending_fail(p, "busy", m);
         return EC_STAGE_NEXT;
     }
+    p->admitted = true;
+    p->weight = weight_of(cfg, p->asker);
     if (p->query.deadline_ms)
         p->deadline_ms = p->t0_ms + p->query.deadline_ms;
     ec_gate_classify(atomic_load(&a->env->gate), &p->query, &p->gq);
@@ -84,7 +117,7 @@ ec_stage_rc ec_admission_run(ec_admission *a, ec_pending *p)
      * more than router.max_wait_ms behind. */
     if (cfg->tiers[first].local) {
         double now = ec_mono_ms();
-        double behind = (now - p->t0_ms) + ec_window_behind_ms(a->window, now);
+        double behind = (now - p->t0_ms) + ec_window_behind_ms(a->window, p->asker, p->weight, now);
         double done = behind + ec_window_hold_ms(a->window);
         double limit = cfg->tiers[first].timeout_ms;
         double left = p->deadline_ms - now;
@@ -93,7 +126,6 @@ ec_stage_rc ec_admission_run(ec_admission *a, ec_pending *p)
             limit = left;
             what = "the query's deadline";
         }
-        char m[240];
         if (done > limit && ec_window_waiting(a->window) > 0) {
             snprintf(m, sizeof(m),
                      "the local model is %.0f ms behind: this query would be answered after %s "

@@ -3,12 +3,15 @@
  * Takes: p from INGRESS (query decoded, deadline from router.query_timeout_ms).
  * Hands on: p with p->tier set to the first tier to ask, to CASCADE; or an
  * outcome to EGRESS: a cache hit (answered without a model), "busy" (the
- * inbound queue overflowed, router.max_pending reached, the local model too
+ * inbound queue overflowed, the asker over router.asker_max_pending or over
+ * its share of router.max_pending (fair.h), the local model too
  * far behind to answer within the tier's timeout or the query's deadline, or
  * more than router.max_wait_ms behind when that is set), or "config" (no tier the query's
  * policy allows).
  * Reads, never changes: the pending table's count and the local window's
  * backlog (both the cascade's), the cache (controls.h).
+ * Owns: the places each asker holds (fair.h), taken here and given back at
+ * DONE (ec_admission_done).
  * Threads: workers, or Paho's thread for a refusal (p->nowait). */
 #ifndef EC_ROUTER_ADMISSION_H
 #define EC_ROUTER_ADMISSION_H
@@ -26,5 +29,12 @@ void ec_admission_destroy(ec_admission *a);
 
 /* The stage handler. */
 ec_stage_rc ec_admission_run(ec_admission *a, ec_pending *p);
+
+/* p reached DONE: the place admission gave its asker is free again (the
+ * pipeline calls this for every query it releases). */
+void ec_admission_done(ec_admission *a, ec_pending *p);
+
+/* Queries asker (NULL: no identity) holds now, for observers. */
+size_t ec_admission_held(ec_admission *a, const char *asker);
 
 #endif

@@ -584,7 +584,6 @@ void ec_cascade_destroy(ec_cascade *c)
     free(c);
 }
 
-
 int64_t ec_cascade_paid_reply_owner(ec_cascade *c, const ec_mqtt_msg *msg)
 {
     uint64_t key;

@@ -41,6 +41,7 @@ static void build(ec_egress *e, ec_pending *p)
     ec_result *res = &p->res;
     res->id = strdup(p->query.id);
     res->source = ec_strdup0(p->query.source);
+    res->asker = ec_strdup0(p->asker);
     res->reason = strdup(o->reason ? o->reason : "");
     res->confidence = -1;
     res->revision = p->revision ? p->revision : 1;
@@ -92,6 +93,7 @@ static void observe(ec_egress *e, const ec_pending *p, const ec_result *res)
     const ec_tier_cfg *top = &cfg->tiers[cfg->n_tiers - 1];
     ec_metrics_obs o = {
         .id = res->id,
+        .asker = res->asker,
         .tier = res->tier,
         .tier_name = res->tier_name,
         .model = res->model,

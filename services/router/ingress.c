@@ -9,6 +9,8 @@
 #include "edgecascade/log.h"
 #include "edgecascade/util.h"
 
+#include "access.h"
+
 struct ec_ingress {
     ec_router_env *env;
     ec_store *store;
@@ -25,7 +27,44 @@ struct ec_ingress {
 
 bool ec_ingress_is_query(const ec_ingress *in, const char *topic)
 {
-    return strcmp(topic, in->query_topic) == 0;
+    const char *asker;
+    size_t n;
+    return ec_access_query_topic(in->query_topic, topic, &asker, &n) != EC_QT_NONE;
+}
+
+/* Who asked and where the Result may go (access.h): the refusal's code, or
+ * NULL. A Response Topic the asker may not use is dropped here, before any
+ * Result exists, so not even an error is published there. */
+static const char *check_access(ec_ingress *in, const ec_config *cfg, ec_pending *p,
+                                const char *topic, char *why, size_t why_len)
+{
+    const char *asker = NULL;
+    size_t n = 0;
+    if (ec_access_query_topic(in->query_topic, topic, &asker, &n) == EC_QT_ASKER) {
+        if (n > EC_MAX_ID) {
+            snprintf(why, why_len, "the user name in the query topic is over %u bytes", EC_MAX_ID);
+            return "bad_request";
+        }
+        p->asker = strndup(asker, n);
+    }
+    const char *code = NULL;
+    if (p->response_topic &&
+        !ec_access_reply_allowed(cfg, p->asker, p->response_topic, why, why_len)) {
+        ec_log_warn("query on %s: %s; its Result goes to %s/result/<id> only", topic, why,
+                    cfg->topic_root);
+        free(p->response_topic);
+        p->response_topic = NULL;
+        code = "bad_response_topic";
+    }
+    if (cfg->require_identity && !p->asker) {
+        int n_root = (int)strnlen(in->query_topic, 200);
+        snprintf(why, why_len,
+                 "queries must come on %.*s/<user name> (router.require_identity); %.*s carries "
+                 "no identity",
+                 n_root, in->query_topic, n_root, in->query_topic);
+        return "identity_required";
+    }
+    return code;
 }
 
 ec_stage_rc ec_ingress_run(ec_ingress *in, ec_pending *p)
@@ -57,6 +96,8 @@ ec_stage_rc ec_ingress_run(ec_ingress *in, ec_pending *p)
     msg->corr = NULL;
     msg->user_props = NULL;
     msg->n_user_props = 0;
+    char why[EC_MAX_REASON];
+    const char *refused = check_access(in, cfg, p, msg->topic, why, sizeof(why));
     ec_payload_kind kind =
         ec_payload_kind_of(msg->payload, msg->len, msg->content_type, msg->format);
     p->enc = kind == EC_PAYLOAD_MSGPACK ? EC_ENC_MSGPACK : EC_ENC_JSON;
@@ -76,6 +117,10 @@ ec_stage_rc ec_ingress_run(ec_ingress *in, ec_pending *p)
         p->query.id = strdup(id);
     }
     p->busy_ms = ec_mono_ms() - t_in;
+    if (refused) {
+        ec_pending_fail(p, refused, why);
+        return EC_STAGE_NEXT;
+    }
     if (rc != EC_OK) {
         ec_log_warn("malformed query on %s answered with an error (id %s): %s", msg->topic,
                     p->query.id, err.msg);

@@ -30,14 +30,17 @@ int main(int argc, char **argv)
         ec_log_error("%s", err.msg);
         goto out;
     }
-    char query_filter[340], query_topic[300];
+    char query_filter[340], asker_filter[344], query_topic[300];
     ec_topic(&svc.cfg, query_topic, sizeof(query_topic), "query");
     /* A plain subscription by default: the broker keeps its messages for a
      * stopped router, also across a broker restart with persistence. Shared
      * (mqtt.shared_subscriptions) lets a second router split the load. */
     snprintf(query_filter, sizeof(query_filter), "%s%s",
              svc.cfg.shared_subscriptions ? "$share/edgecascade-router/" : "", query_topic);
-    const char *filters[] = {query_filter, ec_router_reply_topic(router),
+    /* <root>/query/<user>: the level is the user the broker authenticated
+     * (the ACL lets each user write only its own), the query's asker. */
+    snprintf(asker_filter, sizeof(asker_filter), "%s/+", query_filter);
+    const char *filters[] = {query_filter, asker_filter, ec_router_reply_topic(router),
                              ec_router_breaker_filter(router), NULL};
     if (ec_service_connect(&svc, filters, &err)) {
         ec_log_error("%s", err.msg);

@@ -60,6 +60,7 @@ bool ec_offline_enqueue(ec_offline *r, ec_pending *p, int ti, ec_error *err)
         .query_len = q.len,
         .encoding = (int)p->enc,
         .response_topic = p->response_topic,
+        .asker = p->asker,
         .corr = p->corr,
         .corr_len = p->corr_len,
     };
@@ -145,8 +146,10 @@ static ec_pending *revive(ec_offline *r, ec_outbox_item *it)
     p->response_topic = it->response_topic;
     p->corr = it->corr;
     p->corr_len = it->corr_len;
+    p->asker = it->asker;
     it->response_topic = NULL;
     it->corr = NULL;
+    it->asker = NULL;
     p->revision = 2;
     p->outbox_id = it->id;
     p->prior_cost_usd = it->prior_cost_usd;
@@ -195,8 +198,10 @@ static void expire_item(ec_offline *r, ec_outbox_item *it)
         p->response_topic = it->response_topic;
         p->corr = it->corr;
         p->corr_len = it->corr_len;
+        p->asker = it->asker;
         it->response_topic = NULL;
         it->corr = NULL;
+        it->asker = NULL;
         p->query.id = strdup(it->query_id);
         char reason[260];
         snprintf(reason, sizeof(reason), "the queued escalation %s; revision 1 stands", detail);

@@ -113,6 +113,7 @@ void ec_pending_free(ec_pending *p)
     ec_cache_hit_clear(p->cached);
     free(p->cached);
     free(p->response_topic);
+    free(p->asker);
     free(p->corr);
     ec_mqtt_userprops_free(p->user_props, p->n_user_props);
     for (size_t i = 0; i < p->n_attempts; i++) {

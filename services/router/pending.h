@@ -56,6 +56,11 @@ struct ec_pending {
     size_t corr_len;
     ec_mqtt_userprop *user_props; /* the query's MQTT v5 User Properties, echoed */
     size_t n_user_props;
+    char *asker; /* the broker-verified user of <root>/query/<user>, or NULL (access.h) */
+
+    /* admission */
+    bool admitted; /* holds one of its asker's places (fair.h), given back at DONE */
+    int weight;    /* the asker's turns per round at the local model (router.asker_weights) */
 
     uint64_t ts_ms;      /* arrival, epoch ms */
     double t0_ms;        /* arrival, monotonic ms */

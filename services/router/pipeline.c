@@ -38,6 +38,7 @@ void ec_pipeline_run(ec_pipeline *pl, ec_pending *p)
             p->spawn = NULL;
         }
         if (p) {
+            ec_admission_done(pl->admission, p);
             if (p->on_done)
                 p->on_done(p->on_done_ctx, p, p->ok);
             else

@@ -25,12 +25,14 @@ const double ec_metrics_bounds_ms[EC_METRICS_BOUNDS] = {
 
 /* The wire's error codes (proto/README.md); anything else counts as "other". */
 const char *const ec_metrics_error_names[EC_METRICS_ERRORS] = {
-    "bad_request", "too_large", "busy",    "timeout", "upstream", "unavailable",
-    "deadline",    "queued",    "expired", "config",  "internal", "other"};
+    "bad_request",       "too_large", "busy",    "timeout", "upstream", "unavailable",
+    "deadline",          "queued",    "expired", "config",  "internal", "bad_response_topic",
+    "identity_required", "other"};
 
 typedef struct ring_slot {
     uint64_t ts_ms;
     char id[129];
+    char asker[129];
     char tier[8];
     char tier_name[64];
     char model[96];
@@ -178,6 +180,7 @@ void ec_metrics_observe(ec_metrics *m, const ec_metrics_obs *o)
         m->ring_n++;
     s->ts_ms = o->ts_ms;
     copy_text(s->id, sizeof(s->id), o->id);
+    copy_text(s->asker, sizeof(s->asker), o->asker);
     copy_text(s->tier, sizeof(s->tier), o->tier);
     copy_text(s->tier_name, sizeof(s->tier_name), o->tier_name);
     copy_text(s->model, sizeof(s->model), o->model);
@@ -455,9 +458,10 @@ json_t *ec_metrics_decisions_json(ec_metrics *m, size_t max)
     for (size_t i = 0; i < n; i++) {
         const ring_slot *s = &copy[i];
         json_t *d = json_pack(
-            "{s:I, s:s, s:s?, s:s?, s:s?, s:o, s:o, s:o, s:o, s:b, s:b, s:i, s:s?, s:s}", "ts_ms",
-            (json_int_t)s->ts_ms, "id", s->id, "tier", *s->tier ? s->tier : NULL, "tier_name",
-            *s->tier_name ? s->tier_name : NULL, "model", *s->model ? s->model : NULL, "confidence",
+            "{s:I, s:s, s:s?, s:s?, s:s?, s:s?, s:o, s:o, s:o, s:o, s:b, s:b, s:i, s:s?, s:s}",
+            "ts_ms", (json_int_t)s->ts_ms, "id", s->id, "asker", *s->asker ? s->asker : NULL,
+            "tier", *s->tier ? s->tier : NULL, "tier_name", *s->tier_name ? s->tier_name : NULL,
+            "model", *s->model ? s->model : NULL, "confidence",
             s->confidence >= 0 ? num(s->confidence, 0.0001) : json_null(), "threshold",
             num(s->threshold, 0.0001), "latency_ms", num(s->latency_ms, 0.001), "cost_usd",
             num(s->cost_usd, 1e-8), "escalated", s->escalated, "degraded", s->degraded, "revision",

@@ -29,7 +29,7 @@
 #define EC_METRICS_KINDS 4
 /* Histogram upper bounds in ms (the last bucket is +Inf, beyond the table). */
 #define EC_METRICS_BOUNDS   22
-#define EC_METRICS_ERRORS   12 /* known error codes plus "other" */
+#define EC_METRICS_ERRORS   14 /* known error codes plus "other" */
 #define EC_METRICS_RING     100
 #define EC_METRICS_BREAKERS EC_MAX_TIERS
 
@@ -43,7 +43,8 @@ typedef struct ec_metrics ec_metrics;
  * (truncated to the ring's slot sizes); NULL means absent. */
 typedef struct ec_metrics_obs {
     const char *id;
-    const char *tier; /* "local", "cloud", "cache"; NULL when nothing was served */
+    const char *asker; /* the broker-verified user, NULL: none */
+    const char *tier;  /* "local", "cloud", "cache"; NULL when nothing was served */
     const char *tier_name;
     const char *model;
     const char *error_code;

@@ -2,13 +2,25 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "edgecascade/util.h"
+
+/* One asker's waiting queries, oldest first, chained through next; the
+ * lanes with any form a ring the slots go round. */
+typedef struct lane {
+    struct lane *prev, *next; /* the ring */
+    char *asker;              /* NULL: the queries without identity */
+    ec_pending *head, *tail;
+    size_t n;
+    int weight; /* slots per turn (the newest query's p->weight) */
+    int credit; /* slots left in the current turn */
+} lane;
 
 struct ec_window {
     pthread_mutex_t lock;
     size_t inflight;
-    ec_pending *head, *tail; /* waiting, oldest first, chained through next */
+    lane *cur; /* whose turn it is; NULL when none waits */
     size_t waiting;
     /* How long a query holds a slot (its local hop: the model's service
      * time, queueing inside the local service included): a moving average
@@ -18,6 +30,8 @@ struct ec_window {
      * ends, used before, was thrown by hops ending in clumps and by a single
      * stall: it judged a burst that cleared in 0.7 s to be 4 s behind.) */
     double hold_ms;
+    /* when a slot last changed hands, or queries began to wait */
+    double moved_ms;
     size_t limit; /* the last limit a caller passed */
 };
 
@@ -29,34 +43,82 @@ ec_window *ec_window_create(void)
     return w;
 }
 
+static bool same_asker(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Under the lock: the lane of asker, or NULL. */
+static lane *find_lane(ec_window *w, const char *asker)
+{
+    lane *l = w->cur;
+    if (!l)
+        return NULL;
+    do {
+        if (same_asker(l->asker, asker))
+            return l;
+        l = l->next;
+    } while (l != w->cur);
+    return NULL;
+}
+
+/* Under the lock: takes l (empty) out of the ring. */
+static void drop_lane(ec_window *w, lane *l)
+{
+    if (l->next == l) {
+        w->cur = NULL;
+    } else {
+        l->prev->next = l->next;
+        l->next->prev = l->prev;
+        if (w->cur == l) {
+            w->cur = l->next;
+            w->cur->credit = w->cur->weight;
+        }
+    }
+    free(l->asker);
+    free(l);
+}
+
 void ec_window_destroy(ec_window *w)
 {
     if (!w)
         return;
-    ec_pending *p = w->head;
-    while (p) {
-        ec_pending *next = p->next;
-        ec_pending_free(p);
-        p = next;
+    while (w->cur) {
+        lane *l = w->cur;
+        for (ec_pending *p = l->head, *next; p; p = next) {
+            next = p->next;
+            ec_pending_free(p);
+        }
+        l->head = NULL;
+        drop_lane(w, l);
     }
     pthread_mutex_destroy(&w->lock);
     free(w);
 }
 
-/* Under the lock: the oldest waiting query, given a slot. */
+/* Under the lock: the next waiting query, given a slot. */
 static ec_pending *pop_with_slot(ec_window *w, size_t limit)
 {
-    if (!w->head || w->inflight >= limit)
+    if (!w->cur || w->inflight >= limit)
         return NULL;
-    ec_pending *p = w->head;
-    w->head = p->next;
-    if (!w->head)
-        w->tail = NULL;
+    lane *l = w->cur;
+    ec_pending *p = l->head;
+    l->head = p->next;
+    if (!l->head)
+        l->tail = NULL;
+    l->n--;
     w->waiting--;
     p->next = NULL;
     p->windowed = true;
     p->slot_ms = ec_mono_ms();
+    w->moved_ms = p->slot_ms;
     w->inflight++;
+    if (!l->n) {
+        drop_lane(w, l);
+    } else if (--l->credit <= 0) {
+        w->cur = l->next;
+        w->cur->credit = w->cur->weight;
+    }
     return p;
 }
 
@@ -64,23 +126,49 @@ bool ec_window_enter(ec_window *w, ec_pending *p, size_t limit)
 {
     pthread_mutex_lock(&w->lock);
     w->limit = limit;
-    bool now = !w->head && w->inflight < limit;
-    if (now) {
+    double now = ec_mono_ms();
+    bool slot = !w->cur && w->inflight < limit;
+    lane *l = slot ? NULL : find_lane(w, p->asker);
+    bool fresh = !slot && !l;
+    char *asker = NULL;
+    if (fresh && ((p->asker && !(asker = strdup(p->asker))) || !(l = calloc(1, sizeof(*l))))) {
+        free(asker);
+        slot = true; /* out of memory: sent past the window rather than lost */
+    }
+    if (slot) {
         w->inflight++;
         p->windowed = true;
-        p->slot_ms = ec_mono_ms();
-    } else {
-        p->next = NULL;
-        p->held_ms = ec_mono_ms();
-        if (w->tail)
-            w->tail->next = p;
-        else
-            w->head = p;
-        w->tail = p;
-        w->waiting++;
+        p->slot_ms = now;
+        w->moved_ms = now;
+        pthread_mutex_unlock(&w->lock);
+        return true;
     }
+    if (fresh) { /* a new lane joins the ring last, before cur */
+        l->asker = asker;
+        if (!w->cur) {
+            l->prev = l->next = l;
+            w->cur = l;
+            l->credit = p->weight > 0 ? p->weight : 1;
+            w->moved_ms = now; /* waiting starts now */
+        } else {
+            l->next = w->cur;
+            l->prev = w->cur->prev;
+            l->prev->next = l;
+            w->cur->prev = l;
+        }
+    }
+    l->weight = p->weight > 0 ? p->weight : 1;
+    p->next = NULL;
+    p->held_ms = now;
+    if (l->tail)
+        l->tail->next = p;
+    else
+        l->head = p;
+    l->tail = p;
+    l->n++;
+    w->waiting++;
     pthread_mutex_unlock(&w->lock);
-    return now;
+    return false;
 }
 
 ec_pending *ec_window_leave(ec_window *w, ec_pending *p, size_t limit)
@@ -97,6 +185,7 @@ ec_pending *ec_window_leave(ec_window *w, ec_pending *p, size_t limit)
         w->hold_ms = w->hold_ms > 0 ? 0.8 * w->hold_ms + 0.2 * held : held;
     if (w->inflight > 0)
         w->inflight--;
+    w->moved_ms = now;
     ec_pending *next = pop_with_slot(w, limit);
     pthread_mutex_unlock(&w->lock);
     return next;
@@ -116,33 +205,57 @@ ec_pending *ec_window_take_stale(ec_window *w, double now_ms,
 {
     ec_pending *out = NULL, **tail = &out;
     pthread_mutex_lock(&w->lock);
-    ec_pending **pp = &w->head, *prev = NULL;
-    while (*pp) {
-        ec_pending *p = *pp;
-        if (now_ms - p->held_ms > max_wait_ms(ctx, p)) {
-            *pp = p->next;
-            w->waiting--;
-            p->next = NULL;
-            *tail = p;
-            tail = &p->next;
-        } else {
-            prev = p;
-            pp = &p->next;
+    size_t lanes = 0;
+    for (lane *l = w->cur; l && (lanes == 0 || l != w->cur); l = l->next)
+        lanes++;
+    lane *l = w->cur;
+    for (size_t i = 0; i < lanes; i++) {
+        lane *next_lane = l->next;
+        ec_pending **pp = &l->head, *prev = NULL;
+        while (*pp) {
+            ec_pending *p = *pp;
+            if (now_ms - p->held_ms > max_wait_ms(ctx, p)) {
+                *pp = p->next;
+                l->n--;
+                w->waiting--;
+                p->next = NULL;
+                *tail = p;
+                tail = &p->next;
+            } else {
+                prev = p;
+                pp = &p->next;
+            }
         }
+        l->tail = prev;
+        if (!l->n)
+            drop_lane(w, l);
+        l = next_lane;
     }
-    w->tail = prev;
     pthread_mutex_unlock(&w->lock);
     return out;
 }
 
-double ec_window_behind_ms(ec_window *w, double now_ms)
+double ec_window_behind_ms(ec_window *w, const char *asker, int weight, double now_ms)
 {
     pthread_mutex_lock(&w->lock);
-    double oldest = w->head ? now_ms - w->head->held_ms : 0;
+    double stalled = w->cur ? now_ms - w->moved_ms : 0;
+    lane *mine = find_lane(w, asker);
+    size_t wt = weight > 0 ? (size_t)weight : 1;
+    size_t own = mine ? mine->n : 0;
+    size_t rounds = (own + wt) / wt; /* ceil((own + 1) / wt) */
+    size_t ahead = own;
+    lane *l = w->cur;
+    do {
+        if (l && l != mine) {
+            size_t turns = rounds * (size_t)l->weight;
+            ahead += l->n < turns ? l->n : turns;
+        }
+        l = l ? l->next : NULL;
+    } while (l && l != w->cur);
     size_t slots = w->limit ? w->limit : 1;
-    double queued = (double)w->waiting * w->hold_ms / (double)slots;
+    double queued = (double)ahead * w->hold_ms / (double)slots;
     pthread_mutex_unlock(&w->lock);
-    return oldest > queued ? oldest : queued;
+    return stalled > queued ? stalled : queued;
 }
 
 double ec_window_hold_ms(ec_window *w)

@@ -39,7 +39,7 @@ void ech_connect_client(ech *h)
     ec_error err = {0};
     char cid[64];
     snprintf(cid, sizeof(cid), "ech-client-%d", (int)getpid());
-    snprintf(h->reply_topic, sizeof(h->reply_topic), "%s/test/replies", h->root);
+    snprintf(h->reply_topic, sizeof(h->reply_topic), "%s/replies/test", h->root);
     ec_mqtt_opts o = {.uri = h->uri, .client_id = cid, .clean_start = true, .session_expiry_s = 1};
     assert_int_equal(ec_mqtt_create(&h->client, &o, &err), EC_OK);
     assert_int_equal(ec_mqtt_subscribe(h->client, h->reply_topic, 1, &err), EC_OK);

@@ -5,47 +5,10 @@
  * from test_cli_ops.c because each test builds its own broker or stand-in
  * cloud; the shared fixtures are in test_cli_ops_fixtures.h. */
 #define _GNU_SOURCE
+#include "harness_secure.h"
 #include "test_cli_ops_fixtures.h"
 
 /* ---- doctor on the secured broker of deploy/mosquitto/ ---- */
-
-/* deploy/mosquitto/edgecascade.conf with its paths and port moved into the
- * test dir (as test_secure_broker does). */
-static void write_secure_broker_conf(ech *h, const char *out)
-{
-    size_t len = 0;
-    char *text = ec_read_file(EC_SOURCE_DIR "/deploy/mosquitto/edgecascade.conf", 1 << 20, &len);
-    assert_non_null(text);
-    char listener[64], state_dir[300];
-    snprintf(listener, sizeof(listener), "listener %d 127.0.0.1", h->mqtt_port);
-    snprintf(state_dir, sizeof(state_dir), "%.255s/", h->dir);
-    const struct {
-        const char *from, *to;
-    } subst[] = {
-        {"/etc/mosquitto/edgecascade", h->dir},
-        {"listener 8883", listener},
-        {"/var/lib/mosquitto/", state_dir},
-        {"log_dest syslog", "log_dest stderr"},
-    };
-    FILE *f = fopen(out, "w");
-    assert_non_null(f);
-    for (const char *p = text; *p;) {
-        size_t i, n = sizeof(subst) / sizeof(subst[0]);
-        for (i = 0; i < n; i++)
-            if (strncmp(p, subst[i].from, strlen(subst[i].from)) == 0)
-                break;
-        if (i < n) {
-            fputs(subst[i].to, f);
-            p += strlen(subst[i].from);
-        } else {
-            fputc(*p++, f);
-        }
-    }
-    if (geteuid() == 0)
-        fputs("user root\n", f); /* else Mosquitto drops to a user who cannot read the dir */
-    fclose(f);
-    free(text);
-}
 
 /* The plant's shared config: every program its own broker user through
  * {service}; the CLI logs in as edgecascade-cli. */
@@ -86,7 +49,7 @@ static void doctor_secured_broker(void **state)
              EC_SOURCE_DIR, h->dir, EC_SOURCE_DIR, h->dir, h->root);
     assert_int_equal(system(cmd), 0);
     snprintf(conf, sizeof(conf), "%.255s/mosquitto-secure.conf", h->dir);
-    write_secure_broker_conf(h, conf);
+    ech_secure_broker_conf(h, conf);
     snprintf(h->uri, sizeof(h->uri), "mqtts://127.0.0.1:%d", h->mqtt_port);
     ech_start_broker_conf(h, conf);
     ech_start_sim(h, NULL);

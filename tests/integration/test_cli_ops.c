@@ -111,11 +111,12 @@ static void tail_source_filter_and_sigterm(void **state)
     char *nl = strchr(out, '\n');
     assert_non_null(nl);
     assert_string_equal(nl + 1, "");
-    /* "2026-11-29T08:10:00.123Z  tail-plc7  source=plc-7  tier=local ..." */
+    /* "2026-11-29T08:10:00.123Z  tail-plc7  source=plc-7  asker=-  tier=local ..." */
     assert_int_equal(strlen(out) > 26, 1);
     assert_int_equal(out[10], 'T');
     assert_int_equal(out[23], 'Z');
-    assert_non_null(strstr(out, "  tail-plc7  source=plc-7  tier=local  model=llama3.2-1b  conf="));
+    assert_non_null(
+        strstr(out, "  tail-plc7  source=plc-7  asker=-  tier=local  model=llama3.2-1b  conf="));
     assert_non_null(strstr(out, "  escalated=no  degraded=no  rev=1  cost=$0.000000  latency="));
     assert_non_null(strstr(out, "accepted"));
     ec_result_clear(&other);

@@ -143,7 +143,7 @@ static void flood_is_answered_and_memory_stays_bounded(void **state)
      * client only sees answers to the good queries. */
     ec_mqtt *sink = NULL;
     char sink_topic[300], cid[64], query_topic[300];
-    snprintf(sink_topic, sizeof(sink_topic), "%s/test/flood", h.root);
+    snprintf(sink_topic, sizeof(sink_topic), "%s/replies/test-flood", h.root);
     snprintf(query_topic, sizeof(query_topic), "%s/query", h.root);
     snprintf(cid, sizeof(cid), "ech-sink-%d", (int)getpid());
     ec_mqtt_opts o = {.uri = h.uri, .client_id = cid, .clean_start = true, .session_expiry_s = 60};

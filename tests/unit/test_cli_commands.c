@@ -360,8 +360,8 @@ static void query_round_trip_human(void **state)
     assert_string_equal(f.q.source, "plc-7");
     assert_int_equal(f.corr_len, 16);
     assert_non_null(f.response_topic);
-    assert_int_equal(strncmp(f.response_topic, ROOT "/cli/edgecascade-cli-",
-                             strlen(ROOT "/cli/edgecascade-cli-")),
+    assert_int_equal(strncmp(f.response_topic, ROOT "/replies/cli/edgecascade-cli-",
+                             strlen(ROOT "/replies/cli/edgecascade-cli-")),
                      0);
     fake_router_clear(&f);
 

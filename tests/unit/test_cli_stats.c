@@ -485,7 +485,7 @@ static void stats_by_bad_values(void **state)
 {
     char *err;
     assert_int_equal(run_cli(NULL, &err, "stats --db '%s' --by tier", g_by_db), 2);
-    assert_non_null(strstr(err, "--by: expected model, source or day, got 'tier'"));
+    assert_non_null(strstr(err, "--by: expected model, source, asker or day, got 'tier'"));
     free(err);
     assert_int_equal(run_cli(NULL, &err, "stats --db '%s' --format xml", g_by_db), 2);
     assert_non_null(strstr(err, "--format: expected table, json or csv, got 'xml'"));

@@ -307,7 +307,7 @@ static void test_encode_exact(void **state)
         "\"tier_index\":null,\"tier_name\":null,\"model\":null,\"confidence\":null,"
         "\"threshold\":null,\"escalated\":false,\"reason\":null,\"cost_usd\":0.0,"
         "\"latency_ms\":0.0,\"router_ms\":0.0,\"attempts\":null,\"tokens_in\":0,"
-        "\"tokens_out\":0,\"source\":null,\"degraded\":false,\"revision\":0,"
+        "\"tokens_out\":0,\"source\":null,\"asker\":null,\"degraded\":false,\"revision\":0,"
         "\"complexity\":null,\"redacted\":false,\"escalation_withheld\":false,\"replayed\":false,"
         "\"error\":{\"code\":\"bad_request\","
         "\"message\":\"query.max_tokens: must be an integer 0..32768\"}}");

@@ -158,7 +158,11 @@ typedef struct ec_result {
     size_t n_attempts;
     uint32_t tokens_in;
     uint32_t tokens_out;
-    char *source;
+    char *source; /* as the payload claims it (the query's "source") */
+    /* Who asked, as the broker authenticated it: the <user> of the topic
+     * <root>/query/<user> the query came on (Mosquitto's ACL lets a user
+     * write only its own); NULL for a query on the bare <root>/query. */
+    char *asker;
     bool degraded;     /* a lower tier's draft served because a better tier was unavailable */
     uint32_t revision; /* 1; 2 when a queued escalation later brings a better answer */
     char *complexity;  /* the query's estimated complexity, or NULL */

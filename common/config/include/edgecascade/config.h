@@ -16,6 +16,19 @@
 
 #define EC_MAX_TIERS           8
 #define EC_MAX_REDACT_PATTERNS 16
+#define EC_MAX_REPLY_TOPICS    16
+#define EC_MAX_ASKER_WEIGHTS   64
+
+/* router.response_topics: one allowed Response Topic filter. */
+typedef struct ec_reply_topic_cfg {
+    char *filter; /* MQTT filter; {asker} and {root} are substituted per query */
+} ec_reply_topic_cfg;
+
+/* router.asker_weights: one asker's share of the local model. */
+typedef struct ec_asker_weight_cfg {
+    char *asker;
+    int weight;
+} ec_asker_weight_cfg;
 
 /* privacy.patterns: one extra redaction pattern (POSIX extended regex). */
 typedef struct ec_redact_pattern_cfg {
@@ -98,6 +111,13 @@ typedef struct ec_config {
     char *queue_full;            /* reject_new | drop_oldest */
     uint32_t replay_interval_ms; /* how often to retry the queue while the cloud is down */
     bool journal;                /* journal each query on arrival, replayed after a crash */
+    /* who asked (services/router/access.h, fair.h) */
+    bool require_identity; /* refuse queries on the bare <root>/query */
+    ec_reply_topic_cfg reply_topics[EC_MAX_REPLY_TOPICS]; /* none: the open default */
+    size_t n_reply_topics;
+    int asker_max_pending; /* one asker's queries not yet answered; 0: max_pending */
+    ec_asker_weight_cfg asker_weights[EC_MAX_ASKER_WEIGHTS];
+    size_t n_asker_weights;
 
     /* observability (router) */
     uint32_t stats_interval_s; /* retained <root>/stats every so many seconds; 0 = off */

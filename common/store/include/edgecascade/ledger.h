@@ -50,6 +50,7 @@ typedef struct ec_outbox_item {
     size_t query_len;
     int encoding; /* ec_encoding of the caller */
     char *response_topic;
+    char *asker; /* who asked (the broker-verified user), or NULL */
     void *corr;
     size_t corr_len;
     bool answered; /* the cloud answered; reply holds its InferReply (msgpack) */

@@ -139,6 +139,7 @@ typedef enum ec_stats_by {
     EC_STATS_BY_MODEL = 0, /* the model that answered (NULL key: no answer) */
     EC_STATS_BY_SOURCE,    /* the query's source (NULL key: none given) */
     EC_STATS_BY_DAY,       /* UTC day of arrival, "YYYY-MM-DD" */
+    EC_STATS_BY_ASKER,     /* who asked, as the broker authenticated it (NULL key: no identity) */
 } ec_stats_by;
 
 typedef struct ec_group_stats {
