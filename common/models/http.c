@@ -36,6 +36,22 @@ typedef struct xfer {
     uint32_t retry_after_s;
 } xfer;
 
+/* Debian's libcurl4 (the OpenSSL build) loads GnuTLS too, through librtmp
+ * and libldap, and GnuTLS initialises itself in a library constructor before
+ * main(), loading p11-kit's trust modules: about 0.8 MB of a tier service's
+ * RSS (bench/README.md, "RSS of local and relay") for a library nothing here
+ * uses (curl's TLS is OpenSSL, Paho's too). A program that defines this
+ * function returning 1 skips that implicit initialisation (gnutls.h,
+ * GNUTLS_SKIP_GLOBAL_INIT); every GnuTLS user still calls
+ * gnutls_global_init() itself before its first TLS session (librtmp,
+ * libldap, libmicrohttpd do). The linker exports the definition because
+ * libgnutls refers to it; CMakeLists.txt asks for that explicitly. */
+int _gnutls_global_init_skip(void);
+int _gnutls_global_init_skip(void)
+{
+    return 1;
+}
+
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static CURLcode g_init_rc = CURLE_OK;
 
