@@ -148,11 +148,12 @@ for q in "${QUERIES[@]}"; do
   echo
 done
 
-echo "A JSON query from a PLC gateway, with plain mosquitto_pub/mosquitto_sub (MQTT v5):"
+echo "A JSON query from a PLC gateway, with plain mosquitto_pub/mosquitto_sub (MQTT v5),"
+echo "on <root>/query/plc-7 (the topic names the asker; a secured broker vouches for it):"
 mosquitto_sub -p "$MQTT_PORT" -V mqttv5 -t "plc/7/answers" -C 1 -W 10 > "$RUN/plc.out" &
 SUB=$!
 sleep 0.3
-mosquitto_pub -p "$MQTT_PORT" -V mqttv5 -t edgecascade/demo/query -q 1 \
+mosquitto_pub -p "$MQTT_PORT" -V mqttv5 -t edgecascade/demo/query/plc-7 -q 1 \
   -D publish response-topic plc/7/answers -D publish correlation-data plc7-0042 \
   -m '{"id":"plc7-0042","prompt":"Convert 150 psi to bar.","source":"plc-7"}'
 wait $SUB || true
