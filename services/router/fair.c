@@ -79,10 +79,10 @@ bool ec_fair_take(ec_fair *f, const char *asker, size_t cap, size_t held, size_t
                  "%s's; retry later",
                  held, mine, shown);
     } else {
-        if (!*slot) {
+        entry *e = *slot;
+        if (!e) {
             size_t n = strlen(key) + 1;
-            entry *e = calloc(1, sizeof(*e) + n);
-            if (!e) {
+            if (!(e = calloc(1, sizeof(*e) + n))) {
                 snprintf(why, why_len, "router: out of memory");
                 goto out;
             }
@@ -90,7 +90,7 @@ bool ec_fair_take(ec_fair *f, const char *asker, size_t cap, size_t held, size_t
             *slot = e;
             f->n_askers++;
         }
-        (*slot)->held++;
+        e->held++;
         ok = true;
     }
 out:

@@ -65,7 +65,7 @@ static lane *find_lane(ec_window *w, const char *asker)
 /* Under the lock: takes l (empty) out of the ring. */
 static void drop_lane(ec_window *w, lane *l)
 {
-    if (l->next == l) {
+    if (!l->next || l->next == l) { /* the last lane (next is never NULL in the ring) */
         w->cur = NULL;
     } else {
         l->prev->next = l->next;
@@ -122,20 +122,43 @@ static ec_pending *pop_with_slot(ec_window *w, size_t limit)
     return p;
 }
 
+/* Under the lock: a new lane for asker, last in the ring (just before
+ * cur), or NULL when out of memory. */
+static lane *add_lane(ec_window *w, const char *asker, int weight, double now)
+{
+    lane *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    if (asker && !(l->asker = strdup(asker))) {
+        free(l);
+        return NULL;
+    }
+    l->weight = weight;
+    if (!w->cur) {
+        l->prev = l->next = l;
+        l->credit = weight;
+        w->cur = l;
+        w->moved_ms = now; /* waiting starts now */
+    } else {
+        l->next = w->cur;
+        l->prev = w->cur->prev;
+        l->prev->next = l;
+        w->cur->prev = l;
+    }
+    return l;
+}
+
 bool ec_window_enter(ec_window *w, ec_pending *p, size_t limit)
 {
     pthread_mutex_lock(&w->lock);
     w->limit = limit;
     double now = ec_mono_ms();
-    bool slot = !w->cur && w->inflight < limit;
-    lane *l = slot ? NULL : find_lane(w, p->asker);
-    bool fresh = !slot && !l;
-    char *asker = NULL;
-    if (fresh && ((p->asker && !(asker = strdup(p->asker))) || !(l = calloc(1, sizeof(*l))))) {
-        free(asker);
-        slot = true; /* out of memory: sent past the window rather than lost */
-    }
-    if (slot) {
+    int weight = p->weight > 0 ? p->weight : 1;
+    lane *l = NULL;
+    /* A slot now only when nobody waits; out of memory for a lane, the
+     * query is sent past the window rather than lost. */
+    if ((!w->cur && w->inflight < limit) ||
+        !((l = find_lane(w, p->asker)) || (l = add_lane(w, p->asker, weight, now)))) {
         w->inflight++;
         p->windowed = true;
         p->slot_ms = now;
@@ -143,21 +166,7 @@ bool ec_window_enter(ec_window *w, ec_pending *p, size_t limit)
         pthread_mutex_unlock(&w->lock);
         return true;
     }
-    if (fresh) { /* a new lane joins the ring last, before cur */
-        l->asker = asker;
-        if (!w->cur) {
-            l->prev = l->next = l;
-            w->cur = l;
-            l->credit = p->weight > 0 ? p->weight : 1;
-            w->moved_ms = now; /* waiting starts now */
-        } else {
-            l->next = w->cur;
-            l->prev = w->cur->prev;
-            l->prev->next = l;
-            w->cur->prev = l;
-        }
-    }
-    l->weight = p->weight > 0 ? p->weight : 1;
+    l->weight = weight;
     p->next = NULL;
     p->held_ms = now;
     if (l->tail)
