@@ -496,7 +496,15 @@ void ec_mqtt_stop(ec_mqtt *m)
     if (!m || !m->client || m->stopping)
         return;
     if (m->status_topic && m->status_offline && ec_mqtt_connected(m)) {
-        publish_status(m, m->status_offline);
+        /* In a publish slot, so that the flush below waits for its PUBACK:
+         * Paho holds a DISCONNECT while any QoS 1 publish is unacknowledged
+         * and looks again only once a second, so an untracked status made
+         * every stop take a second. No slot within a second (the broker is
+         * not acknowledging): sent untracked, as before. */
+        ec_error perr = {0};
+        if (ec_mqtt_publish(m, m->status_topic, m->status_offline, strlen(m->status_offline), 1,
+                            true, NULL, 1000, &perr) != EC_OK)
+            publish_status(m, m->status_offline);
     }
     ec_mqtt_flush(m, 2000);
     pthread_mutex_lock(&m->lock);

@@ -20,6 +20,8 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -35,6 +37,27 @@
 #include "edgecascade/util.h"
 
 #include "harness_internal.h"
+
+/* Paho's receive thread waits in poll() for up to a second on the sockets it
+ * had when the wait began, so a client connecting while another client of the
+ * same process is up (every status watcher a test opens next to its own
+ * client) waited that second, often twice: 1.7 s for each watcher. Test
+ * binaries are linked with -Wl,--wrap=poll (tests/CMakeLists.txt), which
+ * reaches the statically linked Paho's own calls; that thread's waits are cut
+ * to 20 ms here. Only the test process's own clients: the services keep
+ * Paho's one-second wait, as they have a single client each. */
+int __real_poll(struct pollfd *fds, nfds_t n, int timeout);
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout);
+
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+    char name[16];
+    if ((timeout < 0 || timeout > 20) &&
+        pthread_getname_np(pthread_self(), name, sizeof(name)) == 0 &&
+        strcmp(name, "MQTTAsync_rcv") == 0)
+        timeout = 20;
+    return __real_poll(fds, n, timeout);
+}
 
 int ech_free_port(void)
 {
