@@ -160,7 +160,6 @@ static const char *const migrations[EC_STORE_SCHEMA_VERSION + 1] = {
      * escalation queued for the cloud keeps it for its revision 2. */
     "ALTER TABLE decisions ADD COLUMN asker TEXT;"
     "ALTER TABLE outbox ADD COLUMN asker TEXT;"
-    "CREATE INDEX decisions_asker ON decisions(asker);"
     "PRAGMA user_version = 8;",
 };
 

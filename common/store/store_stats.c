@@ -330,7 +330,7 @@ out:
 ec_err ec_store_stats_by(ec_store *s, uint64_t since_ms, ec_stats_by by, ec_group_stats **out,
                          size_t *n, ec_error *err)
 {
-    if (!s || !out || !n || (int)by < 0 || by > EC_STATS_BY_DAY)
+    if (!s || !out || !n || (int)by < 0 || by > EC_STATS_BY_ASKER)
         return ec_error_set(err, EC_ERR_INVAL,
                             "store: grouped stats need a store, a grouping and an output");
     *out = NULL;

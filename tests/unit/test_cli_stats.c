@@ -34,6 +34,10 @@ static void put_src(ec_store *s, uint64_t ts, const char *id, const char *source
     d.result.cost_usd = cost;
     d.result.latency_ms = latency_ms;
     d.result.source = (char *)source;
+    /* the broker-verified asker: another name than the claimed source */
+    char asker[64];
+    snprintf(asker, sizeof(asker), "user-%s", source ? source : "");
+    d.result.asker = source ? asker : NULL;
     d.result.error.code = (char *)error_code;
     d.result.error.message = error_code ? "no tier answered in time" : NULL;
     d.cost_top_usd = cost_top;
@@ -311,6 +315,22 @@ static void stats_by_source_table(void **state)
     free(out);
 }
 
+/* Grouped by the asker column (the broker-verified user), not the source. */
+static void stats_by_asker_table(void **state)
+{
+    char *out;
+    assert_int_equal(run_cli(&out, NULL, "stats --db '%s' --by asker", g_by_db), 0);
+    assert_string_equal(out, "asker       queries  local %  cloud %  cache %      cost $  savings %"
+                             "     p50 ms     p95 ms\n"
+                             "(none)            1      0.0      0.0      0.0    0.000000        0.0"
+                             "     5000.0     5000.0\n"
+                             "user-plc-1        2    100.0      0.0      0.0    0.000000      100.0"
+                             "       10.0       30.0\n"
+                             "user-plc-2        3     33.3     66.7      0.0    0.005000       28.6"
+                             "      400.0      600.0\n");
+    free(out);
+}
+
 static void stats_by_day_csv(void **state)
 {
     char *out;
@@ -520,6 +540,7 @@ int main(void)
         cmocka_unit_test(stats_bad_since_is_usage_error),
         cmocka_unit_test(stats_by_model_json),
         cmocka_unit_test(stats_by_source_table),
+        cmocka_unit_test(stats_by_asker_table),
         cmocka_unit_test(stats_by_day_csv),
         cmocka_unit_test(stats_by_with_since),
         cmocka_unit_test(stats_totals_csv),
