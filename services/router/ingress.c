@@ -42,6 +42,9 @@ static const char *check_access(ec_ingress *in, const ec_config *cfg, ec_pending
     size_t n = 0;
     if (ec_access_query_topic(in->query_topic, topic, &asker, &n) == EC_QT_ASKER) {
         if (n > EC_MAX_ID) {
+            /* no asker to check its Response Topic against: not used */
+            free(p->response_topic);
+            p->response_topic = NULL;
             snprintf(why, why_len, "the user name in the query topic is over %u bytes", EC_MAX_ID);
             return "bad_request";
         }
