@@ -229,10 +229,9 @@ void ech_write_config_tiers(ech *h, const char *tiers, const char *extra)
     fclose(f);
 }
 
-void ech_write_config(ech *h, const char *extra)
+void ech_default_tiers(const ech *h, char *tiers, size_t n)
 {
-    char tiers[2048];
-    snprintf(tiers, sizeof(tiers),
+    snprintf(tiers, n,
              "tiers:\n"
              "  - name: local\n"
              "    provider: vllm\n"
@@ -248,6 +247,12 @@ void ech_write_config(ech *h, const char *extra)
              "    output_per_1m: 0.60\n"
              "    timeout_ms: 5000\n",
              h->sim_port, h->sim_port);
+}
+
+void ech_write_config(ech *h, const char *extra)
+{
+    char tiers[2048];
+    ech_default_tiers(h, tiers, sizeof(tiers));
     ech_write_config_tiers(h, tiers, extra);
 }
 

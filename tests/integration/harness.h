@@ -73,6 +73,8 @@ void ech_start_sim_corpus(ech *h, const char *script, const char *corpus_dir);
  * llama3.2-1b on the sim, cloud gpt-4o-mini on the sim via openai provider with
  * an api key env) plus extra YAML appended verbatim (may be NULL). */
 void ech_write_config(ech *h, const char *extra_yaml);
+/* The tiers section ech_write_config uses (YAML text into tiers). */
+void ech_default_tiers(const ech *h, char *tiers, size_t n);
 /* Same but with the tiers section given by the caller. */
 void ech_write_config_tiers(ech *h, const char *tiers_yaml, const char *extra_yaml);
 

@@ -66,6 +66,8 @@ void ech_secure_broker_conf(ech *h, const char *out)
 static void write_services_conf(ech_secure *s, const char *router_yaml)
 {
     ech *h = &s->h;
+    char tiers[2048];
+    ech_default_tiers(h, tiers, sizeof(tiers));
     FILE *f = fopen(h->config, "w");
     assert_non_null(f);
     fprintf(f,
@@ -87,22 +89,8 @@ static void write_services_conf(ech_secure *s, const char *router_yaml)
             "    - filter: plc/{asker}/#\n"
             "    - filter: \"{root}/replies/{asker}/#\"\n"
             "%s"
-            "tiers:\n"
-            "  - name: local\n"
-            "    provider: vllm\n"
-            "    model: llama3.2-1b\n"
-            "    base_url: http://127.0.0.1:%d/v1\n"
-            "    timeout_ms: 5000\n"
-            "  - name: cloud\n"
-            "    provider: openai\n"
-            "    model: gpt-4o-mini\n"
-            "    base_url: http://127.0.0.1:%d/v1\n"
-            "    api_key_env: EC_TEST_OPENAI_KEY\n"
-            "    input_per_1m: 0.15\n"
-            "    output_per_1m: 0.60\n"
-            "    timeout_ms: 5000\n",
-            h->root, h->uri, s->ca, h->dir, h->db, router_yaml ? router_yaml : "", h->sim_port,
-            h->sim_port);
+            "%s",
+            h->root, h->uri, s->ca, h->dir, h->db, router_yaml ? router_yaml : "", tiers);
     fclose(f);
 }
 
