@@ -52,11 +52,6 @@ void ec_admission_done(ec_admission *a, ec_pending *p)
     ec_fair_give_back(a->fair, p->asker);
 }
 
-size_t ec_admission_held(ec_admission *a, const char *asker)
-{
-    return ec_fair_held(a->fair, asker);
-}
-
 static int weight_of(const ec_config *cfg, const char *asker)
 {
     for (size_t i = 0; asker && i < cfg->n_asker_weights; i++)

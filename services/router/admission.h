@@ -34,7 +34,4 @@ ec_stage_rc ec_admission_run(ec_admission *a, ec_pending *p);
  * pipeline calls this for every query it releases). */
 void ec_admission_done(ec_admission *a, ec_pending *p);
 
-/* Queries asker (NULL: no identity) holds now, for observers. */
-size_t ec_admission_held(ec_admission *a, const char *asker);
-
 #endif

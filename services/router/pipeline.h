@@ -2,7 +2,8 @@
  *
  * ec_pipeline_run calls the handler of the stage p is in, again and again,
  * until a handler hands p off (WAIT) or p reaches DONE, where it is released:
- * given to its on_done callback (a replay), or freed. A flight that a stage
+ * the place admission gave its asker is given back (ec_admission_done), then
+ * p goes to its on_done callback (a replay), or is freed. A flight that a stage
  * forked (p->spawn, a shadow call) runs next, from the stage it was made at.
  * Every thread that has a query to move calls this, and only this. */
 #ifndef EC_ROUTER_PIPELINE_H
