@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "edgecascade/util.h"
 
 #include <errno.h>
@@ -158,4 +159,12 @@ void ec_sleep_ms(unsigned ms)
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
         ;
+}
+
+void ec_thread_name(const char *name)
+{
+    /* Linux keeps 15 bytes; a longer name is refused, not cut. */
+    char buf[16];
+    snprintf(buf, sizeof(buf), "%s", name);
+    pthread_setname_np(pthread_self(), buf);
 }

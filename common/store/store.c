@@ -221,6 +221,7 @@ static void batch_sleep(ec_store *s)
 
 static void *writer_main(void *arg)
 {
+    ec_thread_name("ec-store");
     ec_store *s = arg;
     ec_decision *batch[EC_STORE_BATCH_MAX];
     for (;;) {

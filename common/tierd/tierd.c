@@ -320,6 +320,7 @@ send:
 
 static void *worker(void *arg)
 {
+    ec_thread_name("ec-infer");
     tierd *t = arg;
     ec_http *http = NULL;
     unsigned seed = (unsigned)ec_mono_us() ^ (unsigned)(uintptr_t)&http;

@@ -226,6 +226,7 @@ static unsigned round_once(ec_discovery *d, ec_http *http)
 
 static void *discovery_main(void *arg)
 {
+    ec_thread_name("ec-discovery");
     ec_discovery *d = arg;
     ec_http *http = NULL;
     if (ec_http_create(&http) != EC_OK) {

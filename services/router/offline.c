@@ -222,6 +222,7 @@ static void expire_item(ec_offline *r, ec_outbox_item *it)
 
 static void *replayer_main(void *arg)
 {
+    ec_thread_name("ec-replay");
     ec_offline *r = arg;
     while (!ec_service_stopping()) {
         pthread_mutex_lock(&r->lock);

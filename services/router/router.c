@@ -69,6 +69,7 @@ static void run_query(ec_router *r, ec_mqtt_msg *msg, bool nowait, bool recovere
 
 static void *worker_main(void *arg)
 {
+    ec_thread_name("ec-worker");
     ec_router *r = arg;
     while (true) {
         ec_mqtt_msg *msg = NULL;
@@ -96,6 +97,7 @@ static void *worker_main(void *arg)
 
 static void *sweeper_main(void *arg)
 {
+    ec_thread_name("ec-sweeper");
     ec_router *r = arg;
     for (unsigned tick = 1; !ec_service_stopping(); tick++) {
         ec_sleep_ms(50);

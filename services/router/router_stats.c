@@ -132,6 +132,7 @@ static void publish_stats(ec_stats_pub *sp)
 
 static void *stats_main(void *arg)
 {
+    ec_thread_name("ec-stats");
     ec_stats_pub *sp = arg;
     while (!atomic_load(&sp->stop) && !ec_service_stopping()) {
         /* Read each round: a reload may change the interval (0: pause). */

@@ -26,6 +26,8 @@ char *ec_read_file(const char *path, size_t max, size_t *len_out);
 void ec_deadline_in(struct timespec *ts, unsigned ms);
 /* Sleeps, resuming after EINTR, for ms milliseconds. */
 void ec_sleep_ms(unsigned ms);
+/* Names the calling thread (top -H, perf, /proc/<pid>/task/<tid>/comm). */
+void ec_thread_name(const char *name);
 /* Hands freed heap back to the system. glibc keeps what a burst freed in each
  * thread's arena; a service beside the model calls this now and then (every
  * few seconds, off the per-query path) so its resident size falls back. */
