@@ -153,5 +153,8 @@ void ec_mqtt_destroy(ec_mqtt *m);
  * lets a test prove the option holds after a reconnect. */
 unsigned ec_mqtt_nodelay_count(void);
 int ec_mqtt_nodelay_last_fd(void);
+/* True once an allocation of Paho's came through mqtt_lean.c instead of
+ * Paho's heap tracking (false when built with EC_PAHO_TRACKING=ON). */
+bool ec_mqtt_paho_lean(void);
 
 #endif
