@@ -9,6 +9,7 @@
  *   anything else                        -> RETRY */
 #include "provider_internal.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,16 @@ ec_err ec_prov_set_body(ec_http_request *out, cJSON *root, ec_error *err)
     cJSON_Delete(root);
     if (!s)
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory building the request body");
+    /* cJSON writes a control character as \u001f, jansson wrote \u001F: the
+     * same JSON, but the bodies stay byte for byte what they were. cJSON
+     * escapes nothing else with \u, and a backslash of the text is "\\". */
+    for (char *p = s; *p; p++) {
+        if (*p != '\\')
+            continue;
+        if (*++p == 'u')
+            for (int i = 1; i <= 4; i++)
+                p[i] = (char)toupper((unsigned char)p[i]);
+    }
     ec_buf_reset(&out->body);
     ec_err rc = ec_buf_append(&out->body, s, strlen(s));
     cJSON_free(s);
