@@ -175,7 +175,9 @@ static const char *json_lex_check(const unsigned char *s, size_t n, size_t *at, 
     const char *bad = NULL;
     while (i < n) {
         unsigned char c = s[i];
-        if (is_ws(c) || c == '{' || c == '}' || c == '[' || c == ']' || c == ',') {
+        /* Letters: true, false, null (cJSON checks the words). */
+        if (is_ws(c) || c == '{' || c == '}' || c == '[' || c == ']' || c == ',' ||
+            (c >= 'a' && c <= 'z')) {
             i++;
         } else if (c == ':') {
             key = str;
@@ -221,8 +223,6 @@ static const char *json_lex_check(const unsigned char *s, size_t n, size_t *at, 
                 goto out;
             if (real && key && count_key(key, key_len))
                 *mark = true;
-        } else if (c >= 'a' && c <= 'z') {
-            i++; /* true, false, null: cJSON checks the words */
         } else {
             bad = c >= 0x80 ? "invalid UTF-8 or token" : "invalid token";
             goto out;
