@@ -9,7 +9,6 @@
  *   anything else                        -> RETRY */
 #include "provider_internal.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,16 +125,6 @@ ec_err ec_prov_set_body(ec_http_request *out, cJSON *root, ec_error *err)
     cJSON_Delete(root);
     if (!s)
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory building the request body");
-    /* cJSON writes a control character as \u001f, jansson wrote \u001F: the
-     * same JSON, but the bodies stay byte for byte what they were. cJSON
-     * escapes nothing else with \u, and a backslash of the text is "\\". */
-    for (char *p = s; *p; p++) {
-        if (*p != '\\')
-            continue;
-        if (*++p == 'u')
-            for (int i = 1; i <= 4; i++)
-                p[i] = (char)toupper((unsigned char)p[i]);
-    }
     ec_buf_reset(&out->body);
     ec_err rc = ec_buf_append(&out->body, s, strlen(s));
     cJSON_free(s);
@@ -342,6 +331,12 @@ ec_err ec_prov_fill_reply(const ec_tier_cfg *t, ec_infer_reply *out, const char 
         while (answer_len > 0 && ((unsigned char)answer[answer_len] & 0xC0) == 0x80)
             answer_len--;
         cut = true;
+    }
+    /* cJSON does not check UTF-8, and the answer goes into a Result whose
+     * msgpack str must be valid: a broken byte is a malformed response. */
+    if (!ec_utf8_valid(answer, answer_len)) {
+        ec_prov_malformed(t, err, "the answer is not valid UTF-8");
+        return EC_ERR_PROTO;
     }
     if (!model || !*model || strlen(model) > EC_MAX_ID)
         model = t->model;

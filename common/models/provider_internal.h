@@ -75,37 +75,31 @@ ec_err ec_prov_logprobs(const cJSON *arr, ec_lp_stats *lp, ec_error *err);
 ec_err ec_prov_parse_models(const ec_http_response *resp, const char *array_key,
                             const char *name_key, char ***names, size_t *n, ec_error *err);
 
-/* ---- JSON (provider_json.c): cJSON with jansson's rules ---- */
+/* ---- JSON (provider_json.c): cJSON, plus the two checks an answer needs ---- */
 
-/* Parses text[0..n) (no NUL needed) as jansson's json_loadb did: strict
- * JSON, valid UTF-8, no "\u0000", an object or an array at the top, nothing
- * after it. NULL with why set ("<reason> at byte <n>") when refused. */
+/* Parses text[0..n) (no NUL needed); refuses text after the value. NULL
+ * with why set ("<reason> at byte <n>") when refused. */
 cJSON *ec_prov_json_parse(const char *text, size_t n, char *why, size_t whylen);
 
-/* obj[key], the last one when the key is repeated (jansson kept the last);
- * NULL when obj is not an object or has no such key. */
+/* obj[key] (the first, if the key is repeated); NULL when obj is not an
+ * object or has no such key. */
 cJSON *ec_prov_json_get(const cJSON *obj, const char *key);
 
-/* The string's value, NULL when v is not a string. */
+/* The string's value; NULL when v is not a string or not valid UTF-8. */
 const char *ec_prov_json_str(const cJSON *v);
 
-/* A JSON integer as a token count (0 when absent or not a non-negative
- * integer; a number written as a real, 12.0, is not an integer). */
+/* A non-negative whole number as a token count (0 otherwise), at most
+ * UINT32_MAX. */
 uint32_t ec_prov_json_count(const cJSON *v);
-
-/* Whether s[0..n) is valid UTF-8 as JSON (and jansson) require it. */
-bool ec_prov_utf8_valid(const char *s, size_t n);
 
 /* A string item; NULL when s is NULL, not valid UTF-8 or memory ran out. */
 cJSON *ec_prov_json_string(const char *s);
 
-/* A real spelled as jansson did with 15 digits (0.7 as "0.7", 1 as "1.0",
- * 1e-05 as "1e-5"), so request bodies stay byte for byte what they were;
- * NULL when d is not finite or memory ran out. */
+/* A number item; NULL when d is not finite or memory ran out. */
 cJSON *ec_prov_json_real(double d);
 
-/* obj[key] = item, taking item even when it fails (a single owner, as with
- * jansson's json_object_set_new); 0 or -1 (item or obj NULL, no memory). */
+/* obj[key] = item, taking item even when it fails (a single owner); 0 or -1
+ * (item or obj NULL, no memory). */
 int ec_prov_json_set(cJSON *obj, const char *key, cJSON *item);
 
 #endif
