@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config
       libpaho-mqtt-dev libmsgpack-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
-      libcmocka-dev libjansson-dev libyaml-dev libmicrohttpd-dev
+      libcmocka-dev libjansson-dev libcjson-dev libyaml-dev libmicrohttpd-dev
       mosquitto mosquitto-clients sqlite3
       clang libclang-rt-14-dev cppcheck clang-tidy valgrind python3
       chromium nodejs)

@@ -91,11 +91,11 @@ ec_err ec_prov_request_start(ec_http_request *out, const char *method, const cha
     return EC_OK;
 }
 
-ec_err ec_prov_messages_json(const ec_infer_request *r, bool skip_system, json_t **out,
+ec_err ec_prov_messages_json(const ec_infer_request *r, bool skip_system, cJSON **out,
                              ec_error *err)
 {
     *out = NULL;
-    json_t *arr = json_array();
+    cJSON *arr = cJSON_CreateArray();
     if (!arr)
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < r->n_messages; i++) {
@@ -103,10 +103,13 @@ ec_err ec_prov_messages_json(const ec_infer_request *r, bool skip_system, json_t
         const char *role = m->role ? m->role : "user";
         if (skip_system && strcmp(role, "system") == 0)
             continue;
-        /* json_pack fails on invalid UTF-8 (or no memory, far less likely). */
-        json_t *o = json_pack("{s:s, s:s}", "role", role, "content", m->content ? m->content : "");
-        if (!o || json_array_append_new(arr, o) != 0) {
-            json_decref(arr);
+        /* Fails on invalid UTF-8 (or no memory, far less likely). */
+        cJSON *o = cJSON_CreateObject();
+        int bad = ec_prov_json_set(o, "role", ec_prov_json_string(role));
+        bad |= ec_prov_json_set(o, "content", ec_prov_json_string(m->content ? m->content : ""));
+        if (bad || !cJSON_AddItemToArray(arr, o)) {
+            cJSON_Delete(o);
+            cJSON_Delete(arr);
             return ec_error_set(err, EC_ERR_INVAL, "messages[%zu]: not valid UTF-8 text", i);
         }
     }
@@ -114,17 +117,17 @@ ec_err ec_prov_messages_json(const ec_infer_request *r, bool skip_system, json_t
     return EC_OK;
 }
 
-ec_err ec_prov_set_body(ec_http_request *out, json_t *root, ec_error *err)
+ec_err ec_prov_set_body(ec_http_request *out, cJSON *root, ec_error *err)
 {
     if (!root)
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory building the request body");
-    char *s = json_dumps(root, EC_PROV_JSON_FLAGS);
-    json_decref(root);
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
     if (!s)
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory building the request body");
     ec_buf_reset(&out->body);
     ec_err rc = ec_buf_append(&out->body, s, strlen(s));
-    free(s);
+    cJSON_free(s);
     if (rc)
         return ec_error_set(err, rc, "request body: %s", ec_strerror(rc));
     return EC_OK;
@@ -158,24 +161,25 @@ static void api_message(const ec_http_response *resp, char *dst, size_t dstlen)
     size_t len = resp->body.len;
     if (!body || len == 0)
         return;
-    json_t *root = json_loadb(body, len, 0, NULL);
+    char why[80];
+    cJSON *root = ec_prov_json_parse(body, len, why, sizeof(why));
     const char *msg = NULL;
-    if (json_is_object(root)) {
-        json_t *e = json_object_get(root, "error");
-        if (json_is_object(e))
-            msg = json_string_value(json_object_get(e, "message"));
-        else if (json_is_string(e))
-            msg = json_string_value(e);
+    if (cJSON_IsObject(root)) {
+        cJSON *e = ec_prov_json_get(root, "error");
+        if (cJSON_IsObject(e))
+            msg = ec_prov_json_str(ec_prov_json_get(e, "message"));
+        else if (cJSON_IsString(e))
+            msg = e->valuestring;
         if (!msg)
-            msg = json_string_value(json_object_get(root, "message"));
+            msg = ec_prov_json_str(ec_prov_json_get(root, "message"));
         if (!msg)
-            msg = json_string_value(json_object_get(root, "detail"));
+            msg = ec_prov_json_str(ec_prov_json_get(root, "detail"));
     }
     if (msg)
         clean_excerpt(dst, dstlen, msg, strlen(msg), EC_PROVIDER_API_MSG_MAX);
     else if (!root)
         clean_excerpt(dst, dstlen, body, len, EC_PROVIDER_API_MSG_MAX);
-    json_decref(root);
+    cJSON_Delete(root);
 }
 
 static void key_hint(const ec_tier_cfg *t, char *dst, size_t dstlen)
@@ -267,53 +271,48 @@ ec_outcome ec_prov_malformed(const ec_tier_cfg *t, ec_error *err, const char *wh
     return EC_OUTCOME_RETRY;
 }
 
-json_t *ec_prov_parse_body(const ec_tier_cfg *t, const ec_http_response *resp, ec_error *err)
+cJSON *ec_prov_parse_body(const ec_tier_cfg *t, const ec_http_response *resp, ec_error *err)
 {
-    json_error_t je;
-    json_t *root = json_loadb(resp->body.data ? resp->body.data : "", resp->body.len, 0, &je);
+    char why[160];
+    cJSON *root = ec_prov_json_parse(resp->body.data, resp->body.len, why, sizeof(why));
     if (!root) {
         char what[200];
-        snprintf(what, sizeof(what), "invalid JSON: %s", je.text);
+        snprintf(what, sizeof(what), "invalid JSON: %s", why);
         ec_prov_malformed(t, err, what);
         return NULL;
     }
-    if (!json_is_object(root)) {
-        json_decref(root);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
         ec_prov_malformed(t, err, "body is not a JSON object");
         return NULL;
     }
     return root;
 }
 
-ec_err ec_prov_logprobs(json_t *arr, ec_lp_stats *lp, ec_error *err)
+ec_err ec_prov_logprobs(const cJSON *arr, ec_lp_stats *lp, ec_error *err)
 {
     memset(lp, 0, sizeof(*lp));
-    size_t n = json_array_size(arr);
+    if (!cJSON_IsArray(arr))
+        return EC_OK;
+    /* cJSON arrays are lists: count once, then walk (GetArrayItem is O(i)). */
+    size_t n = 0;
+    for (const cJSON *x = arr->child; x; x = x->next)
+        n++;
     if (n == 0)
         return EC_OK;
     double *v = malloc(n * sizeof(*v));
     if (!v)
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory reading logprobs");
     size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_t *x = json_object_get(json_array_get(arr, i), "logprob");
-        if (json_is_number(x))
-            v[k++] = json_number_value(x);
+    for (const cJSON *x = arr->child; x; x = x->next) {
+        const cJSON *lpv = ec_prov_json_get(x, "logprob");
+        if (cJSON_IsNumber(lpv))
+            v[k++] = lpv->valuedouble;
     }
     if (k > 0)
         ec_lp_stats_compute(v, k, lp);
     free(v);
     return EC_OK;
-}
-
-uint32_t ec_prov_json_count(json_t *v)
-{
-    if (!json_is_integer(v))
-        return 0;
-    json_int_t i = json_integer_value(v);
-    if (i < 0)
-        return 0;
-    return i > (json_int_t)UINT32_MAX ? UINT32_MAX : (uint32_t)i;
 }
 
 static void set_str(char **dst, char *s)
@@ -332,6 +331,12 @@ ec_err ec_prov_fill_reply(const ec_tier_cfg *t, ec_infer_reply *out, const char 
         while (answer_len > 0 && ((unsigned char)answer[answer_len] & 0xC0) == 0x80)
             answer_len--;
         cut = true;
+    }
+    /* cJSON does not check UTF-8, and the answer goes into a Result whose
+     * msgpack str must be valid: a broken byte is a malformed response. */
+    if (!ec_utf8_valid(answer, answer_len)) {
+        ec_prov_malformed(t, err, "the answer is not valid UTF-8");
+        return EC_ERR_PROTO;
     }
     if (!model || !*model || strlen(model) > EC_MAX_ID)
         model = t->model;
@@ -368,29 +373,31 @@ ec_err ec_prov_parse_models(const ec_http_response *resp, const char *array_key,
         return ec_error_set(err, EC_ERR_HTTP, "model list: HTTP %ld%s%s", resp->status,
                             api[0] ? ": " : "", api);
     }
-    json_error_t je;
-    json_t *root = json_loadb(resp->body.data ? resp->body.data : "", resp->body.len, 0, &je);
-    json_t *arr = json_object_get(root, array_key);
+    char why[160];
+    cJSON *root = ec_prov_json_parse(resp->body.data, resp->body.len, why, sizeof(why));
+    cJSON *arr = ec_prov_json_get(root, array_key);
     ec_err rc = EC_OK;
     char **list = NULL;
     size_t k = 0;
     /* An Ollama with no model pulled answers /v1/models with "data": null
      * (and older ones /api/tags with "models": null): an empty list, not a
      * parse error. */
-    bool none = json_is_object(root) && json_is_null(arr);
-    if (!json_is_array(arr) && !none) {
+    bool none = cJSON_IsObject(root) && cJSON_IsNull(arr);
+    if (!cJSON_IsArray(arr) && !none) {
         rc = ec_error_set(err, EC_ERR_PROTO, "model list: no \"%s\" array in the response",
                           array_key);
         goto out;
     }
-    size_t cnt = json_array_size(arr);
+    size_t cnt = 0;
+    for (const cJSON *x = none ? NULL : arr->child; x; x = x->next)
+        cnt++;
     list = calloc(cnt ? cnt : 1, sizeof(*list));
     if (!list) {
         rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < cnt; i++) {
-        const char *s = json_string_value(json_object_get(json_array_get(arr, i), name_key));
+    for (const cJSON *x = none ? NULL : arr->child; x; x = x->next) {
+        const char *s = ec_prov_json_str(ec_prov_json_get(x, name_key));
         if (!s)
             continue; /* an entry we do not understand is not a reason to fail */
         list[k] = strdup(s);
@@ -406,6 +413,6 @@ ec_err ec_prov_parse_models(const ec_http_response *resp, const char *array_key,
 out:
     if (list)
         ec_models_free(list, k);
-    json_decref(root);
+    cJSON_Delete(root);
     return rc;
 }

@@ -66,7 +66,7 @@ static ec_err system_text(const ec_infer_request *r, char **out, ec_error *err)
 static ec_err anthropic_build_chat(const ec_tier_cfg *t, const ec_infer_request *r,
                                    const char *api_key, ec_http_request *out, ec_error *err)
 {
-    json_t *body = NULL, *msgs = NULL;
+    cJSON *body = NULL, *msgs = NULL;
     char *sys = NULL;
     ec_sent_params sp;
     ec_http_request_init(out, "POST");
@@ -82,7 +82,7 @@ static ec_err anthropic_build_chat(const ec_tier_cfg *t, const ec_infer_request 
     rc = ec_prov_messages_json(r, true, &msgs, err);
     if (rc)
         goto out;
-    if (json_array_size(msgs) == 0) {
+    if (!msgs->child) {
         rc = ec_error_set(err, EC_ERR_INVAL,
                           "tier %s: anthropic needs a user message, "
                           "not only system messages",
@@ -92,19 +92,19 @@ static ec_err anthropic_build_chat(const ec_tier_cfg *t, const ec_infer_request 
     rc = system_text(r, &sys, err);
     if (rc)
         goto out;
-    body = json_object();
+    body = cJSON_CreateObject();
     if (!body) {
         rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory building the request body");
         goto out;
     }
-    int bad = json_object_set_new(body, "model", json_string(t->model));
-    bad |= json_object_set_new(body, "max_tokens", json_integer(sp.max_tokens));
+    int bad = ec_prov_json_set(body, "model", ec_prov_json_string(t->model));
+    bad |= ec_prov_json_set(body, "max_tokens", cJSON_CreateNumber(sp.max_tokens));
     if (sys)
-        bad |= json_object_set_new(body, "system", json_string(sys));
-    bad |= json_object_set_new(body, "messages", msgs);
+        bad |= ec_prov_json_set(body, "system", ec_prov_json_string(sys));
+    bad |= ec_prov_json_set(body, "messages", msgs);
     msgs = NULL;
     if (sp.has_temperature)
-        bad |= json_object_set_new(body, "temperature", json_real(sp.temperature));
+        bad |= ec_prov_json_set(body, "temperature", ec_prov_json_real(sp.temperature));
     if (bad) {
         rc = ec_error_set(err, EC_ERR_INVAL,
                           "tier %s: cannot build the request body "
@@ -116,8 +116,8 @@ static ec_err anthropic_build_chat(const ec_tier_cfg *t, const ec_infer_request 
     body = NULL;
 out:
     free(sys);
-    json_decref(msgs);
-    json_decref(body);
+    cJSON_Delete(msgs);
+    cJSON_Delete(body);
     if (rc)
         ec_http_request_free(out);
     return rc;
@@ -140,47 +140,44 @@ static ec_outcome anthropic_parse_chat(const ec_tier_cfg *t, const ec_http_respo
 {
     if (resp->status != 200)
         return ec_prov_status_outcome(t, resp, err);
-    json_t *root = ec_prov_parse_body(t, resp, err);
+    cJSON *root = ec_prov_parse_body(t, resp, err);
     if (!root)
         return EC_OUTCOME_RETRY;
 
     ec_outcome oc = EC_OUTCOME_OK;
     ec_buf text;
     ec_buf_init(&text, 0);
-    json_t *content = json_object_get(root, "content");
-    if (!json_is_array(content)) {
+    cJSON *content = ec_prov_json_get(root, "content");
+    if (!cJSON_IsArray(content)) {
         oc = ec_prov_malformed(t, err, "content is not an array");
         goto out;
     }
-    size_t i;
-    json_t *block;
-    json_array_foreach(content, i, block)
-    {
-        if (!ec_streq(json_string_value(json_object_get(block, "type")), "text"))
+    for (cJSON *block = content->child; block; block = block->next) {
+        if (!ec_streq(ec_prov_json_str(ec_prov_json_get(block, "type")), "text"))
             continue; /* tool_use, thinking...: not part of the answer */
-        json_t *tx = json_object_get(block, "text");
-        if (!json_is_string(tx)) {
+        cJSON *tx = ec_prov_json_get(block, "text");
+        if (!cJSON_IsString(tx)) {
             oc = ec_prov_malformed(t, err, "a text block has no text");
             goto out;
         }
-        if (ec_buf_append(&text, json_string_value(tx), json_string_length(tx))) {
+        if (ec_buf_append(&text, tx->valuestring, strlen(tx->valuestring))) {
             oc = ec_prov_malformed(t, err, "answer too large");
             goto out;
         }
     }
-    json_t *usage = json_object_get(root, "usage");
+    cJSON *usage = ec_prov_json_get(root, "usage");
     if (ec_prov_fill_reply(t, out, ec_buf_cstr(&text), text.len,
-                           json_string_value(json_object_get(root, "model")),
-                           map_stop_reason(json_string_value(json_object_get(root, "stop_reason"))),
-                           ec_prov_json_count(json_object_get(usage, "input_tokens")),
-                           ec_prov_json_count(json_object_get(usage, "output_tokens")), err)) {
+                           ec_prov_json_str(ec_prov_json_get(root, "model")),
+                           map_stop_reason(ec_prov_json_str(ec_prov_json_get(root, "stop_reason"))),
+                           ec_prov_json_count(ec_prov_json_get(usage, "input_tokens")),
+                           ec_prov_json_count(ec_prov_json_get(usage, "output_tokens")), err)) {
         oc = EC_OUTCOME_RETRY;
         goto out;
     }
     memset(&out->lp, 0, sizeof(out->lp));
 out:
     ec_buf_free(&text);
-    json_decref(root);
+    cJSON_Delete(root);
     return oc;
 }
 

@@ -4,7 +4,10 @@
 #ifndef EC_PROVIDER_INTERNAL_H
 #define EC_PROVIDER_INTERNAL_H
 
-#include <jansson.h>
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include "edgecascade/provider.h"
 
 /* When neither the tier nor the request gives a timeout, a call still must
@@ -16,10 +19,6 @@
 /* Anthropic requires max_tokens; this is used when the query gives none. */
 #define EC_ANTHROPIC_DEFAULT_MAX_TOKENS 512
 #define EC_ANTHROPIC_VERSION            "2023-06-01"
-
-/* Deterministic compact JSON (key order as inserted) so request bodies can
- * be compared byte for byte. Reals with 15 digits, so 0.7 stays "0.7". */
-#define EC_PROV_JSON_FLAGS (JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 extern const ec_provider ec_provider_vllm;
 extern const ec_provider ec_provider_openai_compatible;
@@ -43,11 +42,12 @@ ec_err ec_prov_request_start(ec_http_request *out, const char *method, const cha
 
 /* *out = [{"role":..,"content":..}, ...] of the request's messages; system
  * messages left out when skip_system. Text must be valid UTF-8 (JSON). */
-ec_err ec_prov_messages_json(const ec_infer_request *r, bool skip_system, json_t **out,
+ec_err ec_prov_messages_json(const ec_infer_request *r, bool skip_system, cJSON **out,
                              ec_error *err);
 
-/* Serialises root (takes the reference) into out->body. */
-ec_err ec_prov_set_body(ec_http_request *out, json_t *root, ec_error *err);
+/* Serialises root (compact, keys in insertion order, so bodies compare byte
+ * for byte) into out->body and frees it. */
+ec_err ec_prov_set_body(ec_http_request *out, cJSON *root, ec_error *err);
 
 /* Classifies a non-200 response: RETRY or ERROR, with err naming the status,
  * provider, model, a hint for the integrator and the API's own message. */
@@ -55,7 +55,7 @@ ec_outcome ec_prov_status_outcome(const ec_tier_cfg *t, const ec_http_response *
                                   ec_error *err);
 
 /* Parses a 200 body into a JSON object, or RETRY with "malformed response". */
-json_t *ec_prov_parse_body(const ec_tier_cfg *t, const ec_http_response *resp, ec_error *err);
+cJSON *ec_prov_parse_body(const ec_tier_cfg *t, const ec_http_response *resp, ec_error *err);
 
 /* Sets err to "malformed response from <tier>: <what>" and returns RETRY. */
 ec_outcome ec_prov_malformed(const ec_tier_cfg *t, ec_error *err, const char *what);
@@ -69,13 +69,37 @@ ec_err ec_prov_fill_reply(const ec_tier_cfg *t, ec_infer_reply *out, const char 
 
 /* Mean/min/... of arr[].logprob (OpenAI's choices[0].logprobs.content,
  * Ollama's top-level logprobs); not an array or empty -> present=false. */
-ec_err ec_prov_logprobs(json_t *arr, ec_lp_stats *lp, ec_error *err);
-
-/* A JSON integer as a token count (0 when absent or not a non-negative integer). */
-uint32_t ec_prov_json_count(json_t *v);
+ec_err ec_prov_logprobs(const cJSON *arr, ec_lp_stats *lp, ec_error *err);
 
 /* Discovery: non-200 -> EC_ERR_HTTP, then names = root[array_key][].name_key. */
 ec_err ec_prov_parse_models(const ec_http_response *resp, const char *array_key,
                             const char *name_key, char ***names, size_t *n, ec_error *err);
+
+/* ---- JSON (provider_json.c): cJSON, plus the two checks an answer needs ---- */
+
+/* Parses text[0..n) (no NUL needed); refuses text after the value. NULL
+ * with why set ("<reason> at byte <n>") when refused. */
+cJSON *ec_prov_json_parse(const char *text, size_t n, char *why, size_t whylen);
+
+/* obj[key] (the first, if the key is repeated); NULL when obj is not an
+ * object or has no such key. */
+cJSON *ec_prov_json_get(const cJSON *obj, const char *key);
+
+/* The string's value; NULL when v is not a string or not valid UTF-8. */
+const char *ec_prov_json_str(const cJSON *v);
+
+/* A non-negative whole number as a token count (0 otherwise), at most
+ * UINT32_MAX. */
+uint32_t ec_prov_json_count(const cJSON *v);
+
+/* A string item; NULL when s is NULL, not valid UTF-8 or memory ran out. */
+cJSON *ec_prov_json_string(const char *s);
+
+/* A number item; NULL when d is not finite or memory ran out. */
+cJSON *ec_prov_json_real(double d);
+
+/* obj[key] = item, taking item even when it fails (a single owner); 0 or -1
+ * (item or obj NULL, no memory). */
+int ec_prov_json_set(cJSON *obj, const char *key, cJSON *item);
 
 #endif

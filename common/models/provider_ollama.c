@@ -56,7 +56,7 @@ static ec_err ollama_start(const ec_tier_cfg *t, const char *method, const char 
 static ec_err ollama_build_chat(const ec_tier_cfg *t, const ec_infer_request *r,
                                 const char *api_key, ec_http_request *out, ec_error *err)
 {
-    json_t *body = NULL, *msgs = NULL, *opts = NULL;
+    cJSON *body = NULL, *msgs = NULL, *opts = NULL;
     ec_sent_params sp;
     ec_http_request_init(out, "POST"); /* so that failing leaves out freeable */
     ec_err rc = ec_prov_check(t, r, err);
@@ -71,26 +71,26 @@ static ec_err ollama_build_chat(const ec_tier_cfg *t, const ec_infer_request *r,
     rc = ec_prov_messages_json(r, false, &msgs, err);
     if (rc)
         goto out;
-    body = json_object();
-    opts = json_object();
+    body = cJSON_CreateObject();
+    opts = cJSON_CreateObject();
     if (!body || !opts) {
         rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory building the request body");
         goto out;
     }
-    int bad = json_object_set_new(body, "model", json_string(t->model));
-    bad |= json_object_set_new(body, "messages", msgs);
+    int bad = ec_prov_json_set(body, "model", ec_prov_json_string(t->model));
+    bad |= ec_prov_json_set(body, "messages", msgs);
     msgs = NULL;
-    bad |= json_object_set_new(body, "stream", json_false());
+    bad |= ec_prov_json_set(body, "stream", cJSON_CreateFalse());
     if (sp.logprobs)
-        bad |= json_object_set_new(body, "logprobs", json_true());
+        bad |= ec_prov_json_set(body, "logprobs", cJSON_CreateTrue());
     if (sp.top_logprobs >= 0)
-        bad |= json_object_set_new(body, "top_logprobs", json_integer(sp.top_logprobs));
+        bad |= ec_prov_json_set(body, "top_logprobs", cJSON_CreateNumber(sp.top_logprobs));
     if (sp.max_tokens > 0)
-        bad |= json_object_set_new(opts, "num_predict", json_integer(sp.max_tokens));
+        bad |= ec_prov_json_set(opts, "num_predict", cJSON_CreateNumber(sp.max_tokens));
     if (sp.has_temperature)
-        bad |= json_object_set_new(opts, "temperature", json_real(sp.temperature));
-    if (json_object_size(opts) > 0) {
-        bad |= json_object_set_new(body, "options", opts);
+        bad |= ec_prov_json_set(opts, "temperature", ec_prov_json_real(sp.temperature));
+    if (opts->child) {
+        bad |= ec_prov_json_set(body, "options", opts);
         opts = NULL;
     }
     if (bad) {
@@ -100,9 +100,9 @@ static ec_err ollama_build_chat(const ec_tier_cfg *t, const ec_infer_request *r,
     rc = ec_prov_set_body(out, body, err);
     body = NULL;
 out:
-    json_decref(opts);
-    json_decref(msgs);
-    json_decref(body);
+    cJSON_Delete(opts);
+    cJSON_Delete(msgs);
+    cJSON_Delete(body);
     if (rc)
         ec_http_request_free(out);
     return rc;
@@ -113,29 +113,29 @@ static ec_outcome ollama_parse_chat(const ec_tier_cfg *t, const ec_http_response
 {
     if (resp->status != 200)
         return ec_prov_status_outcome(t, resp, err);
-    json_t *root = ec_prov_parse_body(t, resp, err);
+    cJSON *root = ec_prov_parse_body(t, resp, err);
     if (!root)
         return EC_OUTCOME_RETRY;
 
     ec_outcome oc = EC_OUTCOME_OK;
-    json_t *content = json_object_get(json_object_get(root, "message"), "content");
-    if (!json_is_string(content)) {
+    cJSON *content = ec_prov_json_get(ec_prov_json_get(root, "message"), "content");
+    if (!cJSON_IsString(content)) {
         oc = ec_prov_malformed(t, err, "message.content is not a string");
         goto out;
     }
     ec_lp_stats lp;
-    if (ec_prov_logprobs(json_object_get(root, "logprobs"), &lp, err) ||
-        ec_prov_fill_reply(t, out, json_string_value(content), json_string_length(content),
-                           json_string_value(json_object_get(root, "model")),
-                           json_string_value(json_object_get(root, "done_reason")),
-                           ec_prov_json_count(json_object_get(root, "prompt_eval_count")),
-                           ec_prov_json_count(json_object_get(root, "eval_count")), err)) {
+    if (ec_prov_logprobs(ec_prov_json_get(root, "logprobs"), &lp, err) ||
+        ec_prov_fill_reply(t, out, content->valuestring, strlen(content->valuestring),
+                           ec_prov_json_str(ec_prov_json_get(root, "model")),
+                           ec_prov_json_str(ec_prov_json_get(root, "done_reason")),
+                           ec_prov_json_count(ec_prov_json_get(root, "prompt_eval_count")),
+                           ec_prov_json_count(ec_prov_json_get(root, "eval_count")), err)) {
         oc = EC_OUTCOME_RETRY;
         goto out;
     }
     out->lp = lp;
 out:
-    json_decref(root);
+    cJSON_Delete(root);
     return oc;
 }
 

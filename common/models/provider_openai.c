@@ -24,7 +24,7 @@ static ec_err openai_build_chat(const ec_provider *p, const ec_tier_cfg *t,
                                 const ec_infer_request *r, const char *api_key,
                                 ec_http_request *out, ec_error *err)
 {
-    json_t *body = NULL, *msgs = NULL;
+    cJSON *body = NULL, *msgs = NULL;
     ec_sent_params sp;
     ec_http_request_init(out, "POST"); /* so that failing leaves out freeable */
     ec_err rc = ec_prov_check(t, r, err);
@@ -46,34 +46,34 @@ static ec_err openai_build_chat(const ec_provider *p, const ec_tier_cfg *t,
     rc = ec_prov_messages_json(r, false, &msgs, err);
     if (rc)
         goto out;
-    body = json_object();
+    body = cJSON_CreateObject();
     if (!body) {
         rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory building the request body");
         goto out;
     }
     /* '|' so that "messages" always takes msgs, even when "model" failed. */
-    int bad = json_object_set_new(body, "model", json_string(t->model));
-    bad |= json_object_set_new(body, "messages", msgs);
+    int bad = ec_prov_json_set(body, "model", ec_prov_json_string(t->model));
+    bad |= ec_prov_json_set(body, "messages", msgs);
     msgs = NULL;
     if (bad) {
         rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory building the request body");
         goto out;
     }
     if ((sp.max_tokens > 0 &&
-         json_object_set_new(body, p->params->max_tokens_field, json_integer(sp.max_tokens))) ||
+         ec_prov_json_set(body, p->params->max_tokens_field, cJSON_CreateNumber(sp.max_tokens))) ||
         (sp.has_temperature &&
-         json_object_set_new(body, "temperature", json_real(sp.temperature))) ||
-        (sp.logprobs && json_object_set_new(body, "logprobs", json_true())) ||
+         ec_prov_json_set(body, "temperature", ec_prov_json_real(sp.temperature))) ||
+        (sp.logprobs && ec_prov_json_set(body, "logprobs", cJSON_CreateTrue())) ||
         (sp.top_logprobs >= 0 &&
-         json_object_set_new(body, "top_logprobs", json_integer(sp.top_logprobs)))) {
+         ec_prov_json_set(body, "top_logprobs", cJSON_CreateNumber(sp.top_logprobs)))) {
         rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory building the request body");
         goto out;
     }
     rc = ec_prov_set_body(out, body, err);
     body = NULL;
 out:
-    json_decref(msgs);
-    json_decref(body);
+    cJSON_Delete(msgs);
+    cJSON_Delete(body);
     if (rc)
         ec_http_request_free(out);
     return rc;
@@ -84,40 +84,40 @@ static ec_outcome openai_parse_chat(const ec_tier_cfg *t, const ec_http_response
 {
     if (resp->status != 200)
         return ec_prov_status_outcome(t, resp, err);
-    json_t *root = ec_prov_parse_body(t, resp, err);
+    cJSON *root = ec_prov_parse_body(t, resp, err);
     if (!root)
         return EC_OUTCOME_RETRY;
 
     ec_outcome oc = EC_OUTCOME_OK;
-    json_t *choices = json_object_get(root, "choices");
-    if (!json_is_array(choices) || json_array_size(choices) == 0) {
+    cJSON *choices = ec_prov_json_get(root, "choices");
+    if (!cJSON_IsArray(choices) || !choices->child) {
         oc = ec_prov_malformed(t, err, "no choices");
         goto out;
     }
-    json_t *choice = json_array_get(choices, 0);
-    json_t *content = json_object_get(json_object_get(choice, "message"), "content");
-    if (!json_is_string(content)) {
+    cJSON *choice = choices->child;
+    cJSON *content = ec_prov_json_get(ec_prov_json_get(choice, "message"), "content");
+    if (!cJSON_IsString(content)) {
         oc = ec_prov_malformed(t, err, "choices[0].message.content is not a string");
         goto out;
     }
     ec_lp_stats lp;
-    if (ec_prov_logprobs(json_object_get(json_object_get(choice, "logprobs"), "content"), &lp,
+    if (ec_prov_logprobs(ec_prov_json_get(ec_prov_json_get(choice, "logprobs"), "content"), &lp,
                          err)) {
         oc = EC_OUTCOME_RETRY;
         goto out;
     }
-    json_t *usage = json_object_get(root, "usage");
-    if (ec_prov_fill_reply(t, out, json_string_value(content), json_string_length(content),
-                           json_string_value(json_object_get(root, "model")),
-                           json_string_value(json_object_get(choice, "finish_reason")),
-                           ec_prov_json_count(json_object_get(usage, "prompt_tokens")),
-                           ec_prov_json_count(json_object_get(usage, "completion_tokens")), err)) {
+    cJSON *usage = ec_prov_json_get(root, "usage");
+    if (ec_prov_fill_reply(t, out, content->valuestring, strlen(content->valuestring),
+                           ec_prov_json_str(ec_prov_json_get(root, "model")),
+                           ec_prov_json_str(ec_prov_json_get(choice, "finish_reason")),
+                           ec_prov_json_count(ec_prov_json_get(usage, "prompt_tokens")),
+                           ec_prov_json_count(ec_prov_json_get(usage, "completion_tokens")), err)) {
         oc = EC_OUTCOME_RETRY;
         goto out;
     }
     out->lp = lp;
 out:
-    json_decref(root);
+    cJSON_Delete(root);
     return oc;
 }
 

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "proto_codec.h"
+#include "edgecascade/proto.h"
 #include "proto_scan.h"
 
 #define MAX_FIELDS 32

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "proto_codec.h"
+#include "edgecascade/proto.h"
 #include "proto_scan.h"
 
 const char *ec_policy_name(ec_policy p)

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "proto_codec.h"
+#include "edgecascade/proto.h"
 #include "proto_scan.h"
 
 static bool ctype_is(const char *ct, const char *what)

@@ -9,6 +9,7 @@
  * the remaining length first. */
 #include <stdint.h>
 
+#include "edgecascade/proto.h"
 #include "proto_scan.h"
 
 enum { W_NONE, W_STR, W_EXT, W_ARR, W_MAP, W_BAD };

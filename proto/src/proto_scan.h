@@ -17,7 +17,4 @@
  * claims 2^32 elements cannot make it allocate gigabytes. */
 ec_err ec_mp_scan(const unsigned char *p, size_t len, size_t *end, const char **why);
 
-/* Rejects overlong forms, surrogates and code points past U+10FFFF. */
-bool ec_utf8_valid(const char *s, size_t n);
-
 #endif

@@ -204,6 +204,10 @@ typedef struct ec_status {
     size_t n_models;
 } ec_status;
 
+/* Whether s[0..n) is valid UTF-8: no overlong forms, no surrogates, nothing
+ * past U+10FFFF (what a msgpack str and JSON text must be). */
+bool ec_utf8_valid(const char *s, size_t n);
+
 /* msgpack encoders append to out. */
 ec_err ec_query_encode(const ec_query *q, ec_buf *out, ec_error *err);
 ec_err ec_infer_request_encode(const ec_infer_request *r, ec_buf *out, ec_error *err);
