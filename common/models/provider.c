@@ -294,10 +294,8 @@ ec_err ec_prov_logprobs(const cJSON *arr, ec_lp_stats *lp, ec_error *err)
     memset(lp, 0, sizeof(*lp));
     if (!cJSON_IsArray(arr))
         return EC_OK;
-    /* cJSON arrays are lists: count once, then walk (GetArrayItem is O(i)). */
-    size_t n = 0;
-    for (const cJSON *x = arr->child; x; x = x->next)
-        n++;
+    /* cJSON arrays are lists: walked, not indexed (GetArrayItem is O(i)). */
+    size_t n = (size_t)cJSON_GetArraySize(arr);
     if (n == 0)
         return EC_OK;
     double *v = malloc(n * sizeof(*v));
@@ -388,9 +386,7 @@ ec_err ec_prov_parse_models(const ec_http_response *resp, const char *array_key,
                           array_key);
         goto out;
     }
-    size_t cnt = 0;
-    for (const cJSON *x = none ? NULL : arr->child; x; x = x->next)
-        cnt++;
+    size_t cnt = none ? 0 : (size_t)cJSON_GetArraySize(arr);
     list = calloc(cnt ? cnt : 1, sizeof(*list));
     if (!list) {
         rc = ec_error_set(err, EC_ERR_NOMEM, "out of memory");
