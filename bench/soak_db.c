@@ -33,19 +33,13 @@ static long count(sqlite3 *db, const char *sql)
     return v;
 }
 
-/* The router's arrival journal is a file of its own (journal.h). */
+/* The router's arrival journal: files of its own (journal.h), read as
+ * `edgecascade doctor` reads them. */
 static long journal_rows(const char *store_path)
 {
-    char path[4096];
-    sqlite3 *db = NULL;
-    long v = -1;
-    if (ec_journal_path(store_path, path, sizeof(path)) &&
-        sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 5000);
-        v = count(db, "SELECT count(*) FROM journal");
-    }
-    sqlite3_close(db);
-    return v;
+    uint64_t rows = 0, oldest = 0;
+    ec_error err = {0};
+    return ec_journal_peek(store_path, &rows, &oldest, &err) == EC_OK ? (long)rows : -1;
 }
 
 static int read_rows(sqlite3 *db, size_t n, soak_audit *a)

@@ -106,14 +106,22 @@ ec_err ec_sql_exec(sqlite3 *db, const char *who, const char *sql, ec_error *err)
 void *ec_sql_col_blob(sqlite3_stmt *st, int i, size_t *len);
 char *ec_sql_col_text(sqlite3_stmt *st, int i);
 
-/* journal.c, for itself and for the ledger's reader of the old journal
- * table: every row of st, whose columns are (id, received_ms, topic, payload,
- * response_topic, corr, expiry_s), as messages with tag and tag_ms set. On
- * error *out holds what was read so far; hand it to ec_journal_rows_give. */
+/* journal_legacy.c, for the readers of the journals of earlier builds (the
+ * SQLite file <store>.arrivals.db, and the journal table in the decision log
+ * that ledger.c reads): every row of st, whose columns are (id, received_ms,
+ * topic, payload, response_topic, corr, expiry_s[, of_query]), as messages
+ * with tag, tag_ms (and tag_of) set. On error *out holds what was read so
+ * far; hand it to ec_journal_rows_give. */
 ec_err ec_journal_rows_read(sqlite3_stmt *st, ec_mqtt_msg ***out, size_t *n, ec_error *err);
 /* Gives each message to fn (ok) or frees it (not ok); frees the array. Called
  * outside any lock: fn may publish. */
 void ec_journal_rows_give(ec_mqtt_msg **all, size_t n, bool ok, ec_journal_fn fn, void *ctx);
+/* The SQLite journal file of an earlier build at path (every row, oldest
+ * first; none when there is no such file), what it holds (for doctor), and
+ * its removal with its -wal and -shm once its rows are journaled anew. */
+ec_err ec_journal_legacy_read(const char *path, ec_mqtt_msg ***out, size_t *n, ec_error *err);
+ec_err ec_journal_legacy_peek(const char *path, uint64_t *rows, uint64_t *oldest_ms, ec_error *err);
+void ec_journal_legacy_remove(const char *path);
 
 /* ---- test hooks ---- */
 
@@ -122,5 +130,12 @@ void ec_journal_rows_give(ec_mqtt_msg **all, size_t n, bool ok, ec_journal_fn fn
 ec_err ec_store_test_exec(ec_store *s, const char *sql, ec_error *err);
 /* Transactions the writer has committed so far. */
 uint64_t ec_store_test_commits(ec_store *s);
+/* The arrival journal starts a new segment once its active one passes this
+ * many bytes (and twice what is still undecided); 4 MiB unless set. */
+void ec_journal_test_rotate_at(ec_journal *j, uint64_t bytes);
+/* Segments the journal has started since it was opened. */
+uint64_t ec_journal_test_rotations(ec_journal *j);
+/* Journals m as if it had arrived at received_ms (epoch ms). */
+ec_err ec_journal_test_add_at(ec_journal *j, ec_mqtt_msg *m, uint64_t received_ms, ec_error *err);
 
 #endif

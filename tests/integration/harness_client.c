@@ -217,24 +217,13 @@ char *ech_sql(ech *h, const char *sql)
 
 long ech_journal_rows(ech *h, int settle_ms)
 {
-    char path[600];
-    if (!ec_journal_path(h->db, path, sizeof(path)))
-        fail_msg("journal path for %s", h->db);
-    long n = -1;
     for (int waited = 0;; waited += 20) {
-        sqlite3 *db = NULL;
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-            fail_msg("open %s: %s", path, sqlite3_errmsg(db));
-        sqlite3_busy_timeout(db, 5000);
-        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM journal", -1, &st, NULL) != SQLITE_OK)
-            fail_msg("journal %s: %s", path, sqlite3_errmsg(db));
-        if (sqlite3_step(st) == SQLITE_ROW)
-            n = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-        if (n == 0 || waited >= settle_ms)
-            return n;
+        uint64_t rows = 0, oldest = 0;
+        ec_error err = {0};
+        if (ec_journal_peek(h->db, &rows, &oldest, &err) != EC_OK)
+            fail_msg("journal beside %s: %s", h->db, err.msg);
+        if (rows == 0 || waited >= settle_ms)
+            return (long)rows;
         ec_sleep_ms(20);
     }
 }

@@ -13,6 +13,8 @@
 #define _GNU_SOURCE
 #include "test_cli_ops_fixtures.h"
 
+#include "../../common/store/store_internal.h"
+
 /* ---- tail ---- */
 
 static json_t *json_line(const char *line, size_t len)
@@ -222,16 +224,13 @@ static void doctor_journaled_queries_waiting(void **state)
     char *out;
     start_stack(h);
     ech_stop(&h->router);
-    char path[600], sql[300];
-    assert_true(ec_journal_path(h->db, path, sizeof(path)));
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    snprintf(sql, sizeof(sql),
-             "INSERT INTO journal (id, received_ms, topic, payload) VALUES (1, %llu, 'x/query', "
-             "'{\"id\":\"doctor-j1\",\"prompt\":\"hello\"}')",
-             (unsigned long long)(ec_now_ms() - 300000));
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    ec_journal *jr = NULL;
+    ec_error err = {0};
+    assert_int_equal(ec_journal_open(&jr, h->db, &err), EC_OK);
+    ec_mqtt_msg m = {.topic = "x/query", .payload = "{\"id\":\"doctor-j1\",\"prompt\":\"hello\"}"};
+    m.len = strlen(m.payload);
+    assert_int_equal(ec_journal_test_add_at(jr, &m, ec_now_ms() - 300000, &err), EC_OK);
+    ec_journal_close(jr);
     char *args[] = {"doctor", NULL};
     int rc = run_cli(h, NULL, &out, args);
     assert_int_equal(rc, 1); /* the router is down: a failure */
