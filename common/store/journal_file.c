@@ -12,14 +12,19 @@
 
 static const uint8_t magic[4] = {'E', 'C', 'J', '2'};
 
-static uint64_t check_of(const uint8_t *p, size_t n)
+uint64_t ec_jf_fnv(uint64_t h, const void *p, size_t n)
 {
-    uint64_t h = 14695981039346656037ull;
+    const uint8_t *b = p;
     for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
+        h ^= b[i];
         h *= 1099511628211ull;
     }
     return h;
+}
+
+static uint64_t check_of(const uint8_t *p, size_t n)
+{
+    return ec_jf_fnv(EC_JF_FNV_SEED, p, n);
 }
 
 static uint8_t *put(uint8_t *p, const void *v, size_t n)

@@ -32,6 +32,11 @@
 
 enum { EC_JF_ADD = 1, EC_JF_DONE = 2 };
 
+/* FNV-1a 64 over n bytes, continuing from h (start from EC_JF_FNV_SEED): the
+ * records' check, and the journal's digest of a delivery. */
+#define EC_JF_FNV_SEED 14695981039346656037ull
+uint64_t ec_jf_fnv(uint64_t h, const void *p, size_t n);
+
 /* The header of a segment of the given generation, into out[EC_JF_HEADER]. */
 void ec_jf_header(uint8_t *out, uint64_t gen);
 

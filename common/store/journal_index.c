@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "journal_file.h"
 #include "journal_internal.h"
 
 static size_t home(const ec_journal *j, int64_t id)
@@ -100,27 +101,15 @@ bool ec_jidx_decide(ec_journal *j, int64_t id)
 
 /* ---- duplicates ---- */
 
-/* FNV-1a over the parts that make a delivery the same message. */
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 uint64_t ec_jidx_digest(const ec_mqtt_msg *m)
 {
-    uint64_t h = 14695981039346656037ull;
-    h = fnv(h, m->payload, m->len);
-    h = fnv(h, "|", 1);
+    uint64_t h = ec_jf_fnv(EC_JF_FNV_SEED, m->payload, m->len);
+    h = ec_jf_fnv(h, "|", 1);
     if (m->corr)
-        h = fnv(h, m->corr, m->corr_len);
-    h = fnv(h, "|", 1);
+        h = ec_jf_fnv(h, m->corr, m->corr_len);
+    h = ec_jf_fnv(h, "|", 1);
     if (m->response_topic)
-        h = fnv(h, m->response_topic, strlen(m->response_topic));
+        h = ec_jf_fnv(h, m->response_topic, strlen(m->response_topic));
     return h ? h : 1; /* 0 marks an empty slot */
 }
 
