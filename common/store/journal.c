@@ -222,11 +222,9 @@ ec_err ec_journal_each(ec_journal *j, ec_journal_fn fn, void *ctx, size_t *count
      * and a publish must not wait under our lock. */
     pthread_mutex_lock(&j->lock);
     ec_jlive **all = j->memory ? NULL : ec_jidx_in_order(j, &n);
-    if (n && !(msgs = calloc(n, sizeof(*msgs))))
+    if ((j->n && !j->memory && !all) || (n && !(msgs = calloc(n, sizeof(*msgs)))))
         rc = ec_error_set(err, EC_ERR_NOMEM, "journal: out of memory reading it");
-    else if (j->n && !j->memory && !all)
-        rc = ec_error_set(err, EC_ERR_NOMEM, "journal: out of memory reading it");
-    for (size_t i = 0; !rc && msgs && i < n; i++) {
+    for (size_t i = 0; !rc && all && msgs && i < n; i++) {
         ec_jlive *e = all[i];
         uint8_t *b = ec_jseg_scratch(j, e->len);
         if (!b || pread(j->fd[e->seg], b, e->len, (off_t)e->off) != (ssize_t)e->len ||

@@ -335,7 +335,7 @@ ec_mqtt_msg *ec_jf_add_decode(const uint8_t *rec, size_t len)
     m->tag_ms = r.received_ms;
     m->tag_of = r.of_query;
     m->expiry_s = get_u32(b + 25);
-    m->format = (int8_t)b[29];
+    m->format = b[29] == 0xff ? -1 : (int)b[29]; /* -1 (absent) was written as 0xff */
     m->qos = 1;
     m->received_us = ec_mono_us();
     rebuild rb = {m, true};

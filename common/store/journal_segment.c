@@ -93,10 +93,10 @@ ec_err ec_jseg_rotate(ec_journal *j, bool sync, ec_error *err)
     ec_jseg_name(path, sizeof(path), j->base, ec_jseg_suffix[other]);
     size_t n = 0;
     ec_jlive **all = ec_jidx_in_order(j, &n);
-    uint64_t *offs = n ? malloc(n * sizeof(*offs)) : NULL, size = 0;
+    uint64_t *offs = n ? calloc(n, sizeof(*offs)) : NULL, size = 0;
     ec_err rc = EC_OK;
     int fd = -1;
-    if (j->n && (!all || !offs)) {
+    if (j->n && (!all || !offs || !n)) {
         rc = ec_error_set(err, EC_ERR_NOMEM, "journal: out of memory starting a segment");
         goto out;
     }
@@ -110,7 +110,7 @@ ec_err ec_jseg_rotate(ec_journal *j, bool sync, ec_error *err)
         rc = ec_jseg_io_fail(err, "cannot start segment", path);
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; all && offs && i < n; i++) {
         all[i]->off = offs[i];
         all[i]->seg = (uint8_t)other;
     }
