@@ -71,6 +71,15 @@ ec_err ec_prov_fill_reply(const ec_tier_cfg *t, ec_infer_reply *out, const char 
  * Ollama's top-level logprobs); not an array or empty -> present=false. */
 ec_err ec_prov_logprobs(const cJSON *arr, ec_lp_stats *lp, ec_error *err);
 
+/* parse_chat of the OpenAI-shaped providers, for a 200, in its two ways
+ * (provider_openai.c): the cJSON tree, which decides every case, and the
+ * tokenizer (json_fast.h), which handles well-formed answers only and says
+ * false, leaving out untouched, for everything else. Apart so that a test
+ * can pin that they agree. */
+ec_outcome ec_prov_openai_parse_dom(const ec_tier_cfg *t, const ec_http_response *resp,
+                                    ec_infer_reply *out, ec_error *err);
+bool ec_prov_openai_parse_fast(const ec_tier_cfg *t, const ec_http_response *resp,
+                               ec_infer_reply *out);
 /* Discovery: non-200 -> EC_ERR_HTTP, then names = root[array_key][].name_key. */
 ec_err ec_prov_parse_models(const ec_http_response *resp, const char *array_key,
                             const char *name_key, char ***names, size_t *n, ec_error *err);
@@ -91,6 +100,8 @@ const char *ec_prov_json_str(const cJSON *v);
 /* A non-negative whole number as a token count (0 otherwise), at most
  * UINT32_MAX. */
 uint32_t ec_prov_json_count(const cJSON *v);
+/* The same for a number already read: 0 unless a non-negative whole one. */
+uint32_t ec_prov_count(double d);
 
 /* A string item; NULL when s is NULL, not valid UTF-8 or memory ran out. */
 cJSON *ec_prov_json_string(const char *s);

@@ -55,14 +55,16 @@ const char *ec_prov_json_str(const cJSON *v)
     return v->valuestring;
 }
 
-uint32_t ec_prov_json_count(const cJSON *v)
+uint32_t ec_prov_count(double d)
 {
-    if (!cJSON_IsNumber(v))
-        return 0;
-    double d = v->valuedouble;
     if (!(d >= 0) || d != floor(d))
         return 0;
     return d > (double)UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+}
+
+uint32_t ec_prov_json_count(const cJSON *v)
+{
+    return cJSON_IsNumber(v) ? ec_prov_count(v->valuedouble) : 0;
 }
 
 cJSON *ec_prov_json_string(const char *s)

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_fast.h"
+
 static ec_err openai_build_chat(const ec_provider *p, const ec_tier_cfg *t,
                                 const ec_infer_request *r, const char *api_key,
                                 ec_http_request *out, ec_error *err)
@@ -79,11 +81,9 @@ out:
     return rc;
 }
 
-static ec_outcome openai_parse_chat(const ec_tier_cfg *t, const ec_http_response *resp,
+ec_outcome ec_prov_openai_parse_dom(const ec_tier_cfg *t, const ec_http_response *resp,
                                     ec_infer_reply *out, ec_error *err)
 {
-    if (resp->status != 200)
-        return ec_prov_status_outcome(t, resp, err);
     cJSON *root = ec_prov_parse_body(t, resp, err);
     if (!root)
         return EC_OUTCOME_RETRY;
@@ -119,6 +119,128 @@ static ec_outcome openai_parse_chat(const ec_tier_cfg *t, const ec_http_response
 out:
     cJSON_Delete(root);
     return oc;
+}
+
+/* The fast path's buffers: enough tokens and logprobs for a short answer on
+ * the stack; a longer one gets them from the heap. */
+#define FAST_TOKENS   512
+#define FAST_LOGPROBS 256
+
+/* ec_prov_json_str on a token: *s the decoded string, or NULL when v is not
+ * a string or not valid UTF-8; false when memory ran out. */
+static bool fast_str(const ec_jdoc *d, int v, char **s)
+{
+    *s = NULL;
+    if (!ec_jdoc_is(d, v, EC_JT_STR))
+        return true;
+    size_t n;
+    char *c = ec_jdoc_strdup(d, v, &n);
+    if (!c)
+        return false;
+    if (ec_utf8_valid(c, n))
+        *s = c;
+    else
+        free(c);
+    return true;
+}
+
+static uint32_t fast_count(const ec_jdoc *d, int v)
+{
+    return ec_jdoc_is(d, v, EC_JT_NUM) ? ec_prov_count(ec_jdoc_num(d, v)) : 0;
+}
+
+/* ec_prov_logprobs on a token: the same values in the same order. */
+static bool fast_logprobs(const ec_jdoc *d, int arr, ec_lp_stats *lp)
+{
+    memset(lp, 0, sizeof(*lp));
+    if (!ec_jdoc_is(d, arr, EC_JT_ARR))
+        return true;
+    size_t n = 0;
+    for (int x = d->tok[arr].child; x >= 0; x = d->tok[x].next)
+        n++;
+    if (n == 0)
+        return true;
+    double stack[FAST_LOGPROBS];
+    double *v = n <= FAST_LOGPROBS ? stack : malloc(n * sizeof(*v));
+    if (!v)
+        return false;
+    size_t k = 0;
+    for (int x = d->tok[arr].child; x >= 0; x = d->tok[x].next) {
+        int lpv = ec_jdoc_get(d, x, "logprob");
+        if (ec_jdoc_is(d, lpv, EC_JT_NUM))
+            v[k++] = ec_jdoc_num(d, lpv);
+    }
+    if (k > 0)
+        ec_lp_stats_compute(v, k, lp);
+    if (v != stack)
+        free(v);
+    return true;
+}
+
+/* What ec_prov_openai_parse_dom does on success, read from the tokens. */
+static bool fast_answer(const ec_tier_cfg *t, const ec_jdoc *d, ec_infer_reply *out)
+{
+    int choices = ec_jdoc_get(d, 0, "choices");
+    if (!ec_jdoc_is(d, choices, EC_JT_ARR) || d->tok[choices].child < 0)
+        return false;
+    int choice = d->tok[choices].child;
+    int content = ec_jdoc_get(d, ec_jdoc_get(d, choice, "message"), "content");
+    if (!ec_jdoc_is(d, content, EC_JT_STR))
+        return false;
+    ec_lp_stats lp;
+    if (!fast_logprobs(d, ec_jdoc_get(d, ec_jdoc_get(d, choice, "logprobs"), "content"), &lp))
+        return false;
+    int usage = ec_jdoc_get(d, 0, "usage");
+    size_t len;
+    char *answer = ec_jdoc_strdup(d, content, &len);
+    char *model = NULL, *finish = NULL;
+    ec_error scratch = {0}; /* a failure is reported by the cJSON path */
+    bool ok = answer && fast_str(d, ec_jdoc_get(d, 0, "model"), &model) &&
+              fast_str(d, ec_jdoc_get(d, choice, "finish_reason"), &finish) &&
+              ec_prov_fill_reply(t, out, answer, len, model, finish,
+                                 fast_count(d, ec_jdoc_get(d, usage, "prompt_tokens")),
+                                 fast_count(d, ec_jdoc_get(d, usage, "completion_tokens")),
+                                 &scratch) == EC_OK;
+    free(answer);
+    free(model);
+    free(finish);
+    if (ok)
+        out->lp = lp;
+    return ok;
+}
+
+bool ec_prov_openai_parse_fast(const ec_tier_cfg *t, const ec_http_response *resp,
+                               ec_infer_reply *out)
+{
+    ec_jtok stack[FAST_TOKENS];
+    ec_jdoc d;
+    const char *body = resp->body.data;
+    size_t n = resp->body.len;
+    bool ok = ec_jdoc_parse(&d, body, n, stack, FAST_TOKENS);
+    ec_jtok *heap = NULL;
+    if (!ok && d.used == FAST_TOKENS) {
+        /* Out of tokens, not refused: every token takes two bytes at least
+         * (a value and a separator), so n / 2 + 2 always suffice. */
+        heap = malloc((n / 2 + 2) * sizeof(*heap));
+        ok = heap && ec_jdoc_parse(&d, body, n, heap, n / 2 + 2);
+    }
+    ok = ok && ec_jdoc_is(&d, 0, EC_JT_OBJ) && fast_answer(t, &d, out);
+    free(heap);
+    return ok;
+}
+
+/* Most answers take the fast path; whatever it does not take (an error
+ * status, a malformed body, \u escapes, ...) the cJSON path reads, as before
+ * it alone did. tests/unit/test_provider_fast.c pins that both give the same
+ * reply. */
+static ec_outcome openai_parse_chat(const ec_tier_cfg *t, const ec_http_response *resp,
+                                    ec_infer_reply *out, ec_error *err)
+{
+    if (resp->status != 200)
+        return ec_prov_status_outcome(t, resp, err);
+    if (ec_prov_openai_parse_fast(t, resp, out))
+        return EC_OUTCOME_OK;
+    return ec_prov_openai_parse_dom(t, resp, out, err);
 }
 
 static ec_err openai_build_models(const ec_tier_cfg *t, const char *api_key, ec_http_request *out,

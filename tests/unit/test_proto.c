@@ -196,6 +196,14 @@ static void test_encode_validates(void **state)
     m.rq.messages = bad_role;
     m.rq.n_messages = 1;
     expect_encode_fail(K_IREQ, &m, EC_ERR_INVAL, "infer_request.messages[0].role: must be");
+    /* The path of an element is built by hand (not snprintf): two digits. */
+    ec_chat_msg many[12];
+    for (size_t i = 0; i < 12; i++)
+        many[i] = (ec_chat_msg){S("user"), S("hi")};
+    many[11].role = S("robot");
+    m.rq.messages = many;
+    m.rq.n_messages = 12;
+    expect_encode_fail(K_IREQ, &m, EC_ERR_INVAL, "infer_request.messages[11].role: must be");
 
     m.rp = fx_infer_reply_ok();
     m.rp.answer = NULL;

@@ -159,6 +159,56 @@ static void test_duplicate_key(void **state)
     expect_fail(K_QUERY, dupv, sizeof(dupv) - 1, EC_ERR_PROTO, "query.v: duplicate key");
 }
 
+/* Re-packs the top-level map of src with its keys in reverse order. */
+static void reverse_keys(const ec_buf *src, msgpack_sbuffer *out)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack_next(&u, src->data, src->len, &off), MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(u.data.type, MSGPACK_OBJECT_MAP);
+    msgpack_sbuffer_init(out);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    const msgpack_object_map *m = &u.data.via.map;
+    msgpack_pack_map(&pk, m->size);
+    for (uint32_t i = m->size; i-- > 0;) {
+        msgpack_pack_object(&pk, m->ptr[i].key);
+        msgpack_pack_object(&pk, m->ptr[i].val);
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
+/* The decoder looks for each key first after the field the previous key
+ * matched (our encoders write table order): any other order, and keys that
+ * only share a prefix with a field or carry a NUL, must decode as before. */
+static void test_key_order_and_lookalikes(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N_VECTORS; i++) {
+        ec_buf b;
+        msgpack_sbuffer sb;
+        encode_vector(&vectors[i], &b);
+        reverse_keys(&b, &sb);
+        anymsg m;
+        expect_ok(vectors[i].kind, sb.data, sb.size, &m);
+        assert_true(eq_any(vectors[i].kind, &m, &vectors[i].msg));
+        clear_any(vectors[i].kind, &m);
+        msgpack_sbuffer_destroy(&sb);
+        ec_buf_free(&b);
+    }
+    /* {"prompt\0":"b","promp":"c","v":1,"prompts":"d","prompt":"a"} */
+    const char look[] = "\x85\xa7prompt\0\xa1\x62\xa5promp\xa1\x63\xa1v\x01"
+                        "\xa7prompts\xa1\x64\xa6prompt\xa1\x61";
+    anymsg m;
+    expect_ok(K_QUERY, look, sizeof(look) - 1, &m);
+    assert_string_equal(m.q.prompt, "a");
+    clear_any(K_QUERY, &m);
+    /* A duplicate is found wherever the search starts. */
+    const char dup[] = "\x84\xa6prompt\xa1\x61\xa1v\x01\xa2id\xa1x\xa6prompt\xa1\x62";
+    expect_fail(K_QUERY, dup, sizeof(dup) - 1, EC_ERR_PROTO, "query.prompt: duplicate key");
+}
+
 static void test_version(void **state)
 {
     (void)state;
@@ -421,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_unknown_keys_ignored),
         cmocka_unit_test(test_duplicate_key),
+        cmocka_unit_test(test_key_order_and_lookalikes),
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_optional_fields),
