@@ -117,6 +117,15 @@ out:
     return rc;
 }
 
+bool ec_journal_seen(ec_journal *j, const ec_mqtt_msg *m)
+{
+    uint64_t d = ec_jidx_digest(m);
+    pthread_mutex_lock(&j->lock);
+    bool seen = ec_jidx_seen_before(j, d) && m->dup;
+    pthread_mutex_unlock(&j->lock);
+    return seen;
+}
+
 ec_err ec_journal_add(ec_journal *j, ec_mqtt_msg *m, ec_error *err)
 {
     return add(j, m, 0, err);

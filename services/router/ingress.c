@@ -160,6 +160,12 @@ void ec_ingress_journal_reply(ec_ingress *in, ec_mqtt_msg *msg, int64_t of_query
                      (long long)of_query, err.msg);
 }
 
+void ec_ingress_note_reply(ec_ingress *in, ec_mqtt_msg *msg)
+{
+    if (CFG(in)->journal && in->journal && ec_journal_seen(in->journal, msg))
+        msg->tag = -1;
+}
+
 ec_overflow_action ec_ingress_overflow(ec_ingress *in, ec_mqtt_msg *msg)
 {
     if (!ec_ingress_is_query(in, msg->topic))

@@ -78,7 +78,11 @@ static void *worker_main(void *arg)
             break;
         if (rc != EC_OK)
             continue;
-        if (ec_cascade_is_reply(r->pl.cascade, msg->topic)) {
+        if (ec_cascade_is_reply(r->pl.cascade, msg->topic) && msg->tag < 0) {
+            /* The broker's second delivery of a reply already taken
+             * (ec_ingress_note_reply): a paid answer is counted once. */
+            ec_log_info("a reply on %s delivered again by the broker; already taken", msg->topic);
+        } else if (ec_cascade_is_reply(r->pl.cascade, msg->topic)) {
             ec_pending *handed = NULL;
             ec_pending *p = ec_cascade_reply(r->pl.cascade, msg, &handed);
             if (handed)
@@ -136,6 +140,8 @@ static void on_arrival(void *ctx, ec_mqtt_msg *msg)
         int64_t of = ec_cascade_paid_reply_owner(r->pl.cascade, msg);
         if (of > 0)
             ec_ingress_journal_reply(r->pl.ingress, msg, of);
+        else
+            ec_ingress_note_reply(r->pl.ingress, msg);
     }
 }
 

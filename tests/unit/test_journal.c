@@ -124,6 +124,38 @@ static void skips_redeliveries_only(void **state)
     ec_journal_close(j);
 }
 
+static void drop(void *ctx, ec_mqtt_msg *m)
+{
+    (void)ctx;
+    ec_mqtt_msg_free(m);
+}
+
+/* A reply no query waits for is not journaled, but the broker may deliver
+ * it twice all the same (a connection lost before our PUBACK): the second is
+ * recognised, like one journaled before a restart. */
+static void a_reply_delivered_twice_is_recognised(void **state)
+{
+    fx *f = *state;
+    ec_error err = {0};
+    ec_journal *j = open_journal(f);
+    ec_mqtt_msg late = msg("paid reply A", false);
+    assert_false(ec_journal_seen(j, &late));
+    late.dup = true;
+    assert_true(ec_journal_seen(j, &late));
+    ec_mqtt_msg other = msg("paid reply B", true);
+    assert_false(ec_journal_seen(j, &other));
+    /* Journaled for its query, then the router stops before deciding it. */
+    ec_mqtt_msg q = msg("query", false), kept = msg("paid reply C", false);
+    assert_int_equal(ec_journal_add(j, &q, &err), EC_OK);
+    assert_int_equal(ec_journal_add_reply(j, &kept, q.tag, &err), EC_OK);
+    ec_journal_close(j);
+    j = open_journal(f);
+    assert_int_equal(ec_journal_each(j, drop, NULL, NULL, &err), EC_OK);
+    kept.dup = true;
+    assert_true(ec_journal_seen(j, &kept));
+    ec_journal_close(j);
+}
+
 static void rows_stay_until_done_and_ids_are_not_reused(void **state)
 {
     fx *f = *state;
@@ -158,12 +190,6 @@ static void rows_stay_until_done_and_ids_are_not_reused(void **state)
     assert_int_equal(ec_journal_add(j, &m3, &err), EC_OK);
     assert_true(m3.tag > m2.tag);
     ec_journal_close(j);
-}
-
-static void drop(void *ctx, ec_mqtt_msg *m)
-{
-    (void)ctx;
-    ec_mqtt_msg_free(m);
 }
 
 /* Redeliveries come after a connection drop (the last arrivals before it) or
@@ -649,6 +675,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(skips_redeliveries_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_reply_delivered_twice_is_recognised, setup, teardown),
         cmocka_unit_test_setup_teardown(rows_stay_until_done_and_ids_are_not_reused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(recognises_redeliveries_after_a_drop_or_a_restart, setup,

@@ -52,6 +52,11 @@ ec_err ec_journal_add(ec_journal *j, ec_mqtt_msg *m, ec_error *err);
  * start it comes back with m->tag_of set, and it is deleted with its query's
  * row (ec_journal_done). Duplicates as for ec_journal_add. */
 ec_err ec_journal_add_reply(ec_journal *j, ec_mqtt_msg *m, int64_t of_query, ec_error *err);
+/* Whether m is the broker's redelivery (DUP) of a message among the recent
+ * arrivals or those found in the journal at start, journaled or not; m is
+ * remembered either way, nothing is written. For the messages not worth a
+ * record (a reply no query waits for), which must still be taken once. */
+bool ec_journal_seen(ec_journal *j, const ec_mqtt_msg *m);
 /* Every journaled message, oldest first, rebuilt as an ec_mqtt_msg with tag
  * and tag_ms set; fn takes ownership. */
 typedef void (*ec_journal_fn)(void *ctx, ec_mqtt_msg *m);
