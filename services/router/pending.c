@@ -13,6 +13,9 @@ struct ec_pending_table {
     ec_pending **buckets;
     size_t mask;
     size_t count;
+    /* No hop ends before this (a lower bound, exact after each sweep): the
+     * sweeper, every 50 ms, walks the buckets only when one may have. */
+    double earliest_ms;
 };
 
 ec_pending_table *ec_pending_table_create(size_t buckets)
@@ -157,6 +160,8 @@ void ec_pending_put(ec_pending_table *t, ec_pending *p)
     p->next = t->buckets[s];
     t->buckets[s] = p;
     t->count++;
+    if (t->count == 1 || p->hop_deadline_ms < t->earliest_ms)
+        t->earliest_ms = p->hop_deadline_ms;
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -194,6 +199,12 @@ ec_pending *ec_pending_take_expired(ec_pending_table *t, double now_ms)
 {
     ec_pending *out = NULL;
     pthread_mutex_lock(&t->lock);
+    if (t->count == 0 || now_ms < t->earliest_ms) {
+        pthread_mutex_unlock(&t->lock);
+        return NULL;
+    }
+    double earliest = 0;
+    bool any = false;
     for (size_t i = 0; i <= t->mask; i++) {
         ec_pending **pp = &t->buckets[i];
         while (*pp) {
@@ -204,10 +215,14 @@ ec_pending *ec_pending_take_expired(ec_pending_table *t, double now_ms)
                 out = p;
                 t->count--;
             } else {
+                if (!any || p->hop_deadline_ms < earliest)
+                    earliest = p->hop_deadline_ms;
+                any = true;
                 pp = &p->next;
             }
         }
     }
+    t->earliest_ms = earliest;
     pthread_mutex_unlock(&t->lock);
     return out;
 }
