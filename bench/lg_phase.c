@@ -242,6 +242,8 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
     double cpu0[LG_MAX_PIDS];
     for (int k = 0; k < g->o.n_pids; k++)
         cpu0[k] = lg_proc_cpu_ms(g->o.pids[k].pid);
+    unsigned long long steal0 = 0, total0 = 0;
+    bool have_steal = lg_proc_steal(&steal0, &total0);
     long sim_off = measure ? lg_file_size(g->o.sim_log) : 0;
 
     ec_buf b;
@@ -389,6 +391,11 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
     free(ok_lat);
     free(ans_lat);
 
+    unsigned long long steal1 = 0, total1 = 0;
+    if (have_steal && lg_proc_steal(&steal1, &total1) && total1 > total0)
+        json_object_set_new(
+            o, "steal_pct",
+            json_real(100.0 * (double)(steal1 - steal0) / (double)(total1 - total0)));
     if (g->o.n_pids) {
         json_t *cpu = json_object();
         double wall_s = (double)(end - t0) / 1e6;

@@ -52,6 +52,10 @@ bool lg_phase_ok(json_t *phase);
 /* /proc readings: utime+stime in ms; VmHWM / VmRSS in kB (-1 on error). */
 double lg_proc_cpu_ms(pid_t pid);
 long lg_proc_status_kb(pid_t pid, const char *field);
+/* The machine's CPU time so far (/proc/stat, all CPUs, ticks) and the part
+ * of it the hypervisor gave to others (steal); false when unreadable. A
+ * phase's steal share tells a slow VM from a slow pipeline. */
+bool lg_proc_steal(unsigned long long *steal, unsigned long long *total);
 
 /* Simulator log: per-request milliseconds of chat completions from offset on. */
 json_t *lg_sim_times(const char *path, long offset);
