@@ -359,6 +359,9 @@ static void calibrate_from_store_counts_shadow_labels(void **state)
         assert_string_equal(r.tier, "cloud");
         ec_result_clear(&r);
     }
+    /* A Result goes out before its decision is committed (the writer
+     * batches): both escalations must be in the log before calibrate reads it. */
+    assert_int_equal(ech_sql_wait(&h, "SELECT count(*) FROM decisions WHERE escalated = 1", 2), 2);
     long rows = 0;
     for (int i = 0; i < 100 && rows < 4; i++) {
         rows = ech_sql_long(&h, "SELECT count(*) FROM attempts WHERE reason LIKE 'shadow:%'");
