@@ -223,8 +223,19 @@ static ec_err open_fail(sqlite3 *db, const char *path, bool readonly, ec_error *
     return rc;
 }
 
+/* SQLite counts every allocation it makes under a process-wide mutex
+ * (SQLITE_CONFIG_MEMSTATUS, on by default) for sqlite3_memory_used(), which
+ * nothing here reads: off, before the library initialises. A no-op (and
+ * harmless) when another part of the process opened a database first. */
+static void sqlite_once(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 ec_err ec_store_open_conn(sqlite3 **out, const char *path, bool readonly, ec_error *err)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, sqlite_once);
     /* FULLMUTEX is cheap here and keeps the close path and the test hooks safe;
      * the design still gives each connection one user at a time. */
     int flags = SQLITE_OPEN_FULLMUTEX |
