@@ -584,15 +584,18 @@ void ec_cascade_destroy(ec_cascade *c)
     free(c);
 }
 
-int64_t ec_cascade_paid_reply_owner(ec_cascade *c, const ec_mqtt_msg *msg)
+ec_reply_kind ec_cascade_reply_kind(ec_cascade *c, const ec_mqtt_msg *msg, int64_t *journal_id)
 {
     uint64_t key;
     int tier = -1;
-    int64_t journal_id = 0;
-    if (!key_of(msg, &key) || !ec_pending_peek(c->pending, key, &tier, &journal_id) || tier < 0)
-        return 0;
+    *journal_id = 0;
+    if (!key_of(msg, &key) || !ec_pending_peek(c->pending, key, &tier, journal_id))
+        return EC_REPLY_UNEXPECTED;
     const ec_config *cfg = CFG(c);
-    return (size_t)tier < cfg->n_tiers && !cfg->tiers[tier].local ? journal_id : 0;
+    if (tier >= 0 && (size_t)tier < cfg->n_tiers && !cfg->tiers[tier].local)
+        return EC_REPLY_PAID;
+    *journal_id = 0;
+    return EC_REPLY_LOCAL;
 }
 
 bool ec_cascade_is_reply(const ec_cascade *c, const char *topic)

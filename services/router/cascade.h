@@ -53,9 +53,17 @@ ec_pending *ec_cascade_stale_orphans(ec_cascade *c, double now_ms, double keep_m
 ec_pending *ec_cascade_sweep(ec_cascade *c, double now_ms);
 
 bool ec_cascade_is_reply(const ec_cascade *c, const char *topic);
-/* Paho's thread, before the acknowledgement: the journal id of the query a
- * reply to a cloud hop belongs to (a paid answer worth journaling), else 0. */
-int64_t ec_cascade_paid_reply_owner(ec_cascade *c, const ec_mqtt_msg *msg);
+/* Paho's thread, before the acknowledgement: what a tier's reply is to the
+ * journal. A local hop's answer costs nothing twice; a cloud hop's is paid
+ * (*journal_id: its query's journal id, 0 when the query is not journaled);
+ * one no hop waits for (late, or meant for the router's last run) may be
+ * paid too. */
+typedef enum ec_reply_kind {
+    EC_REPLY_LOCAL,
+    EC_REPLY_PAID,
+    EC_REPLY_UNEXPECTED,
+} ec_reply_kind;
+ec_reply_kind ec_cascade_reply_kind(ec_cascade *c, const ec_mqtt_msg *msg, int64_t *journal_id);
 const char *ec_cascade_reply_topic(const ec_cascade *c);
 
 /* What the observers and admission read. */

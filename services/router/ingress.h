@@ -42,10 +42,10 @@ void ec_ingress_on_arrival(ec_ingress *in, ec_mqtt_msg *msg);
  * committed keeps it: the query's next run uses it (orphans.h) instead of
  * paying again. */
 void ec_ingress_journal_reply(ec_ingress *in, ec_mqtt_msg *msg, int64_t of_query);
-/* Paho's thread, for a tier's reply no hop in flight waits for (late, or
- * sent to the router's last run): msg->tag = -1 when it is the broker's
- * redelivery (DUP) of one already taken, journaled or not, so a paid answer
- * is never kept, nor counted, twice. Same for a journaled reply
+/* Paho's thread, for a reply that may be paid and is not journaled (no hop
+ * waits for it, or its query is not journaled): msg->tag = -1 when it is the
+ * broker's redelivery (DUP) of one already taken, so a paid answer is never
+ * kept, nor counted, twice. Same for a journaled reply
  * (ec_ingress_journal_reply). The worker drops such a reply. */
 void ec_ingress_note_reply(ec_ingress *in, ec_mqtt_msg *msg);
 

@@ -137,10 +137,11 @@ static void on_arrival(void *ctx, ec_mqtt_msg *msg)
     if (ec_ingress_is_query(r->pl.ingress, msg->topic)) {
         ec_ingress_on_arrival(r->pl.ingress, msg);
     } else if (ec_cascade_is_reply(r->pl.cascade, msg->topic)) {
-        int64_t of = ec_cascade_paid_reply_owner(r->pl.cascade, msg);
-        if (of > 0)
+        int64_t of = 0;
+        ec_reply_kind kind = ec_cascade_reply_kind(r->pl.cascade, msg, &of);
+        if (kind == EC_REPLY_PAID && of > 0)
             ec_ingress_journal_reply(r->pl.ingress, msg, of);
-        else
+        else if (kind != EC_REPLY_LOCAL)
             ec_ingress_note_reply(r->pl.ingress, msg);
     }
 }
