@@ -24,6 +24,22 @@ ec_jlive *ec_jidx_find(ec_journal *j, int64_t id)
     }
 }
 
+/* Puts e in its slot (or over the entry of the same id), nothing else. */
+static ec_jlive *place(ec_journal *j, const ec_jlive *e)
+{
+    size_t i = home(j, e->id);
+    while (j->tab[i].id && j->tab[i].id != e->id)
+        i = (i + 1) & (j->cap - 1);
+    if (!j->tab[i].id) {
+        j->n++;
+        j->live_bytes += e->len;
+    } else {
+        j->live_bytes += (uint64_t)e->len - j->tab[i].len;
+    }
+    j->tab[i] = *e;
+    return &j->tab[i];
+}
+
 static bool grow(ec_journal *j)
 {
     size_t cap = j->cap ? 2 * j->cap : 256;
@@ -33,11 +49,11 @@ static bool grow(ec_journal *j)
     size_t old_cap = j->cap;
     j->tab = tab;
     j->cap = cap;
-    j->n = j->n_replies = 0;
+    j->n = 0;
     j->live_bytes = 0;
     for (size_t i = 0; i < old_cap; i++)
         if (old[i].id)
-            ec_jidx_put(j, &old[i]);
+            place(j, &old[i]);
     free(old);
     return true;
 }
@@ -46,18 +62,15 @@ bool ec_jidx_put(ec_journal *j, const ec_jlive *e)
 {
     if (2 * (j->n + 1) > j->cap && !grow(j))
         return false;
-    size_t i = home(j, e->id);
-    while (j->tab[i].id && j->tab[i].id != e->id)
-        i = (i + 1) & (j->cap - 1);
-    if (j->tab[i].id) {
-        j->live_bytes -= j->tab[i].len;
-        j->n_replies -= j->tab[i].of_query > 0;
-        j->n--;
-    }
-    j->tab[i] = *e;
-    j->n++;
-    j->n_replies += e->of_query > 0;
-    j->live_bytes += e->len;
+    ec_jlive *was = ec_jidx_find(j, e->id);
+    uint32_t replies = was ? was->replies : 0;
+    ec_jlive *now = place(j, e);
+    now->replies = replies;
+    /* A paid reply is counted with its query, so deciding a query looks for
+     * replies only when it has some. */
+    ec_jlive *q = !was && e->of_query > 0 ? ec_jidx_find(j, e->of_query) : NULL;
+    if (q)
+        q->replies++;
     return true;
 }
 
@@ -65,8 +78,8 @@ bool ec_jidx_put(ec_journal *j, const ec_jlive *e)
 static void remove_at(ec_journal *j, ec_jlive *e)
 {
     size_t i = (size_t)(e - j->tab);
+    int64_t of_query = e->of_query;
     j->n--;
-    j->n_replies -= e->of_query > 0;
     j->live_bytes -= e->len;
     j->tab[i].id = 0;
     for (size_t k = (i + 1) & (j->cap - 1); j->tab[k].id; k = (k + 1) & (j->cap - 1)) {
@@ -78,25 +91,27 @@ static void remove_at(ec_journal *j, ec_jlive *e)
             i = k;
         }
     }
+    ec_jlive *q = of_query > 0 ? ec_jidx_find(j, of_query) : NULL;
+    if (q && q->replies)
+        q->replies--;
 }
 
 bool ec_jidx_decide(ec_journal *j, int64_t id)
 {
-    bool any = false;
     ec_jlive *e = ec_jidx_find(j, id);
-    if (e) {
-        remove_at(j, e);
-        any = true;
-    }
-    /* Paid replies are few and short-lived: a scan only while there are any. */
-    for (size_t i = 0; j->n_replies && i < j->cap; i++) {
+    if (!e)
+        return false;
+    uint32_t replies = e->replies;
+    remove_at(j, e);
+    /* Paid replies are few: the table is walked only for a query with some. */
+    for (size_t i = 0; replies && i < j->cap; i++) {
         if (j->tab[i].id && j->tab[i].of_query == id) {
             remove_at(j, &j->tab[i]);
+            replies--;
             i--; /* the shift may have moved another one here */
-            any = true;
         }
     }
-    return any;
+    return true;
 }
 
 /* ---- duplicates ---- */

@@ -33,7 +33,8 @@ typedef struct ec_jlive {
     uint64_t received_ms;
     uint64_t off;
     uint32_t len;
-    uint8_t seg; /* the segment (0, 1) it is in: both while reading back */
+    uint32_t replies; /* of a query: its paid replies still undecided */
+    uint8_t seg;      /* the segment (0, 1) it is in: both while reading back */
 } ec_jlive;
 
 struct ec_journal {
@@ -49,7 +50,7 @@ struct ec_journal {
     uint64_t rotate_at, rotations;
     /* the undecided records, open addressing by id */
     ec_jlive *tab;
-    size_t cap, n, n_replies;
+    size_t cap, n;
     uint64_t live_bytes;
     int64_t next_id;
     uint8_t *buf; /* scratch for a record */
