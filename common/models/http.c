@@ -3,15 +3,21 @@
  * The handle lives as long as the ec_http so that curl's connection cache
  * keeps the TCP (and TLS) connection to a model server open between calls:
  * a fresh handshake per inference would cost more than a small model's
- * answer. Every call starts with curl_easy_reset(), which clears all options
- * but keeps live connections, so nothing from one request leaks into the next.
+ * answer. The options that are the same for every request are set once at
+ * creation; every call sets each option a request carries (URL, headers,
+ * method and body, timeouts, error buffer, write targets), so nothing from
+ * one request leaks into the next, and clears those that point into its
+ * stack frame. curl_easy_reset() per call did the same at about 5,000
+ * instructions, 6 % of a request (callgrind, bench/README.md).
  *
  * Error messages name the method, the URL and curl's reason, never the
  * request headers: those carry API keys. */
 #include "edgecascade/http.h"
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -52,38 +58,63 @@ int _gnutls_global_init_skip(void)
     return 1;
 }
 
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static CURLcode g_init_rc = CURLE_OK;
+/* How the process's HTTP was initialised; written once under g_init_lock,
+ * read by every request. */
+enum { INIT_NONE, INIT_TLS, INIT_PLAIN, INIT_FAILED };
+static pthread_mutex_t g_init_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int g_init = INIT_NONE;
 
-static void global_init_once(void)
+/* curl_global_init() initialises OpenSSL for TLS whatever its flags say
+ * (CURL_GLOBAL_SSL means nothing since curl 7.57), and so does libssh2's
+ * init inside it: together they load OpenSSL's error strings, its legacy
+ * cipher and digest tables and its configuration file, about 1.3 MB of a
+ * service's RSS (bench/README.md) in a process that may never open a TLS
+ * connection. OpenSSL runs each of those steps once, so asking first for
+ * none of them turns the later requests into no-ops. OpenSSL 3 fetches what a
+ * TLS session needs from its providers on demand, so TLS would still work
+ * afterwards, but without the system's openssl.cnf and with bare error codes:
+ * such a process therefore refuses https:// (ec_http_perform), and a Paho
+ * TLS connection would be as bare, which is why the caller counts the
+ * broker's URI too. */
+static void openssl_without_tls(void)
 {
-    g_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS | OPENSSL_INIT_NO_ADD_ALL_CIPHERS |
+                            OPENSSL_INIT_NO_ADD_ALL_DIGESTS | OPENSSL_INIT_NO_LOAD_CONFIG,
+                        NULL);
 }
 
-ec_err ec_http_global_init(void)
+static int init_once(bool with_tls)
 {
-    pthread_once(&g_once, global_init_once);
-    return g_init_rc == CURLE_OK ? EC_OK : EC_ERR_HTTP;
-}
-
-ec_err ec_http_create(ec_http **out)
-{
-    *out = NULL;
-    /* curl_easy_init would run curl_global_init itself, unsafely if threads
-     * race; going through the once guard makes create safe from any thread. */
-    ec_err rc = ec_http_global_init();
-    if (rc)
-        return rc;
-    ec_http *h = calloc(1, sizeof(*h));
-    if (!h)
-        return EC_ERR_NOMEM;
-    h->curl = curl_easy_init();
-    if (!h->curl) {
-        free(h);
-        return EC_ERR_NOMEM;
+    pthread_mutex_lock(&g_init_lock);
+    int s = atomic_load(&g_init);
+    if (s == INIT_NONE) {
+        if (!with_tls)
+            openssl_without_tls();
+        s = curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ? INIT_FAILED
+            : with_tls                                        ? INIT_TLS
+                                                              : INIT_PLAIN;
+        atomic_store(&g_init, s);
     }
-    *out = h;
-    return EC_OK;
+    pthread_mutex_unlock(&g_init_lock);
+    return s;
+}
+
+ec_err ec_http_global_init(bool with_tls)
+{
+    int s = init_once(with_tls);
+    if (s == INIT_FAILED)
+        return EC_ERR_HTTP;
+    return with_tls && s == INIT_PLAIN ? EC_ERR_CONFIG : EC_OK;
+}
+
+bool ec_http_tls_available(void)
+{
+    return atomic_load(&g_init) != INIT_PLAIN;
+}
+
+bool ec_http_url_is_tls(const char *url)
+{
+    return url && strncasecmp(url, "https://", 8) == 0;
 }
 
 void ec_http_destroy(ec_http *h)
@@ -173,6 +204,45 @@ static ec_err map_curl_error(CURLcode cc, bool too_big)
     }
 }
 
+/* The options every request shares. */
+static CURLcode set_fixed_options(CURL *c)
+{
+    CURLcode cc;
+    if ((cc = curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR,
+                               ec_http_tls_available() ? "http,https" : "http")) ||
+        (cc = curl_easy_setopt(c, CURLOPT_USERAGENT, "edgecascade/" EC_VERSION)) ||
+        (cc = curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L)) ||
+        (cc = curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L)) ||
+        (cc = curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body)) ||
+        (cc = curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header)))
+        return cc;
+    /* Rejects an announced oversized body before reading it; on_body catches
+     * bodies without a Content-Length. */
+    return curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)EC_HTTP_MAX_BODY);
+}
+
+ec_err ec_http_create(ec_http **out)
+{
+    *out = NULL;
+    /* curl_easy_init would run curl_global_init itself, unsafely if threads
+     * race; going through the guard makes create safe from any thread. A
+     * process that said nothing about TLS gets it. */
+    if (init_once(true) == INIT_FAILED)
+        return EC_ERR_HTTP;
+    ec_http *h = calloc(1, sizeof(*h));
+    if (!h)
+        return EC_ERR_NOMEM;
+    h->curl = curl_easy_init();
+    if (!h->curl || set_fixed_options(h->curl) != CURLE_OK) {
+        if (h->curl)
+            curl_easy_cleanup(h->curl);
+        free(h);
+        return EC_ERR_NOMEM;
+    }
+    *out = h;
+    return EC_OK;
+}
+
 #define SETOPT(opt, val)                                                                           \
     do {                                                                                           \
         cc = curl_easy_setopt(c, opt, val);                                                        \
@@ -193,6 +263,12 @@ ec_err ec_http_perform(ec_http *h, const ec_http_request *req, ec_http_response 
     resp->retry_after_s = 0;
     resp->body.max = EC_HTTP_MAX_BODY;
     ec_buf_reset(&resp->body);
+    bool tls = ec_http_tls_available();
+    if (!tls && ec_http_url_is_tls(url))
+        return ec_error_set(err, EC_ERR_CONFIG,
+                            "%s %s: this process started without TLS (its configuration named "
+                            "no https:// URL and no TLS broker); restart it to use https",
+                            method, url);
 
     CURL *c = h->curl;
     struct curl_slist *hdrs = NULL;
@@ -201,7 +277,6 @@ ec_err ec_http_perform(ec_http *h, const ec_http_request *req, ec_http_response 
     CURLcode cc = CURLE_OK;
     ec_err rc = EC_OK;
 
-    curl_easy_reset(c);
     for (size_t i = 0; i < req->n_headers && i < EC_HTTP_MAX_HEADERS; i++) {
         struct curl_slist *t = curl_slist_append(hdrs, req->headers[i]);
         if (!t) {
@@ -227,29 +302,22 @@ ec_err ec_http_perform(ec_http *h, const ec_http_request *req, ec_http_response 
     }
 
     SETOPT(CURLOPT_URL, url);
-    SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-    SETOPT(CURLOPT_USERAGENT, "edgecascade/" EC_VERSION);
-    SETOPT(CURLOPT_NOSIGNAL, 1L);
-    SETOPT(CURLOPT_TCP_NODELAY, 1L);
     SETOPT(CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
     SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
     SETOPT(CURLOPT_HTTPHEADER, hdrs);
     SETOPT(CURLOPT_ERRORBUFFER, errbuf);
-    SETOPT(CURLOPT_WRITEFUNCTION, on_body);
     SETOPT(CURLOPT_WRITEDATA, &x);
-    SETOPT(CURLOPT_HEADERFUNCTION, on_header);
     SETOPT(CURLOPT_HEADERDATA, &x);
-    /* Rejects an announced oversized body before reading it; on_body catches
-     * bodies without a Content-Length. */
-    SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)EC_HTTP_MAX_BODY);
     if (strcmp(method, "POST") == 0) {
+        SETOPT(CURLOPT_CUSTOMREQUEST, NULL);
         SETOPT(CURLOPT_POST, 1L);
         SETOPT(CURLOPT_POSTFIELDS, req->body.data ? req->body.data : "");
         SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
-    } else if (strcmp(method, "GET") == 0) {
-        SETOPT(CURLOPT_HTTPGET, 1L);
     } else {
-        SETOPT(CURLOPT_CUSTOMREQUEST, method);
+        /* HTTPGET also clears POST, NOBODY and UPLOAD; any other method is
+         * a GET with another name and no body. */
+        SETOPT(CURLOPT_HTTPGET, 1L);
+        SETOPT(CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") == 0 ? NULL : method);
     }
 
     cc = curl_easy_perform(c);
@@ -275,10 +343,13 @@ out:
         else
             ec_error_set(err, rc, "%s %s: %s", method, url, curl_easy_strerror(cc));
     }
-    /* The handle must not keep pointers into this stack frame or into
-     * headers freed below; the next call resets it anyway. */
+    /* The handle must not keep pointers into this stack frame, into headers
+     * freed below or into the caller's body. */
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, NULL);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
     curl_slist_free_all(hdrs);
     return rc;
 }

@@ -276,6 +276,17 @@ static void paho_init_once(void)
     MQTTAsync_global_init(&io);
 }
 
+bool ec_mqtt_uri_is_tls(const char *uri)
+{
+    /* Paho's own list (MQTTAsync_createWithOptions); wss:// is TLS too, and
+     * without SSL options Paho refuses to connect to it. */
+    static const char *const tls[] = {"ssl://", "mqtts://", "wss://"};
+    for (size_t i = 0; uri && i < sizeof(tls) / sizeof(tls[0]); i++)
+        if (strncmp(uri, tls[i], strlen(tls[i])) == 0)
+            return true;
+    return false;
+}
+
 ec_err ec_mqtt_create(ec_mqtt **out, const ec_mqtt_opts *o, ec_error *err)
 {
     pthread_once(&g_paho_once, paho_init_once);
@@ -298,7 +309,7 @@ ec_err ec_mqtt_create(ec_mqtt **out, const ec_mqtt_opts *o, ec_error *err)
     m->client_id = strdup(o->client_id);
     m->username = ec_strdup0(o->username && *o->username ? o->username : NULL);
     m->password = ec_strdup0(o->password && *o->password ? o->password : NULL);
-    m->tls = strncmp(o->uri, "ssl://", 6) == 0 || strncmp(o->uri, "mqtts://", 8) == 0;
+    m->tls = ec_mqtt_uri_is_tls(o->uri);
     m->ca_file = ec_strdup0(o->ca_file && *o->ca_file ? o->ca_file : NULL);
     m->cert_file = ec_strdup0(o->cert_file && *o->cert_file ? o->cert_file : NULL);
     m->key_file = ec_strdup0(o->key_file && *o->key_file ? o->key_file : NULL);

@@ -6,6 +6,7 @@
 
 #include "edgecascade/http.h"
 #include "edgecascade/log.h"
+#include "edgecascade/mqtt.h"
 #include "edgecascade/provider.h"
 #include "edgecascade/util.h"
 #include "tierd_discovery.h"
@@ -383,6 +384,14 @@ static ec_err snap_build(const ec_service *s, const ec_tierd_opts *o, const ec_c
             return ec_error_set(err, EC_ERR_CONFIG, "tier %s: unknown provider %s", tier->name,
                                 tier->provider);
         }
+        if (ec_http_url_is_tls(tier->base_url) && !ec_http_tls_available()) {
+            snap_free(sn);
+            return ec_error_set(err, EC_ERR_CONFIG,
+                                "tier %s: base_url is https:// but this service started without "
+                                "TLS (no https:// tier and no TLS broker): needs a restart "
+                                "(systemctl restart edgecascade-%s)",
+                                tier->name, s->name);
+        }
         sn->keys[i] = ec_tier_api_key(tier, err);
         if (err->code) {
             snap_free(sn);
@@ -399,9 +408,20 @@ static ec_err snap_build(const ec_service *s, const ec_tierd_opts *o, const ec_c
         ec_log_info("serving tier %zu '%s': %s %s at %s", i, tier->name, tier->provider,
                     tier->model, tier->base_url);
     }
-    (void)s;
     *out = sn;
     return EC_OK;
+}
+
+/* TLS is decided once per process (ec_http_global_init): whether the broker
+ * or any tier this service serves is reached over TLS. */
+static bool needs_tls(const ec_config *cfg, bool serve_local)
+{
+    if (ec_mqtt_uri_is_tls(cfg->broker))
+        return true;
+    for (size_t i = 0; i < cfg->n_tiers; i++)
+        if (cfg->tiers[i].local == serve_local && ec_http_url_is_tls(cfg->tiers[i].base_url))
+            return true;
+    return false;
 }
 
 static void reload(tierd *t)
@@ -433,6 +453,11 @@ int ec_tierd_run(ec_service *s, const ec_tierd_opts *o)
     int started = 0;
     tierd_snap *first = NULL;
 
+    /* Before snap_build, which checks the tiers' URLs against it. */
+    if (ec_http_global_init(needs_tls(&s->cfg, o->serve_local)) != EC_OK) {
+        ec_log_error("libcurl initialisation failed");
+        goto out;
+    }
     if (snap_build(s, o, &s->cfg, true, &first, &err) != EC_OK) {
         ec_log_error("%s", err.msg);
         goto out;
@@ -457,10 +482,6 @@ int ec_tierd_run(ec_service *s, const ec_tierd_opts *o)
     for (size_t i = 0;
          o->hooks.extra_filters && o->hooks.extra_filters[i] && i < EC_TIERD_MAX_FILTERS; i++)
         filters[i + 1] = o->hooks.extra_filters[i];
-    if (ec_http_global_init() != EC_OK) {
-        ec_log_error("libcurl initialisation failed");
-        goto out;
-    }
     if (ec_service_connect(s, filters, &err) != EC_OK) {
         ec_log_error("%s", err.msg);
         goto out;

@@ -476,7 +476,7 @@ int cli_cmd_doctor(cli_ctx *ctx, int argc, char **argv)
     check_services(&d);
 
     ec_http *http = NULL;
-    if (ec_http_global_init() != EC_OK || ec_http_create(&http) != EC_OK) {
+    if (ec_http_global_init(true) != EC_OK || ec_http_create(&http) != EC_OK) {
         doctor_report(&d, D_FAIL, "http", NULL, "cannot start the HTTP client (libcurl)");
     } else {
         for (size_t i = 0; i < cfg.n_tiers; i++) {

@@ -384,6 +384,26 @@ static void test_reload_refused(void **state)
     sighup(&h->local);
     json_decref(wait_status(h, "local", error_has, "local.workers changed: needs a restart", 5000));
 
+    /* A tier moved to https:// in a local service that started with none
+     * (and a plain broker), so without TLS (ec_http_global_init): refused,
+     * saying why, and the running tiers keep answering. */
+    char tiers[2048];
+    ech_default_tiers(h, tiers, sizeof(tiers));
+    char *url = strstr(tiers, "http://"); /* the first tier's, local */
+    assert_non_null(url);
+    memmove(url + 5, url + 4, strlen(url + 4) + 1);
+    url[4] = 's';
+    ech_write_config_tiers(h, tiers, "gate:\n  min_confidence: 0.5\n");
+    sighup(&h->local);
+    json_decref(wait_status(h, "local", error_has,
+                            "tier local: base_url is https:// but this service started without "
+                            "TLS",
+                            5000));
+    ask(h, NULL, &r);
+    assert_null(r.error.code);
+    assert_false(r.escalated);
+    ec_result_clear(&r);
+
     /* A good file again: applies, and the error is gone from the status. */
     ech_write_config(h, "gate:\n  min_confidence: 0.99\n");
     sighup(&h->router);

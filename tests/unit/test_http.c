@@ -1,6 +1,8 @@
 /* ec_http against a real HTTP server (libmicrohttpd on 127.0.0.1, port 0):
  * bodies and headers as the server sees them, statuses, Retry-After in both
- * forms, timeouts, refused connections, the body cap and connection reuse. */
+ * forms, timeouts, refused connections, the body cap and connection reuse;
+ * and a process started without TLS (ec_http_global_init(false)), run as a
+ * child of this program because the choice is made once per process. */
 #define _GNU_SOURCE /* asprintf */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -191,7 +196,7 @@ static int connections(void)
 
 static int server_start(void **state)
 {
-    assert_int_equal(ec_http_global_init(), EC_OK);
+    assert_int_equal(ec_http_global_init(true), EC_OK);
     g_big = malloc(EC_HTTP_MAX_BODY + 1);
     assert_non_null(g_big);
     memset(g_big, 'x', EC_HTTP_MAX_BODY + 1);
@@ -484,6 +489,50 @@ static void test_connection_reuse(void **state)
     ec_http_destroy(h2);
 }
 
+/* One handle keeps its options between requests (http.c sets the fixed ones
+ * once): each request still goes out with its own method, body, headers and
+ * URL, and nothing of the one before. */
+static void test_one_handle_many_methods(void **state)
+{
+    (void)state;
+    ec_http *h;
+    assert_int_equal(ec_http_create(&h), EC_OK);
+    ec_http_response resp;
+    ec_http_response_init(&resp);
+    ec_error err = {0};
+    static const struct {
+        const char *method, *path, *body;
+    } seq[] = {
+        {"POST", "/echo", "first body"}, {"GET", "/hello", NULL},       {"DELETE", "/len", NULL},
+        {"POST", "/len", "xy"},          {"PUT", "/hello", NULL},       {"GET", "/len", NULL},
+        {"POST", "/echo", ""},           {"POST", "/echo", "last one"},
+    };
+    for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+        ec_http_request req;
+        ec_http_request_init(&req, seq[i].method);
+        req.url = url_for(seq[i].path);
+        req.timeout_ms = 5000;
+        if (i == 0)
+            assert_int_equal(ec_http_request_add_header(&req, "X-Test: only-first"), EC_OK);
+        if (seq[i].body)
+            assert_int_equal(ec_buf_append(&req.body, seq[i].body, strlen(seq[i].body)), EC_OK);
+        assert_int_equal(ec_http_perform(h, &req, &resp, &err), EC_OK);
+        ec_http_request_free(&req);
+        assert_int_equal(resp.status, 200);
+        pthread_mutex_lock(&g_lock);
+        seen s = g_seen;
+        pthread_mutex_unlock(&g_lock);
+        assert_string_equal(s.method, seq[i].method);
+        assert_string_equal(s.url, seq[i].path);
+        size_t want = seq[i].body ? strlen(seq[i].body) : 0;
+        assert_int_equal(s.body_total, want);
+        assert_memory_equal(s.body, seq[i].body ? seq[i].body : "", want);
+        assert_string_equal(s.x_test, i == 0 ? "only-first" : "");
+    }
+    ec_http_response_free(&resp);
+    ec_http_destroy(h);
+}
+
 static void test_request_helpers(void **state)
 {
     ec_http_request req;
@@ -537,8 +586,88 @@ static void test_url_join(void **state)
     assert_null(ec_url_join(NULL, "x"));
 }
 
-int main(void)
+/* ---- a process started without TLS ---- */
+
+/* OpenSSL's text for an error code, or NULL when its error strings were
+ * never loaded: the visible trace of curl's full OpenSSL initialisation. */
+static const char *openssl_reason_text(void)
 {
+    return ERR_reason_error_string(ERR_PACK(ERR_LIB_EVP, 0, EVP_R_BAD_DECRYPT));
+}
+
+#define CHILD_CHECK(cond)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "plain child: %s failed (line %d)\n", #cond, __LINE__);                \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* argv: --plain-child http://127.0.0.1:PORT/path */
+static int plain_child(const char *url)
+{
+    CHILD_CHECK(ec_http_global_init(false) == EC_OK);
+    CHILD_CHECK(!ec_http_tls_available());
+    /* OpenSSL's tables stayed unloaded although curl and libssh2 asked. */
+    CHILD_CHECK(openssl_reason_text() == NULL);
+    /* TLS cannot be asked for afterwards. */
+    CHILD_CHECK(ec_http_global_init(true) == EC_ERR_CONFIG);
+    ec_http *h = NULL;
+    CHILD_CHECK(ec_http_create(&h) == EC_OK);
+    ec_http_request req;
+    ec_http_response resp;
+    ec_error err = {0};
+    ec_http_request_init(&req, "POST");
+    ec_http_response_init(&resp);
+    req.url = strdup(url);
+    req.timeout_ms = 5000;
+    CHILD_CHECK(ec_buf_append(&req.body, "{\"plain\":1}", 11) == EC_OK);
+    CHILD_CHECK(ec_http_perform(h, &req, &resp, &err) == EC_OK);
+    CHILD_CHECK(resp.status == 200);
+    CHILD_CHECK(resp.body.len == 11 && memcmp(resp.body.data, "{\"plain\":1}", 11) == 0);
+    free(req.url);
+    /* https:// is refused before any connection, saying what to do. */
+    req.url = strdup("HTTPS://127.0.0.1:1/v1/chat/completions");
+    CHILD_CHECK(ec_http_perform(h, &req, &resp, &err) == EC_ERR_CONFIG);
+    CHILD_CHECK(strstr(err.msg, "HTTPS://127.0.0.1:1/v1/chat/completions") != NULL);
+    CHILD_CHECK(strstr(err.msg, "restart it to use https") != NULL);
+    CHILD_CHECK(resp.status == 0);
+    ec_http_request_free(&req);
+    ec_http_response_free(&resp);
+    ec_http_destroy(h);
+    return 0;
+}
+
+static void test_started_without_tls(void **state)
+{
+    (void)state;
+    /* This process initialised with TLS: the strings are there, so the
+     * child's NULL is the lean start's doing, not a missing string. */
+    assert_true(ec_http_tls_available());
+    assert_non_null(openssl_reason_text());
+    assert_true(ec_http_url_is_tls("https://api.openai.com/v1"));
+    assert_true(ec_http_url_is_tls("HTTPS://x"));
+    assert_false(ec_http_url_is_tls("http://127.0.0.1:8000/v1"));
+    assert_false(ec_http_url_is_tls(NULL));
+
+    char *url = url_for("/echo");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_http", "--plain-child", url, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    free(url);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--plain-child") == 0)
+        return plain_child(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_post_echo_and_headers),
         cmocka_unit_test(test_large_post_no_expect),
@@ -548,8 +677,10 @@ int main(void)
         cmocka_unit_test(test_connection_refused),
         cmocka_unit_test(test_body_cap),
         cmocka_unit_test(test_connection_reuse),
+        cmocka_unit_test(test_one_handle_many_methods),
         cmocka_unit_test(test_request_helpers),
         cmocka_unit_test(test_url_join),
+        cmocka_unit_test(test_started_without_tls),
     };
     return cmocka_run_group_tests(tests, server_start, server_stop);
 }

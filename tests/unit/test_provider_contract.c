@@ -60,7 +60,7 @@ static int setup(void **state)
     snprintf(g.corpus, sizeof(g.corpus), "%s",
              env && *env ? env : EC_SOURCE_DIR "/tests/data/providers");
     snprintf(g.dir, sizeof(g.dir), "/tmp/test_contract.XXXXXX");
-    if (!mkdtemp(g.dir) || ec_http_global_init() || ec_http_create(&g.http))
+    if (!mkdtemp(g.dir) || ec_http_global_init(true) || ec_http_create(&g.http))
         return -1;
     char port_file[128], log[128];
     snprintf(port_file, sizeof(port_file), "%s/port", g.dir);

@@ -3,6 +3,7 @@
 #ifndef EC_HTTP_H
 #define EC_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "edgecascade/buf.h"
@@ -30,7 +31,15 @@ typedef struct ec_http_response {
 
 typedef struct ec_http ec_http;
 
-ec_err ec_http_global_init(void); /* once per process, before threads */
+/* Once per process, before threads. with_tls false: nothing the process will
+ * talk to uses TLS (no https:// URL, no TLS broker), so OpenSSL is started
+ * without its configuration file, error strings and algorithm tables (1.3 MB
+ * of RSS), and https:// URLs are refused with EC_ERR_CONFIG for the rest of
+ * the process's life. EC_ERR_CONFIG also when TLS is asked for after such a
+ * start. ec_http_create() without it initialises with TLS. */
+ec_err ec_http_global_init(bool with_tls);
+bool ec_http_tls_available(void);         /* false after ec_http_global_init(false) */
+bool ec_http_url_is_tls(const char *url); /* https://, any case */
 ec_err ec_http_create(ec_http **out);
 void ec_http_destroy(ec_http *h);
 

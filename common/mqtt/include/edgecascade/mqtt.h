@@ -101,6 +101,8 @@ typedef struct ec_mqtt_pubprops {
 void ec_mqtt_userprops_free(ec_mqtt_userprop *p, size_t n);
 
 ec_err ec_mqtt_create(ec_mqtt **out, const ec_mqtt_opts *opts, ec_error *err);
+/* ssl://, mqtts:// or wss://: a URI Paho connects to over TLS. */
+bool ec_mqtt_uri_is_tls(const char *uri);
 /* Adds a subscription (renewed on every reconnect). Call before or after connect. */
 ec_err ec_mqtt_subscribe(ec_mqtt *m, const char *filter, int qos, ec_error *err);
 /* Connects (automatic reconnect on), waits up to timeout_ms for CONNACK and for
