@@ -76,6 +76,11 @@ ec_err ec_prov_logprobs(const cJSON *arr, ec_lp_stats *lp, ec_error *err);
  * tokenizer (json_fast.h), which handles well-formed answers only and says
  * false, leaving out untouched, for everything else. Apart so that a test
  * can pin that they agree. */
+/* The OpenAI chat request built as a cJSON tree and printed: the reference
+ * test_provider_fast holds the provider's direct writer to. */
+ec_err ec_prov_openai_build_dom(const ec_provider *p, const ec_tier_cfg *t,
+                                const ec_infer_request *r, const char *api_key,
+                                ec_http_request *out, ec_error *err);
 ec_outcome ec_prov_openai_parse_dom(const ec_tier_cfg *t, const ec_http_response *resp,
                                     ec_infer_reply *out, ec_error *err);
 bool ec_prov_openai_parse_fast(const ec_tier_cfg *t, const ec_http_response *resp,

@@ -8,6 +8,7 @@
  * stable. Decoders accept a missing key wherever they accept nil, ignore keys
  * they do not know and refuse a known key given twice. */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -538,6 +539,40 @@ ec_err ec_obj_decode(const ec_msgdef *def, const msgpack_object *root, void *out
     return rc;
 }
 
+/* The parsed tree lives in a zone. A new zone per message cost a malloc of
+ * its 8 kB chunk, a request large enough that glibc first consolidates its
+ * fast bins, and a free; each thread keeps one and empties it instead. */
+static pthread_key_t zone_key;
+static pthread_once_t zone_once = PTHREAD_ONCE_INIT;
+static bool zone_key_ok;
+
+static void zone_destroy(void *z)
+{
+    msgpack_zone_free(z);
+}
+
+static void zone_key_make(void)
+{
+    zone_key_ok = pthread_key_create(&zone_key, zone_destroy) == 0;
+}
+
+/* This thread's zone, or NULL (no key, no memory): then a zone of its own. */
+static msgpack_zone *thread_zone(void)
+{
+    pthread_once(&zone_once, zone_key_make);
+    if (!zone_key_ok)
+        return NULL;
+    msgpack_zone *z = pthread_getspecific(zone_key);
+    if (z)
+        return z;
+    z = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
+    if (z && pthread_setspecific(zone_key, z) != 0) {
+        msgpack_zone_free(z);
+        z = NULL;
+    }
+    return z;
+}
+
 ec_err ec_mp_decode(const ec_msgdef *def, const void *data, size_t len, void *out, ec_error *err)
 {
     size_t end = 0, off = 0;
@@ -557,16 +592,21 @@ ec_err ec_mp_decode(const ec_msgdef *def, const void *data, size_t len, void *ou
         return ec_error_set(err, EC_ERR_PROTO, "%s: %zu trailing bytes after the message",
                             def->name, len - end);
 
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
+    msgpack_zone *own = NULL, *z = thread_zone();
+    if (!z && !(z = own = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE)))
+        return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", def->name);
     ec_err rc;
-    msgpack_unpack_return r = msgpack_unpack_next(&u, data, len, &off);
+    msgpack_object root;
+    msgpack_unpack_return r = msgpack_unpack(data, len, &off, z, &root);
     if (r == MSGPACK_UNPACK_SUCCESS && off == len)
-        rc = ec_obj_decode(def, &u.data, out, err);
+        rc = ec_obj_decode(def, &root, out, err);
     else if (r == MSGPACK_UNPACK_NOMEM_ERROR)
         rc = ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", def->name);
     else
         rc = ec_error_set(err, EC_ERR_PROTO, "%s: invalid msgpack", def->name);
-    msgpack_unpacked_destroy(&u);
+    if (own)
+        msgpack_zone_free(own);
+    else
+        msgpack_zone_clear(z);
     return rc;
 }

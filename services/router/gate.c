@@ -272,15 +272,54 @@ static const char *const multistep_cues[] = {
 static const char *const expert_cues[] = {"derive", "prove",  "design a", "design an",
                                           "proof",  "formal", NULL};
 
+/* Which byte pairs a lower-cased text holds, folded to 12 bits: a phrase
+ * with a pair the text lacks cannot be in it, so most of the ~80 phrases
+ * below are ruled out without a strstr (the scans were the most costly part
+ * of classifying a query). A fold only lets more phrases through to strstr,
+ * so the counts are those of the plain scan (test_gate pins it). */
+typedef struct pair_set {
+    uint64_t bits[64];
+} pair_set;
+
+static unsigned pair_of(unsigned char a, unsigned char b)
+{
+    return ((a & 63u) << 6) | (b & 63u);
+}
+
+static void pairs_of(const char *text, pair_set *ps)
+{
+    memset(ps, 0, sizeof(*ps));
+    for (const unsigned char *p = (const unsigned char *)text; p[0] && p[1]; p++) {
+        unsigned k = pair_of(p[0], p[1]);
+        ps->bits[k >> 6] |= 1ull << (k & 63);
+    }
+}
+
+static bool may_hold(const pair_set *ps, const char *phrase)
+{
+    for (const unsigned char *p = (const unsigned char *)phrase; p[0] && p[1]; p++) {
+        unsigned k = pair_of(p[0], p[1]);
+        if (!(ps->bits[k >> 6] & (1ull << (k & 63))))
+            return false;
+    }
+    return true;
+}
+
 /* text must be lower case (the lists are): strstr is far faster than a
- * case-folding scan, and this runs on every query. */
-static size_t count_any(const char *text, const char *const *list)
+ * case-folding scan, and this runs on every query. ps NULL: every phrase is
+ * scanned. */
+static size_t count_any(const char *text, const pair_set *ps, const char *const *list)
 {
     size_t n = 0;
     for (size_t i = 0; list[i]; i++)
-        if (strstr(text, list[i]))
+        if ((!ps || may_hold(ps, list[i])) && strstr(text, list[i]))
             n++;
     return n;
+}
+
+static bool holds(const char *text, const pair_set *ps, const char *phrase)
+{
+    return (!ps || may_hold(ps, phrase)) && strstr(text, phrase);
 }
 
 #define SCAN_MAX 4096 /* the head of a long query says enough about it */
@@ -317,7 +356,13 @@ static bool has_choices(const char *s)
     return seen >= 2;
 }
 
-ec_complexity ec_gate_complexity(const char *text, ec_query_features *out)
+/* What a sufficient answer needs: an explanation takes a sentence; a value,
+ * a letter, yes/no or pass/fail takes a word. */
+static const char *const explain_cues[] = {"explain", "describe",  "why ",  "how does",
+                                           "how do",  "procedure", "steps", "list ",
+                                           "summar",  "outline",   NULL};
+
+static ec_complexity complexity(const char *text, bool filtered, ec_query_features *out)
 {
     ec_query_features f = {0};
     if (!text)
@@ -326,14 +371,24 @@ ec_complexity ec_gate_complexity(const char *text, ec_query_features *out)
     /* Padded so " what " also matches at either end of the text. */
     char low[SCAN_MAX];
     lower_padded(text, low, sizeof(low));
+    pair_set pairs;
+    const pair_set *ps = NULL;
+    if (filtered) {
+        pairs_of(low, &pairs);
+        ps = &pairs;
+    }
     for (const char *p = low; *p; p++)
         f.questions += *p == '?';
-    f.questions += count_any(low, question_words);
-    f.domain = count_any(low, domain_terms);
-    f.multistep = count_any(low, multistep_cues);
-    size_t expert = count_any(low, expert_cues);
+    f.questions += count_any(low, ps, question_words);
+    f.domain = count_any(low, ps, domain_terms);
+    f.multistep = count_any(low, ps, multistep_cues);
+    size_t expert = count_any(low, ps, expert_cues);
     f.numbers = count_numbers(text);
     f.choice = has_choices(text);
+    if (f.choice || holds(low, ps, "yes or no") || holds(low, ps, "pass or fail"))
+        f.need_words = 1;
+    else
+        f.need_words = count_any(low, ps, explain_cues) ? 8 : 1;
     if (out)
         *out = f;
 
@@ -359,19 +414,14 @@ ec_complexity ec_gate_complexity(const char *text, ec_query_features *out)
     return EC_COMPLEXITY_EXPERT;
 }
 
-/* What a sufficient answer needs: an explanation takes a sentence; a value,
- * a letter, yes/no or pass/fail takes a word. */
-static const char *const explain_cues[] = {"explain", "describe",  "why ",  "how does",
-                                           "how do",  "procedure", "steps", "list ",
-                                           "summar",  "outline",   NULL};
-
-static uint16_t need_words(const char *text, const ec_query_features *f)
+ec_complexity ec_gate_complexity(const char *text, ec_query_features *out)
 {
-    char low[SCAN_MAX];
-    lower_padded(text, low, sizeof(low));
-    if (f->choice || strstr(low, "yes or no") || strstr(low, "pass or fail"))
-        return 1;
-    return count_any(low, explain_cues) ? 8 : 1;
+    return complexity(text, true, out);
+}
+
+ec_complexity ec_gate_complexity_unfiltered(const char *text, ec_query_features *out)
+{
+    return complexity(text, false, out);
 }
 
 /* ---- the gate object ---- */
@@ -471,7 +521,7 @@ void ec_gate_classify_text(const ec_gate *g, const char *text, ec_gate_query *ou
     memset(out, 0, sizeof(*out));
     ec_query_features f;
     out->complexity = ec_gate_complexity(text, &f);
-    out->need_words = need_words(text ? text : "", &f);
+    out->need_words = f.need_words;
     each_word(text, add_keyword, out);
     out->preroute_cloud = g && g->cfg->gate_preroute && out->complexity >= EC_COMPLEXITY_HARD;
 }

@@ -61,11 +61,15 @@ typedef struct ec_query_features {
     size_t domain;    /* technical or expert terms */
     size_t multistep; /* "then", "step by step", "compare", "derive", ... */
     size_t numbers;
-    bool choice; /* multiple choice (A: / B: lines) */
+    bool choice;         /* multiple choice (A: / B: lines) */
+    uint16_t need_words; /* words a sufficient answer needs (1, or 8 for an explanation) */
 } ec_query_features;
 
 /* Complexity of a query text (and the features it came from, when f). */
 ec_complexity ec_gate_complexity(const char *text, ec_query_features *f);
+/* The same with every phrase scanned, none ruled out by the byte-pair filter
+ * first: the reference test_gate holds ec_gate_complexity to. */
+ec_complexity ec_gate_complexity_unfiltered(const char *text, ec_query_features *f);
 /* Parses a complexity name; UNKNOWN when text is not one. */
 ec_complexity ec_complexity_parse(const char *text);
 

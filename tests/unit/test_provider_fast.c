@@ -187,6 +187,93 @@ static void test_long_answers_use_the_heap(void **state)
     ec_buf_free(&b);
 }
 
+/* The request body written directly against the cJSON tree it replaced:
+ * the same bytes, headers and URL, or the same refusal, for random prompts
+ * (escapes, control bytes, UTF-8 and broken UTF-8), limits, temperatures
+ * and the three OpenAI-shaped providers. */
+static void test_request_body_matches_cjson(void **state)
+{
+    (void)state;
+    static const char *const pieces[] = {"Convert 150 psi to bar.",
+                                         "\"",
+                                         "\\",
+                                         "/",
+                                         "\n",
+                                         "\r\t",
+                                         "\b\f",
+                                         "\x01",
+                                         "\x1f",
+                                         "\x7f",
+                                         " ",
+                                         "\xe2\x89\x88",
+                                         "\xf0\x9f\x98\x80",
+                                         "\xff",
+                                         "\xc3",
+                                         "</script>",
+                                         "\u00e9",
+                                         "x"};
+    static const double temps[] = {0,   0.7,  1, 2,     0.1 + 0.2, 1e-7,    1.0 / 3,
+                                   1.5, -0.5, 3, 1e300, NAN,       INFINITY};
+    static const char *const providers[] = {"vllm", "openai-compatible", "openai"};
+    static const char *const models[] = {"llama3.2-1b", "m\"odel\\1", "mod\xff" "el"};
+    size_t n_pieces = sizeof(pieces) / sizeof(pieces[0]);
+    unsigned seed = 29;
+    for (int round = 0; round < 3000; round++) {
+        char text[3][200];
+        for (int k = 0; k < 3; k++) {
+            size_t at = 0;
+            int parts = (int)((unsigned)rand_r(&seed) % 6);
+            text[k][0] = '\0';
+            for (int j = 0; j < parts; j++) {
+                const char *piece = pieces[(unsigned)rand_r(&seed) % n_pieces];
+                size_t n = strlen(piece);
+                if (at + n + 1 > sizeof(text[k]))
+                    break;
+                memcpy(text[k] + at, piece, n + 1);
+                at += n;
+            }
+        }
+        ec_chat_msg msgs[2] = {{text[0], text[1]}, {NULL, text[2]}};
+        ec_infer_request r;
+        memset(&r, 0, sizeof(r));
+        r.id = (char *)"q1";
+        r.tier = (char *)"m";
+        r.messages = msgs;
+        r.n_messages = 1 + (unsigned)rand_r(&seed) % 2;
+        if ((unsigned)rand_r(&seed) % 3 == 0)
+            msgs[0].role = (char *)"user";
+        unsigned pick = (unsigned)rand_r(&seed);
+        r.max_tokens = pick % 4 == 0 ? 0 : (int32_t)(pick % 5000);
+        r.has_temperature = (unsigned)rand_r(&seed) % 2;
+        r.temperature = temps[(unsigned)rand_r(&seed) % (sizeof(temps) / sizeof(temps[0]))];
+        r.logprobs = (unsigned)rand_r(&seed) % 2;
+        const char *prov = providers[(unsigned)rand_r(&seed) % 3];
+        const char *model = models[(unsigned)rand_r(&seed) % 8 % 3];
+        ec_tier_cfg t = tier(prov, model, "http://127.0.0.1:1/v1");
+        t.logprobs = (unsigned)rand_r(&seed) % 2;
+        const char *key = (unsigned)rand_r(&seed) % 2 ? "sk-test" : NULL;
+        const ec_provider *p = ec_provider_find(prov);
+        assert_non_null(p);
+        ec_http_request a, b;
+        ec_error ea = {0}, eb = {0};
+        ec_err ra = ec_prov_openai_build_dom(p, &t, &r, key, &a, &ea);
+        ec_err rb = p->build_chat(&t, &r, key, &b, &eb);
+        assert_int_equal(ra, rb);
+        assert_string_equal(ea.msg, eb.msg);
+        if (ra == EC_OK) {
+            assert_string_equal(a.url, b.url);
+            assert_int_equal(a.timeout_ms, b.timeout_ms);
+            assert_int_equal(a.n_headers, b.n_headers);
+            for (size_t h = 0; h < a.n_headers; h++)
+                assert_string_equal(a.headers[h], b.headers[h]);
+            if (a.body.len != b.body.len || memcmp(a.body.data, b.body.data, a.body.len) != 0)
+                fail_msg("bodies differ:\n%s\n%s", ec_buf_cstr(&a.body), ec_buf_cstr(&b.body));
+            ec_http_request_free(&a);
+            ec_http_request_free(&b);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +281,7 @@ int main(void)
         cmocka_unit_test(test_the_rest_is_left_to_cjson),
         cmocka_unit_test(test_truncated_and_mutated),
         cmocka_unit_test(test_long_answers_use_the_heap),
+        cmocka_unit_test(test_request_body_matches_cjson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
