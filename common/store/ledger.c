@@ -83,13 +83,16 @@ ec_err ec_ledger_open(ec_ledger **out, ec_store *store, ec_error *err)
         free(l);
         return ec_error_set(err, EC_ERR_INVAL, "ledger: needs a writable store");
     }
-    for (int i = 0; i < ST__COUNT; i++) {
+    /* The writer thread may be using the connection already (wlock). */
+    pthread_mutex_lock(l->lock_p);
+    for (int i = 0; i < ST__COUNT && rc == EC_OK; i++) {
         if (sqlite3_prepare_v3(l->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &l->st[i], NULL) !=
-            SQLITE_OK) {
+            SQLITE_OK)
             rc = fail(l, err, "preparing statements (is the store at schema 3?)");
-            goto out;
-        }
     }
+    pthread_mutex_unlock(l->lock_p);
+    if (rc)
+        goto out;
     *out = l;
     return EC_OK;
 out:
@@ -101,8 +104,10 @@ void ec_ledger_close(ec_ledger *l)
 {
     if (!l)
         return;
+    pthread_mutex_lock(l->lock_p);
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(l->st[i]);
+    pthread_mutex_unlock(l->lock_p);
     free(l);
 }
 

@@ -264,7 +264,9 @@ ec_err ec_store_start_writer(ec_store *s, int batch_ms, size_t queue_cap, ec_err
         /* A connection learns the file is in WAL mode on its first read;
          * until then a checkpoint on it does nothing. */
         if (ec_sql_exec(s->ckpt, "store", "SELECT count(*) FROM sqlite_master", NULL) == EC_OK) {
+            pthread_mutex_lock(&s->wlock); /* a ledger may be using db */
             sqlite3_wal_hook(s->db, on_wal_commit, s);
+            pthread_mutex_unlock(&s->wlock);
         } else {
             sqlite3_close(s->ckpt);
             s->ckpt = NULL;
@@ -435,7 +437,10 @@ ec_err ec_store_test_exec(ec_store *s, const char *sql, ec_error *err)
 {
     if (!s || !s->db)
         return ec_error_set(err, EC_ERR_INVAL, "store: no write connection");
-    return ec_sql_exec(s->db, "store", sql, err);
+    pthread_mutex_lock(&s->wlock);
+    ec_err rc = ec_sql_exec(s->db, "store", sql, err);
+    pthread_mutex_unlock(&s->wlock);
+    return rc;
 }
 
 uint64_t ec_store_test_commits(ec_store *s)

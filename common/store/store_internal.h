@@ -32,9 +32,12 @@ struct ec_store {
     sqlite3_stmt *st_upd_decision; /* revision 2 of an existing decision */
     sqlite3_stmt *st_find_decision;
     sqlite3_stmt *st_add_cost;
-    /* Held around every use of db: the writer's transactions and the ledger
-     * (ledger.c), which shares this connection so that the two never meet as
-     * separate connections in SQLite's busy-wait (which sleeps milliseconds). */
+    /* Held around every use of db once another thread may use it: the
+     * writer's transactions and the ledger (ledger.c), which shares this
+     * connection so that the two never meet as separate connections in
+     * SQLite's busy-wait (which sleeps milliseconds). SQLite itself does not
+     * serialise this connection (opened NOMUTEX, store_schema.c): this lock
+     * is what does. */
     pthread_mutex_t wlock;
 
     /* The read connection (stats, counts): a separate connection so readers

@@ -216,6 +216,70 @@ static void test_attempt_sent_recorded(void **state)
     ec_store_close(s);
 }
 
+/* The inserts bind every parameter of every row (no clear_bindings): a row
+ * that lacks what the one before it had gets NULL there, never the earlier
+ * row's value. Both decisions go in one transaction, on the same statements. */
+static void test_no_value_carries_over_to_the_next_row(void **state)
+{
+    fx *f = *state;
+    ec_store *s = open_store(f->path);
+    ec_decision *b[2];
+    ec_decision full, bare;
+    make_decision(&full, "q-full", "local", 5, 0, 0, 7);
+    full.journal_id = 42;
+    full.result.tier_index = 1;
+    full.result.asker = strdup("alice");
+    full.result.complexity = strdup("simple");
+    add_attempt(&full, "qwen", 0.8, true);
+    full.n_details = 1;
+    full.details[0].answer = strdup("Paris.");
+    full.details[0].finish_reason = strdup("stop");
+    full.details[0].raw_confidence = 0.75;
+    full.details[0].lp = (ec_lp_stats){.present = true,
+                                       .n_tokens = 3,
+                                       .mean = -0.1,
+                                       .min = -0.5,
+                                       .geo_prob = 0.9,
+                                       .first_prob = 0.95,
+                                       .p10 = -0.4,
+                                       .p25 = -0.2};
+    full.details[0].sent = strdup("{\"temperature\":0.2}");
+    make_decision(&bare, "q-bare", NULL, 5, 0, 0, 8);
+    add_attempt(&bare, "qwen", -1, false);
+    b[0] = &full;
+    b[1] = &bare;
+    ec_error err = {0};
+    assert_int_equal(ec_store_write_txn(s, b, 2, &err), EC_OK);
+    ec_decision_clear(&full);
+    ec_decision_clear(&bare);
+
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM decisions WHERE query_id = 'q-full' AND"
+                                 " tier_index = 1 AND journal_id = 42 AND asker = 'alice' AND"
+                                 " complexity = 'simple'"),
+                     1);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM decisions WHERE query_id = 'q-bare' AND"
+                                 " tier_kind = 'none' AND tier_index IS NULL AND"
+                                 " journal_id IS NULL AND asker IS NULL AND complexity IS NULL"),
+                     1);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM attempts a JOIN decisions d ON"
+                                 " d.id = a.decision_id WHERE d.query_id = 'q-full' AND"
+                                 " a.answer = 'Paris.' AND a.finish_reason = 'stop' AND"
+                                 " a.raw_confidence = 0.75 AND a.lp_n = 3 AND a.lp_first = 0.95"
+                                 " AND a.sent IS NOT NULL"),
+                     1);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM attempts a JOIN decisions d ON"
+                                 " d.id = a.decision_id WHERE d.query_id = 'q-bare' AND"
+                                 " a.confidence IS NULL AND a.answer IS NULL AND"
+                                 " a.finish_reason IS NULL AND a.raw_confidence IS NULL AND"
+                                 " a.lp_n IS NULL AND a.lp_mean IS NULL AND a.lp_min IS NULL AND"
+                                 " a.lp_p10 IS NULL AND a.lp_p25 IS NULL AND a.lp_geo IS NULL AND"
+                                 " a.lp_first IS NULL AND a.sent IS NULL"),
+                     1);
+    sqlite3_close(db);
+    ec_store_close(s);
+}
+
 static void test_stats_exact_values(void **state)
 {
     fx *f = *state;
@@ -488,6 +552,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_now_round_trips_every_column, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_decision_has_tier_kind_none, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attempt_sent_recorded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_value_carries_over_to_the_next_row, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stats_exact_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_since_filter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_open_and_open_failures, setup, teardown),
