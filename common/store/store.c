@@ -10,9 +10,11 @@
  * never block the writer.
  *
  * Durability: journal_mode=WAL with synchronous=NORMAL. A commit is in the WAL
- * before COMMIT returns, so a crash of the process loses nothing committed; a
- * power cut may lose the last commits not yet synced (about batch_ms worth)
- * but never corrupts the file. Decisions are telemetry, not money.
+ * before COMMIT returns, so a crash of the process loses nothing committed.
+ * The WAL is synced only when it is checkpointed, so a power cut can lose the
+ * commits since then that the kernel had not yet written out (seconds; Linux
+ * writes dirty pages back within 30 s by default), but never corrupts the
+ * file. Decisions are telemetry, not money.
  *
  * Failures are never silent: a failed batch is rolled back and retried, then
  * written one decision per transaction so that a bad row or a full disk loses
