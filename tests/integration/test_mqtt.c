@@ -131,6 +131,54 @@ static void paho_bookkeeping_is_off(void **state)
 #endif
 }
 
+/* A broker without persistence restarted while QoS 1 publishes are in
+ * flight: Paho 1.3.12 then frees some of them twice (mqtt_lean.c). The
+ * process must live through it and the client carry messages afterwards
+ * (before the guard, AddressSanitizer stopped the router here). */
+static void broker_restarts_with_publishes_in_flight(void **state)
+{
+    (void)state;
+    ech h;
+    ec_error err = {0};
+    ech_init(&h, "mqtt");
+    ech_start_broker(&h);
+    char topic[200];
+    snprintf(topic, sizeof(topic), "%s/flight", h.root);
+    /* As the services connect: the broker's restart without persistence
+     * then answers sessionPresent 0, and Paho cleans its session. */
+    ec_mqtt *c = NULL;
+    ec_mqtt_opts o = {.uri = h.uri,
+                      .client_id = "flight-a",
+                      .queue_cap = 4096,
+                      .max_inflight = 512,
+                      .clean_start = false,
+                      .session_expiry_s = 60};
+    assert_int_equal(ec_mqtt_create(&c, &o, &err), EC_OK);
+    assert_int_equal(ec_mqtt_subscribe(c, topic, 1, &err), EC_OK);
+    assert_int_equal(ec_mqtt_connect(c, 5000, &err), EC_OK);
+    char payload[600];
+    memset(payload, 'p', sizeof(payload) - 1);
+    payload[sizeof(payload) - 1] = '\0';
+    unsigned long before = ec_mqtt_paho_double_frees();
+    for (int restart = 0; restart < 3; restart++) {
+        for (int i = 0; i < 2000; i++) /* no waiting: many unacknowledged */
+            (void)ec_mqtt_publish_nowait(c, topic, payload, strlen(payload), 1, NULL, &err);
+        ech_stop_broker(&h);
+        for (int i = 0; i < 200; i++) /* and more while it is gone */
+            (void)ec_mqtt_publish_nowait(c, topic, payload, strlen(payload), 1, NULL, &err);
+        ech_start_broker(&h);
+        wait_connected(c, 15000);
+        ec_mqtt_msg *m = NULL;
+        while (ec_mqtt_next(c, &m, 10) == EC_OK)
+            ec_mqtt_msg_free(m);
+    }
+    ec_sleep_ms(300); /* the subscription renewed */
+    roundtrip(c, c, topic, "after three restarts");
+    print_message("Paho's second frees ignored: %lu\n", ec_mqtt_paho_double_frees() - before);
+    ec_mqtt_destroy(c);
+    ech_teardown(&h);
+}
+
 static void v5_properties_travel(void **state)
 {
     ech h;
@@ -322,6 +370,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(nodelay_holds_after_reconnect),
         cmocka_unit_test(paho_bookkeeping_is_off),
+        cmocka_unit_test(broker_restarts_with_publishes_in_flight),
         cmocka_unit_test(v5_properties_travel),
         cmocka_unit_test(inflight_bound_pushes_back),
         cmocka_unit_test(nowait_publishes_are_counted_and_bounded),

@@ -158,5 +158,8 @@ int ec_mqtt_nodelay_last_fd(void);
 /* True once an allocation of Paho's came through mqtt_lean.c instead of
  * Paho's heap tracking (false when built with EC_PAHO_TRACKING=ON). */
 bool ec_mqtt_paho_lean(void);
+/* Blocks Paho freed a second time, ignored (mqtt_lean.c); 0 in a build
+ * with -DEC_PAHO_TRACKING=ON, where Paho's own tracking ignores them. */
+unsigned long ec_mqtt_paho_double_frees(void);
 
 #endif
