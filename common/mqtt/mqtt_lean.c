@@ -78,10 +78,10 @@ typedef struct tag {
 /* What one thread's queue may hold; a larger block is freed at once. */
 #define QUEUE_BYTES (256u * 1024u)
 
-/* Freed blocks of one thread, oldest first out. */
+/* Freed blocks of one thread, a ring: count of them from head, the oldest. */
 typedef struct late_queue {
     tag *blocks[QUEUE_LEN];
-    unsigned next;
+    unsigned head, count;
     size_t bytes;
 } late_queue;
 
@@ -95,8 +95,8 @@ static void queue_flush(void *arg)
 {
     late_queue *q = arg;
     t_queue = NULL;
-    for (unsigned i = 0; i < QUEUE_LEN; i++)
-        free(q->blocks[i]);
+    for (unsigned i = 0; i < q->count; i++)
+        free(q->blocks[(q->head + i) % QUEUE_LEN]);
     free(q);
 }
 
@@ -118,8 +118,8 @@ static late_queue *thread_queue(void)
     return t_queue = q;
 }
 
-/* Queues t, freeing what it displaces (the oldest, and more while the queue
- * holds too many bytes); t itself when it is too large or there is no queue. */
+/* Queues t, freeing the oldest blocks while the queue is full or would
+ * hold too many bytes; t itself when it is too large or there is no queue. */
 static void release(tag *t)
 {
     late_queue *q = t->size <= QUEUE_BYTES ? thread_queue() : NULL;
@@ -127,20 +127,16 @@ static void release(tag *t)
         free(t);
         return;
     }
-    for (unsigned i = 0; i < QUEUE_LEN && (q->blocks[q->next] || q->bytes + t->size > QUEUE_BYTES);
-         i++) {
-        tag *old = q->blocks[q->next];
-        if (old) {
-            q->bytes -= old->size;
-            free(old);
-            q->blocks[q->next] = NULL;
-        }
-        if (q->bytes + t->size > QUEUE_BYTES)
-            q->next = (q->next + 1) % QUEUE_LEN;
+    while (q->count && (q->count == QUEUE_LEN || q->bytes + t->size > QUEUE_BYTES)) {
+        tag *old = q->blocks[q->head];
+        q->bytes -= old->size;
+        free(old);
+        q->head = (q->head + 1) % QUEUE_LEN;
+        q->count--;
     }
-    q->blocks[q->next] = t;
+    q->blocks[(q->head + q->count) % QUEUE_LEN] = t;
+    q->count++;
     q->bytes += t->size;
-    q->next = (q->next + 1) % QUEUE_LEN;
 }
 
 void *__wrap_mymalloc(char *file, int line, size_t size)
