@@ -310,6 +310,7 @@ ec_err ec_mqtt_create(ec_mqtt **out, const ec_mqtt_opts *o, ec_error *err)
     m->username = ec_strdup0(o->username && *o->username ? o->username : NULL);
     m->password = ec_strdup0(o->password && *o->password ? o->password : NULL);
     m->tls = ec_mqtt_uri_is_tls(o->uri);
+    ec_mqtt_wrap_note_uri(o->uri);
     m->ca_file = ec_strdup0(o->ca_file && *o->ca_file ? o->ca_file : NULL);
     m->cert_file = ec_strdup0(o->cert_file && *o->cert_file ? o->cert_file : NULL);
     m->key_file = ec_strdup0(o->key_file && *o->key_file ? o->key_file : NULL);

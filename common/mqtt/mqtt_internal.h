@@ -61,4 +61,8 @@ struct ec_mqtt {
 /* The CONNACK's Receive Maximum (connect options' onSuccess5). */
 void ec_mqtt_on_connect_success(void *ctx, MQTTAsync_successData5 *resp);
 
+/* mqtt_wrap.c: a client for a scheme other than plain TCP turns off the
+ * connect() wrapper's wait for the handshake, for the whole process. */
+void ec_mqtt_wrap_note_uri(const char *uri);
+
 #endif

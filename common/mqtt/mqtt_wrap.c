@@ -1,4 +1,4 @@
-/* Three link-time wraps around Paho C 1.3.12, which has no hook for any.
+/* Link-time wraps around Paho C 1.3.12, which has no hook for any of this.
  *
  * 1. TCP_NODELAY on Paho's client sockets.
  *
@@ -23,9 +23,25 @@
  * to 40 ms: a request/reply hop at a time took 25-40 ms during a burst, and
  * 1,000 queries through the 16-slot local window took 2.3 s instead of
  * 0.33 s. Linux clears QUICKACK on its own, so it is set again after each
- * packet's read (-Wl,--wrap=recv: Paho reads with recv()). */
+ * packet's read (-Wl,--wrap=recv: Paho reads with recv()).
+ *
+ * 4. A TCP connect that is done at once. Paho's socket is non-blocking, so
+ * connect() answers EINPROGRESS even on loopback; Paho then sends CONNECT
+ * only when its receive thread's next poll cycle (10 ms) has seen the socket
+ * writable: 10-15 ms of every start-up and reconnect spent waiting. The
+ * wrapper waits up to CONNECT_WAIT_MS for the handshake and reports it done
+ * (or failed, with the socket's error), which Paho handles as a connect that
+ * completed inside the call: it sends CONNECT (or starts TLS) right away. A
+ * broker farther away than that falls back to Paho's own path. The wait
+ * holds Paho's client mutex, but only while connecting, when nothing can be
+ * sent anyway. Only for plain MQTT over TCP: Paho's TLS and WebSocket steps
+ * after a connect done inside the call do not complete (a TLS broker refused
+ * every connection), so once a process has made a client for any other
+ * scheme the wait is off for all its connections. */
 #define _GNU_SOURCE /* pthread_getname_np */
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,11 +50,16 @@
 #include <sys/socket.h>
 
 #include "edgecascade/mqtt.h"
+#include "mqtt_internal.h"
 
 int __real_connect(int fd, const struct sockaddr *addr, socklen_t len);
 int __wrap_connect(int fd, const struct sockaddr *addr, socklen_t len);
 
+#define CONNECT_WAIT_MS 10
+
 static atomic_uint g_count;
+static atomic_uint g_at_once;
+static atomic_bool g_not_plain; /* a client for ssl://, ws://, ... exists */
 static atomic_int g_last_fd = -1;
 
 /* The sockets connect() above saw (Paho's), by descriptor: QUICKACK only on those. */
@@ -56,7 +77,30 @@ int __wrap_connect(int fd, const struct sockaddr *addr, socklen_t len)
         if (fd >= 0 && fd < MARK_FDS)
             atomic_store_explicit(&g_paho_fd[fd], true, memory_order_relaxed);
     }
-    return __real_connect(fd, addr, len);
+    int r = __real_connect(fd, addr, len);
+    if (r == 0 || errno != EINPROGRESS || !addr || atomic_load(&g_not_plain) ||
+        (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+        return r;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int soerr = 0;
+    socklen_t sl = sizeof(soerr);
+    if (poll(&p, 1, CONNECT_WAIT_MS) != 1 ||
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) {
+        errno = EINPROGRESS; /* still under way (or poll was interrupted): Paho's path */
+        return -1;
+    }
+    if (soerr != 0) {
+        errno = soerr;
+        return -1;
+    }
+    atomic_fetch_add(&g_at_once, 1);
+    return 0;
+}
+
+void ec_mqtt_wrap_note_uri(const char *uri)
+{
+    if (strncmp(uri, "tcp://", 6) != 0 && strncmp(uri, "mqtt://", 7) != 0)
+        atomic_store(&g_not_plain, true);
 }
 
 int __real_usleep(useconds_t usec);
@@ -95,4 +139,9 @@ unsigned ec_mqtt_nodelay_count(void)
 int ec_mqtt_nodelay_last_fd(void)
 {
     return atomic_load(&g_last_fd);
+}
+
+unsigned ec_mqtt_connect_at_once_count(void)
+{
+    return atomic_load(&g_at_once);
 }

@@ -155,6 +155,9 @@ void ec_mqtt_destroy(ec_mqtt *m);
  * lets a test prove the option holds after a reconnect. */
 unsigned ec_mqtt_nodelay_count(void);
 int ec_mqtt_nodelay_last_fd(void);
+/* Connections the connect() wrapper saw complete within its short wait (so
+ * Paho sent CONNECT at once instead of on its next poll cycle). */
+unsigned ec_mqtt_connect_at_once_count(void);
 /* True once an allocation of Paho's came through mqtt_lean.c instead of
  * Paho's heap tracking (false when built with EC_PAHO_TRACKING=ON). */
 bool ec_mqtt_paho_lean(void);
