@@ -342,6 +342,11 @@ static const ec_cm_entry router_table[] = {
     {.type = EC_CM_U32, .key = "replay_interval_ms", .offset = CFG(replay_interval_ms),
      .def = "5000", .desc = "how often the queue is retried while the cloud is down",
      .min = 50, .max = 3600000},
+    {.type = EC_CM_BOOL, .key = "copy_results", .offset = CFG(copy_results), .def = "true",
+     .desc = "publish a Result that goes to the query's Response Topic also to "
+             "<root>/result/<id>, where dashboards, the fleet bridge and edgecascade tail follow "
+             "every result; false saves that second publish (about a tenth of the pipeline's "
+             "CPU per query). A query without a Response Topic gets its Result there either way"},
     {.type = EC_CM_BOOL, .key = "journal", .offset = CFG(journal), .def = "true",
      .desc = "write each query to the store on arrival so a crash loses none"},
     {.type = EC_CM_BOOL, .key = "require_identity", .offset = CFG(require_identity),

@@ -151,7 +151,10 @@ static void publish(ec_egress *e, const ec_pending *p, const ec_result *res)
                            .n_user_props = p->n_user_props};
     if (p->response_topic && publish_one(e, p, p->response_topic, &b, &pp, &err) != EC_OK)
         ec_log_error("result %s to %s: %s", res->id, p->response_topic, err.msg);
-    if (publish_one(e, p, topic, &b, &dp, &err) != EC_OK)
+    /* The copy for dashboards, the fleet bridge and `edgecascade tail`; for
+     * a query without a Response Topic it is the answer itself. */
+    bool copy = !p->response_topic || CFG(e)->copy_results;
+    if (copy && publish_one(e, p, topic, &b, &dp, &err) != EC_OK)
         ec_log_error("result %s to %s: %s", res->id, topic, err.msg);
     ec_buf_free(&b);
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "edgecascade/util.h"
 #include "harness.h"
@@ -257,6 +258,95 @@ static void malformed_payloads_get_error_results(void **state)
     ec_result_clear(&ok);
 }
 
+/* A client of its own on <root>/result/#: what dashboards, the fleet bridge
+ * and `edgecascade tail` see. */
+static ec_mqtt *result_watcher(ech *h)
+{
+    ec_mqtt *w = NULL;
+    ec_error err = {0};
+    char cid[64], filter[300];
+    snprintf(cid, sizeof(cid), "ech-watch-%d", (int)getpid());
+    snprintf(filter, sizeof(filter), "%s/result/#", h->root);
+    ec_mqtt_opts o = {.uri = h->uri, .client_id = cid, .clean_start = true, .session_expiry_s = 1};
+    assert_int_equal(ec_mqtt_create(&w, &o, &err), EC_OK);
+    assert_int_equal(ec_mqtt_subscribe(w, filter, 1, &err), EC_OK);
+    if (ec_mqtt_connect(w, 5000, &err) != EC_OK)
+        fail_msg("watcher: %s", err.msg);
+    return w;
+}
+
+/* Asks once with the harness's Response Topic ("copy-1") and once without
+ * any ("copy-2"), then reads the watcher until copy-2's Result: the router
+ * publishes in order, so a copy of copy-1 would have come before it.
+ * Returns whether copy-1 was seen on <root>/result/copy-1. */
+static bool copy_of_replied_result_seen(ech *h)
+{
+    ec_mqtt *w = result_watcher(h);
+    const char *q1 = "{\"id\":\"copy-1\",\"prompt\":\"Part 4471 tolerance check\"}";
+    ec_mqtt_msg *m = ech_request(h, q1, strlen(q1), "copy-corr-1", 10000);
+    assert_non_null(m); /* the asker's own answer comes either way */
+    assert_non_null(strstr(m->payload, "\"copy-1\""));
+    ec_mqtt_msg_free(m);
+
+    ec_error err = {0};
+    char topic[300], want[300], first[300];
+    snprintf(topic, sizeof(topic), "%s/query", h->root);
+    const char *q2 = "{\"id\":\"copy-2\",\"prompt\":\"Part 4471 tolerance check\"}";
+    assert_int_equal(ec_mqtt_publish(h->client, topic, q2, strlen(q2), 1, false, NULL, 5000, &err),
+                     EC_OK);
+    snprintf(want, sizeof(want), "%s/result/copy-2", h->root);
+    snprintf(first, sizeof(first), "%s/result/copy-1", h->root);
+    bool seen_first = false, seen_want = false;
+    uint64_t deadline = ec_mono_us() + 10000000u;
+    while (!seen_want && ec_mono_us() < deadline) {
+        if (ec_mqtt_next(w, &m, 50) != EC_OK)
+            continue;
+        seen_first |= strcmp(m->topic, first) == 0;
+        seen_want |= strcmp(m->topic, want) == 0;
+        ec_mqtt_msg_free(m);
+    }
+    ec_mqtt_destroy(w);
+    if (!seen_want)
+        fail_msg("no Result on %s (a query without a Response Topic)", want);
+    /* Both are decisions, copied or not. */
+    assert_int_equal(ech_sql_wait(h,
+                                  "SELECT count(*) FROM decisions WHERE query_id IN "
+                                  "('copy-1','copy-2') AND error_code IS NULL",
+                                  2),
+                     2);
+    return seen_first;
+}
+
+static void results_copied_to_result_topic_by_default(void **state)
+{
+    assert_true(copy_of_replied_result_seen(&((fixture *)*state)->h));
+}
+
+static int setup_no_copies(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    ech *h = &f->h;
+    ech_init(h, "cascade");
+    char path[600];
+    snprintf(path, sizeof(path), "%s/script.json", h->dir);
+    FILE *fp = fopen(path, "w");
+    fputs(script, fp);
+    fclose(fp);
+    ech_start_broker(h);
+    ech_start_sim(h, path);
+    ech_write_config(h, "router:\n  copy_results: false\n");
+    ech_start_services(h);
+    ech_connect_client(h);
+    *state = f;
+    return 0;
+}
+
+/* router.copy_results: false: one publish per Result with a Response Topic. */
+static void no_copy_when_copy_results_is_off(void **state)
+{
+    assert_false(copy_of_replied_result_seen(&((fixture *)*state)->h));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -265,6 +355,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(local_only_never_reaches_cloud, setup, teardown),
         cmocka_unit_test_setup_teardown(correlation_and_json_ingress, setup, teardown),
         cmocka_unit_test_setup_teardown(malformed_payloads_get_error_results, setup, teardown),
+        cmocka_unit_test_setup_teardown(results_copied_to_result_topic_by_default, setup, teardown),
+        cmocka_unit_test_setup_teardown(no_copy_when_copy_results_is_off, setup_no_copies,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("integration.cascade", tests, NULL, NULL);
 }

@@ -106,6 +106,7 @@ typedef struct ec_config {
     uint32_t max_wait_ms; /* refuse new queries while the local window is this far behind */
     uint32_t query_timeout_ms;
     bool offline_queue;          /* queue escalations while the cloud is unavailable */
+    bool copy_results;           /* Results with a Response Topic also on <root>/result/<id> */
     uint32_t queue_ttl_s;        /* how long a queued escalation may wait */
     int queue_max;               /* queued escalations kept at most */
     char *queue_full;            /* reject_new | drop_oldest */
