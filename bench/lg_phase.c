@@ -242,6 +242,9 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
     double cpu0[LG_MAX_PIDS];
     for (int k = 0; k < g->o.n_pids; k++)
         cpu0[k] = lg_proc_cpu_ms(g->o.pids[k].pid);
+    /* The generator's own CPU too: it shares the two cores with the
+     * pipeline, so at twice the sustainable rate it takes a share of them. */
+    double lg_cpu0 = lg_proc_cpu_ms(getpid());
     unsigned long long steal0 = 0, total0 = 0;
     bool have_steal = lg_proc_steal(&steal0, &total0);
     long sim_off = measure ? lg_file_size(g->o.sim_log) : 0;
@@ -404,6 +407,9 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
             json_object_set_new(cpu, g->o.pids[k].name,
                                 json_real(c1 >= 0 && cpu0[k] >= 0 ? c1 - cpu0[k] : -1));
         }
+        double lg_cpu1 = lg_proc_cpu_ms(getpid());
+        json_object_set_new(cpu, "loadgen",
+                            json_real(lg_cpu1 >= 0 && lg_cpu0 >= 0 ? lg_cpu1 - lg_cpu0 : -1));
         json_object_set_new(o, "cpu_ms", cpu);
         json_object_set_new(o, "cpu_wall_s", json_real(wall_s));
     }
