@@ -35,7 +35,9 @@ typedef struct fixture {
     ech h;
 } fixture;
 
-static int setup(void **state)
+/* A stack of its own per test: broker, simulator, router + local + relay
+ * with the config's extra YAML (NULL: defaults), and the test client. */
+static int start_stack(void **state, const char *extra_yaml)
 {
     fixture *f = calloc(1, sizeof(*f));
     ech *h = &f->h;
@@ -47,11 +49,16 @@ static int setup(void **state)
     fclose(fp);
     ech_start_broker(h);
     ech_start_sim(h, path);
-    ech_write_config(h, NULL);
+    ech_write_config(h, extra_yaml);
     ech_start_services(h);
     ech_connect_client(h);
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return start_stack(state, NULL);
 }
 
 static int teardown(void **state)
@@ -324,21 +331,7 @@ static void results_copied_to_result_topic_by_default(void **state)
 
 static int setup_no_copies(void **state)
 {
-    fixture *f = calloc(1, sizeof(*f));
-    ech *h = &f->h;
-    ech_init(h, "cascade");
-    char path[600];
-    snprintf(path, sizeof(path), "%s/script.json", h->dir);
-    FILE *fp = fopen(path, "w");
-    fputs(script, fp);
-    fclose(fp);
-    ech_start_broker(h);
-    ech_start_sim(h, path);
-    ech_write_config(h, "router:\n  copy_results: false\n");
-    ech_start_services(h);
-    ech_connect_client(h);
-    *state = f;
-    return 0;
+    return start_stack(state, "router:\n  copy_results: false\n");
 }
 
 /* router.copy_results: false: one publish per Result with a Response Topic. */
