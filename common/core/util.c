@@ -154,6 +154,19 @@ void ec_mem_give_back(void)
     malloc_trim(0);
 }
 
+void ec_mem_init(void)
+{
+    /* glibc raises its mmap threshold to the size of each freed mmapped
+     * block larger than it, and the trim threshold to twice that: once any
+     * block over 128 KiB has been freed, blocks of up to that size come from
+     * the arenas and their free tops stay resident. Setting the two turns
+     * that off. After the same bursts and a 1,000 q/s phase the router kept
+     * 8.9-9.8 MB resident (median 9.0, 15 runs) instead of 9.2-10.6 (median
+     * 9.7, 13 runs); its CPU at 1,000 q/s did not move beyond the spread. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+}
+
 void ec_sleep_ms(unsigned ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};

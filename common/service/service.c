@@ -135,6 +135,7 @@ int ec_service_init(ec_service *s, const char *name, const char *summary, int ar
     snprintf(prog, sizeof(prog), "edgecascade-%s", name);
     memset(s, 0, sizeof(*s));
     s->name = name;
+    ec_mem_init();
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "c:b:i:hV", opts, NULL)) != -1) {

@@ -32,5 +32,8 @@ void ec_thread_name(const char *name);
  * thread's arena; a service beside the model calls this now and then (every
  * few seconds, off the per-query path) so its resident size falls back. */
 void ec_mem_give_back(void);
+/* Pins glibc's mmap and trim thresholds at their defaults (128 KiB): a
+ * service calls it once at start, before its threads (see util.c). */
+void ec_mem_init(void);
 
 #endif
