@@ -10,6 +10,7 @@
  *   ec_loadgen status --broker URI --root R     (prints "service pid state epoch_us" lines)
  *   ec_loadgen report --dir DIR [--json]
  *   ec_loadgen free-port                        (a loopback port the kernel just gave out)
+ *   ec_loadgen probe [--rate Q] [--duration S]  (the machine's own loopback hop, lg_probe.c)
  *
  * Each of phase and sweep prints one JSON object on stdout; progress goes to
  * stderr. */
@@ -38,8 +39,9 @@ static void on_signal(int sig)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: ec_loadgen phase|burst|sweep|status|report|free-port [options] (see "
-                    "bench/README.md)\n");
+    fprintf(stderr,
+            "usage: ec_loadgen phase|burst|sweep|status|report|free-port|probe [options] (see "
+            "bench/README.md)\n");
     exit(2);
 }
 
@@ -287,6 +289,12 @@ int main(int argc, char **argv)
         else
             lg_report_table(r, stdout);
         json_decref(r);
+        return 0;
+    }
+    if (strcmp(cmd, "probe") == 0) {
+        json_t *p = lg_probe(o.rate > 0 ? o.rate : 1000, o.duration_s);
+        print_json(p);
+        json_decref(p);
         return 0;
     }
     if (!o.uri || !o.root)

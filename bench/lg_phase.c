@@ -25,6 +25,7 @@ enum { S_PENDING = 0, S_OK, S_BUSY, S_ERROR, S_SENDFAIL };
 typedef struct slot {
     uint64_t sched_us;
     uint64_t recv_us;
+    uint64_t sent_us; /* when the generator called publish: sched_us plus its own lateness */
     float router_ms;
     uint8_t state;
     bool escalated;
@@ -263,6 +264,7 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
         else if (now - target > max_lag_us)
             max_lag_us = now - target;
         slots[i].sched_us = target;
+        slots[i].sent_us = ec_mono_us();
         unsigned char corr[8];
         uint64_t key = ((uint64_t)phase << 32) | (uint32_t)i;
         for (int k = 0; k < 8; k++)
@@ -294,6 +296,9 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
     json_t *o = json_object();
     double *ok_lat = malloc(n * sizeof(double));
     double *ans_lat = malloc(n * sizeof(double));
+    double *sent_lat = malloc(n * sizeof(double));
+    double *late = malloc(n * sizeof(double));
+    size_t n_sent_lat = 0;
     size_t n_ok = 0, n_ans = 0, busy = 0, errors = 0, unanswered = 0, esc = 0;
     uint64_t last_ok_us = t0;
     double router_ms = 0;
@@ -307,6 +312,9 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
         }
         switch (s->state) {
         case S_OK:
+            late[n_sent_lat] = (double)(s->sent_us - s->sched_us) / 1000.0;
+            sent_lat[n_sent_lat++] =
+                s->recv_us > s->sent_us ? (double)(s->recv_us - s->sent_us) / 1000.0 : 0;
             ok_lat[n_ok++] = ms;
             ans_lat[n_ans++] = ms;
             esc += s->escalated;
@@ -391,8 +399,12 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
     json_object_set_new(o, "router_ms_mean", json_real(n_ok ? router_ms / (double)n_ok : 0));
     json_object_set_new(o, "latency_ok", latency_json(ok_lat, n_ok));
     json_object_set_new(o, "latency_answered", latency_json(ans_lat, n_ans));
+    json_object_set_new(o, "latency_ok_from_send", latency_json(sent_lat, n_sent_lat));
+    json_object_set_new(o, "generator_late", latency_json(late, n_sent_lat));
     free(ok_lat);
     free(ans_lat);
+    free(sent_lat);
+    free(late);
 
     unsigned long long steal1 = 0, total1 = 0;
     if (have_steal && lg_proc_steal(&steal1, &total1) && total1 > total0)

@@ -116,6 +116,9 @@ json_t *lg_report(const char *dir)
     json_t *runs[MAX_LATENCY_RUNS], *fair_runs[MAX_LATENCY_RUNS];
     int n_runs = load_runs(dir, "fixed", fx, runs);
     int n_fair_runs = load_runs(dir, "fair_fixed", fair_fx, fair_runs);
+    /* The machine's own loopback hop, measured before each latency run. */
+    json_t *probes[MAX_LATENCY_RUNS];
+    int n_probes = load_runs(dir, "probe", load(dir, "probe.json"), probes);
     json_t *r = json_object();
 
     /* Each sweep ran two or three times: the best figure is the pipeline's,
@@ -153,6 +156,24 @@ json_t *lg_report(const char *dir)
         json_object_set_new(o, "ok", jnum(at(runs[k], "ok", NULL)));
         json_object_set_new(o, "sent", jnum(at(runs[k], "sent", NULL)));
         json_object_set_new(o, "steal_pct", jnum(at(runs[k], "steal_pct", NULL)));
+        /* What the worst figures are made of: the pipeline from the moment
+         * the generator published, the generator's own lateness (its timer
+         * on a VM), the fair null's p99 in the phase just before, and one
+         * loopback hop across CPUs measured by nobody's code but the probe. */
+        json_object_set_new(
+            o, "p99_from_send_ms",
+            jnum(at(json_object_get(runs[k], "latency_ok_from_send"), "p99_ms", NULL)));
+        json_object_set_new(o, "generator_late_p99_ms",
+                            jnum(at(json_object_get(runs[k], "generator_late"), "p99_ms", NULL)));
+        if (k < n_fair_runs)
+            json_object_set_new(o, "fair_null_p99_ms", jnum(lat_minus_sim(fair_runs[k], "p99_ms")));
+        if (k < n_probes) {
+            json_t *x = json_object_get(probes[k], "cross_cpu");
+            json_object_set_new(o, "machine_hop_cross_cpu_p99_ms", jnum(at(x, "p99_ms", NULL)));
+            json_object_set_new(o, "machine_hop_cross_cpu_p999_ms", jnum(at(x, "p999_ms", NULL)));
+            json_object_set_new(o, "machine_hop_same_cpu_p99_ms",
+                                jnum(at(json_object_get(probes[k], "same_cpu"), "p99_ms", NULL)));
+        }
         json_array_append_new(lruns, o);
         p50 = isnan(p50) || a > p50 ? a : p50;
         p99 = isnan(p99) || b > p99 ? b : p99;
@@ -298,7 +319,15 @@ json_t *lg_report(const char *dir)
             json_array_append(more, fair_runs[k]);
         json_object_set_new(d, "fair_null_fixed_1000_runs_2_on", more);
     }
+    if (n_probes) {
+        json_t *all = json_array();
+        for (int k = 0; k < n_probes; k++)
+            json_array_append(all, probes[k]);
+        json_object_set_new(d, "machine_probe", all);
+    }
     json_object_set_new(r, "detail", d);
+    for (int k = 0; k < n_probes; k++)
+        json_decref(probes[k]);
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
         json_decref(parts[i]);
     for (int k = 1; k < n_runs; k++)
@@ -377,6 +406,12 @@ void lg_report_table(json_t *r, FILE *out)
         snprintf(v, sizeof(v), "%.3f / %.3f (%.0f)", num(json_object_get(lr, "p50_ms")),
                  num(json_object_get(lr, "p99_ms")), num(json_object_get(lr, "steal_pct")));
         fprintf(out, "  %-44s%12s\n", label, v);
+        snprintf(v, sizeof(v), "%.2f / %.2f / %.2f / %.2f",
+                 num(json_object_get(lr, "p99_from_send_ms")),
+                 num(json_object_get(lr, "generator_late_p99_ms")),
+                 num(json_object_get(lr, "fair_null_p99_ms")),
+                 num(json_object_get(lr, "machine_hop_cross_cpu_p99_ms")));
+        fprintf(out, "    %-42s%12s\n", "p99 from send / generator late / fair null / hop", v);
     }
     row(out, r, "  null pipeline p50 ms", at(json_object_get(nf, "latency_ok"), "p50_ms", NULL),
         "%12.3f", NULL, NULL);

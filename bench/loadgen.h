@@ -43,11 +43,18 @@ int lg_open(lg **out, const lg_opts *o);
 void lg_close(lg *g);
 /* Runs one open-loop phase at rate for duration_s and returns its figures:
  * sent, ok, busy, errors, unanswered, latencies (ms, from each query's
- * scheduled send time, so a stalled sender cannot hide a backlog), CPU of the
- * given pids, and the simulator's own time when a sim log is given. */
+ * scheduled send time, so a stalled sender cannot hide a backlog; beside
+ * them latency_ok_from_send, from the moment the generator published, and
+ * generator_late, its own lateness), CPU of the given pids, and the
+ * simulator's own time when a sim log is given. */
 json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms, bool measure);
 /* True when every query was answered with a result and p99 < 5 ms. */
 bool lg_phase_ok(json_t *phase);
+
+/* The machine's own loopback hop: a TCP ping-pong between two processes,
+ * both on CPU 0 and across CPUs 0 and 1, at rate round trips per second
+ * (lg_probe.c says why). */
+json_t *lg_probe(double rate, double duration_s);
 
 /* /proc readings: utime+stime in ms; VmHWM / VmRSS in kB (-1 on error). */
 double lg_proc_cpu_ms(pid_t pid);
