@@ -31,6 +31,7 @@ typedef struct lg_opts {
     bool burst;        /* phase: no lead-in, no pacing (rate * duration queries at once) */
     double start_rate; /* sweep */
     double max_rate;   /* sweep */
+    int bisections;    /* sweep: between the last pass and the first failure */
     const char *sim_log;
     const char *label; /* names the pipeline in progress lines */
     lg_pid pids[LG_MAX_PIDS];
