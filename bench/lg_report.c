@@ -102,7 +102,7 @@ json_t *lg_report(const char *dir)
     json_t *fx = load(dir, "fixed.json"), *mixed_fx = load(dir, "mixed_fixed.json");
     json_t *ov = load(dir, "overload.json"), *meta = load(dir, "meta.json");
     json_t *null_sw2 = load(dir, "null_sweep2.json"), *local_sw2 = load(dir, "local_sweep2.json");
-    json_t *mixed_sw2 = load(dir, "mixed_sweep2.json");
+    json_t *mixed_sw2 = load(dir, "mixed_sweep2.json"), *mixed_sw3 = load(dir, "mixed_sweep3.json");
     json_t *burst = load(dir, "burst.json"), *null_burst = load(dir, "null_burst.json");
     json_t *fair_sw = load(dir, "fair_sweep.json"), *fair_sw2 = load(dir, "fair_sweep2.json");
     json_t *fair_fx = load(dir, "fair_fixed.json");
@@ -128,7 +128,8 @@ json_t *lg_report(const char *dir)
     double null_qps = fmax(at(null_sw, "qps", NULL), at(null_sw2, "qps", NULL));
     double local_qps = fmax(fmax(at(local_sw, "qps", NULL), at(local_sw2, "qps", NULL)),
                             at(local_sw3, "qps", NULL));
-    double mixed_qps = fmax(at(mixed_sw, "qps", NULL), at(mixed_sw2, "qps", NULL));
+    double mixed_qps = fmax(fmax(at(mixed_sw, "qps", NULL), at(mixed_sw2, "qps", NULL)),
+                            at(mixed_sw3, "qps", NULL));
     double fair_qps =
         fmax(fmax(at(fair_sw, "qps", NULL), at(fair_sw2, "qps", NULL)), at(fair_sw3, "qps", NULL));
     double nc_qps = fmax(at(nc_sw, "qps", NULL), at(nc_sw2, "qps", NULL));
@@ -292,16 +293,18 @@ json_t *lg_report(const char *dir)
     json_t *d = json_object();
     if (meta)
         json_object_set(d, "meta", meta);
-    json_t *parts[] = {null_sw, null_sw2,  local_sw, local_sw2, mixed_sw,   mixed_sw2, null_fx,
-                       fx,      mixed_fx,  ov,       burst,     null_burst, fair_sw,   fair_sw2,
-                       fair_fx, local_sw3, fair_sw3, nc_sw,     nc_sw2,     nc_fx,     nc_fair_fx};
+    json_t *parts[] = {null_sw, null_sw2, local_sw,   local_sw2, mixed_sw, mixed_sw2,
+                       null_fx, fx,       mixed_fx,   ov,        burst,    null_burst,
+                       fair_sw, fair_sw2, fair_fx,    local_sw3, fair_sw3, nc_sw,
+                       nc_sw2,  nc_fx,    nc_fair_fx, mixed_sw3};
     const char *keys[] = {"null_sweep",      "null_sweep_2",       "local_sweep",
                           "local_sweep_2",   "mixed_sweep",        "mixed_sweep_2",
                           "null_fixed_1000", "local_fixed_1000",   "mixed_fixed_1000",
                           "overload",        "burst_1000",         "null_burst_1000",
                           "fair_null_sweep", "fair_null_sweep_2",  "fair_null_fixed_1000",
                           "local_sweep_3",   "fair_null_sweep_3",  "no_copy_sweep",
-                          "no_copy_sweep_2", "no_copy_fixed_1000", "no_copy_fair_null_fixed_1000"};
+                          "no_copy_sweep_2", "no_copy_fixed_1000", "no_copy_fair_null_fixed_1000",
+                          "mixed_sweep_3"};
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
         if (parts[i])
             json_object_set(d, keys[i], parts[i]);
