@@ -183,7 +183,7 @@ static double pct(const double *v, size_t n, double q)
     return v[i >= n ? n - 1 : i];
 }
 
-static json_t *latency_json(double *v, size_t n)
+json_t *lg_latency_json(double *v, size_t n)
 {
     json_t *o = json_object();
     double sum = 0;
@@ -397,10 +397,10 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
     double goodput_span = ok_span_s > duration_s ? ok_span_s : duration_s;
     json_object_set_new(o, "goodput_qps", json_real((double)n_ok / goodput_span));
     json_object_set_new(o, "router_ms_mean", json_real(n_ok ? router_ms / (double)n_ok : 0));
-    json_object_set_new(o, "latency_ok", latency_json(ok_lat, n_ok));
-    json_object_set_new(o, "latency_answered", latency_json(ans_lat, n_ans));
-    json_object_set_new(o, "latency_ok_from_send", latency_json(sent_lat, n_sent_lat));
-    json_object_set_new(o, "generator_late", latency_json(late, n_sent_lat));
+    json_object_set_new(o, "latency_ok", lg_latency_json(ok_lat, n_ok));
+    json_object_set_new(o, "latency_answered", lg_latency_json(ans_lat, n_ans));
+    json_object_set_new(o, "latency_ok_from_send", lg_latency_json(sent_lat, n_sent_lat));
+    json_object_set_new(o, "generator_late", lg_latency_json(late, n_sent_lat));
     free(ok_lat);
     free(ans_lat);
     free(sent_lat);

@@ -48,18 +48,6 @@ static int full_io(int fd, char *buf, size_t len, bool rd)
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double pct(const double *v, size_t n, double q)
-{
-    size_t i = (size_t)((double)n * q);
-    return n ? v[i >= n ? n - 1 : i] : 0;
-}
-
 /* One pairing: the echoing child on cpu_a, the timing parent on cpu_b.
  * NULL when a socket or fork fails (the probe is context, not a verdict). */
 static json_t *probe_pair(int cpu_a, int cpu_b, double rate, size_t n)
@@ -113,15 +101,8 @@ static json_t *probe_pair(int cpu_a, int cpu_b, double rate, size_t n)
             break;
         rtt[got++] = (double)(ec_mono_us() - t) / 1000.0;
     }
-    if (got == n) {
-        qsort(rtt, got, sizeof(*rtt), cmp_double);
-        out = json_object();
-        json_object_set_new(out, "n", json_integer((json_int_t)got));
-        json_object_set_new(out, "p50_ms", json_real(pct(rtt, got, 0.50)));
-        json_object_set_new(out, "p99_ms", json_real(pct(rtt, got, 0.99)));
-        json_object_set_new(out, "p999_ms", json_real(pct(rtt, got, 0.999)));
-        json_object_set_new(out, "max_ms", json_real(rtt[got - 1]));
-    }
+    if (got == n)
+        out = lg_latency_json(rtt, got);
 done:
     if (s >= 0)
         close(s); /* the child reads EOF and exits */

@@ -52,6 +52,8 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
 /* True when every query was answered with a result and p99 < 5 ms. */
 bool lg_phase_ok(json_t *phase);
 
+/* n, mean and percentiles (ms) of v, which it sorts. */
+json_t *lg_latency_json(double *v, size_t n);
 /* The machine's own loopback hop: a TCP ping-pong between two processes,
  * both on CPU 0 and across CPUs 0 and 1, at rate round trips per second
  * (lg_probe.c says why). */
