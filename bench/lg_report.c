@@ -414,7 +414,7 @@ void lg_report_table(json_t *r, FILE *out)
                  num(json_object_get(lr, "generator_late_p99_ms")),
                  num(json_object_get(lr, "fair_null_p99_ms")),
                  num(json_object_get(lr, "machine_hop_cross_cpu_p99_ms")));
-        fprintf(out, "    %-42s%12s\n", "p99 from send / generator late / fair null / hop", v);
+        fprintf(out, "    %-42s%12s\n", "p99: from send/gen. late/fair null/hop", v);
     }
     row(out, r, "  null pipeline p50 ms", at(json_object_get(nf, "latency_ok"), "p50_ms", NULL),
         "%12.3f", NULL, NULL);
