@@ -347,6 +347,12 @@ static const ec_cm_entry router_table[] = {
              "<root>/result/<id>, where dashboards, the fleet bridge and edgecascade tail follow "
              "every result; false saves that second publish (about a tenth of the pipeline's "
              "CPU per query). A query without a Response Topic gets its Result there either way"},
+    {.type = EC_CM_U32, .key = "copy_unheard_ms", .offset = CFG(copy_unheard_ms), .def = "10",
+     .desc = "while the broker answers that nobody subscribes to <root>/result/# (MQTT v5 "
+             "reason 0x10; a bridge or a persistent session, even disconnected, is a "
+             "subscriber), publish a copy at most once per this many ms, so a new subscriber "
+             "gets copies within about that long; 0 publishes every copy",
+     .min = 0, .max = 60000},
     {.type = EC_CM_BOOL, .key = "journal", .offset = CFG(journal), .def = "true",
      .desc = "write each query to the store on arrival so a crash loses none"},
     {.type = EC_CM_BOOL, .key = "require_identity", .offset = CFG(require_identity),

@@ -553,6 +553,7 @@ void ec_mqtt_destroy(ec_mqtt *m)
     free(m->cert_file);
     free(m->key_file);
     free(m->status_topic);
+    free(atomic_load(&m->listen_prefix));
     free(m->status_online);
     free(m->status_offline);
     pthread_cond_destroy(&m->cond);

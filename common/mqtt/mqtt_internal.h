@@ -55,6 +55,12 @@ struct ec_mqtt {
     ec_mqtt_arrival_fn on_arrival;
     void *overflow_ctx;
     atomic_uint_fast64_t overflows;
+
+    /* ec_mqtt_watch_listeners: publishes under this prefix tell, by their
+     * PUBACK, whether anyone subscribes; unheard_us is when the broker last
+     * said nobody does (monotonic µs, 0: it said someone does, or never). */
+    _Atomic(char *) listen_prefix;
+    atomic_uint_fast64_t unheard_us;
 };
 
 /* mqtt_publish.c */
@@ -64,5 +70,9 @@ void ec_mqtt_on_connect_success(void *ctx, MQTTAsync_successData5 *resp);
 /* mqtt_wrap.c: a client for a scheme other than plain TCP turns off the
  * connect() wrapper's wait for the handshake, for the whole process. */
 void ec_mqtt_wrap_note_uri(const char *uri);
+/* mqtt_wrap.c: the reason code of the PUBACK Paho's receive thread is
+ * handling (an onSuccess5 of a publish asks), -1 when unknown; reading it
+ * clears it. */
+int ec_mqtt_wrap_take_ack_rc(void);
 
 #endif

@@ -62,9 +62,46 @@ static void release_slot(ec_mqtt *m)
     pthread_mutex_unlock(&m->lock);
 }
 
+static void note_listeners(ec_mqtt *m, const MQTTAsync_successData5 *resp)
+{
+    int rc = ec_mqtt_wrap_take_ack_rc();
+    const char *prefix = atomic_load_explicit(&m->listen_prefix, memory_order_acquire);
+    if (!prefix || rc < 0 || !resp || !resp->alt.pub.destinationName ||
+        strncmp(resp->alt.pub.destinationName, prefix, strlen(prefix)) != 0)
+        return;
+    if (rc == MQTTREASONCODE_NO_MATCHING_SUBSCRIBERS) {
+        uint64_t now = ec_mono_us();
+        atomic_store_explicit(&m->unheard_us, now ? now : 1, memory_order_relaxed);
+    } else if (rc == MQTTREASONCODE_SUCCESS) {
+        atomic_store_explicit(&m->unheard_us, 0, memory_order_relaxed);
+    }
+}
+
 static void on_pub_success(void *ctx, MQTTAsync_successData5 *resp)
 {
+    note_listeners(ctx, resp);
     release_slot(ctx);
+}
+
+ec_err ec_mqtt_watch_listeners(ec_mqtt *m, const char *prefix, ec_error *err)
+{
+    char *copy = strdup(prefix);
+    if (!copy)
+        return ec_error_set(err, EC_ERR_NOMEM, "mqtt: out of memory");
+    /* Set once: the receive thread may be reading the prefix, so it is never
+     * freed before ec_mqtt_destroy. */
+    char *none = NULL;
+    if (!atomic_compare_exchange_strong(&m->listen_prefix, &none, copy)) {
+        free(copy);
+        return ec_error_set(err, EC_ERR_INVAL, "mqtt: already watching listeners under %s", none);
+    }
+    return EC_OK;
+}
+
+bool ec_mqtt_unheard(ec_mqtt *m, unsigned window_ms)
+{
+    uint64_t at = atomic_load_explicit(&m->unheard_us, memory_order_relaxed);
+    return at && ec_mono_us() - at < (uint64_t)window_ms * 1000u;
 }
 
 static void on_pub_failure(void *ctx, MQTTAsync_failureData5 *resp)

@@ -37,11 +37,23 @@
  * sent anyway. Only for plain MQTT over TCP: Paho's TLS and WebSocket steps
  * after a connect done inside the call do not complete (a TLS broker refused
  * every connection), so once a process has made a client for any other
- * scheme the wait is off for all its connections. */
+ * scheme the wait is off for all its connections.
+ *
+ * 5. A PUBACK's reason code. MQTT v5 lets a broker accept a QoS 1 publish
+ * with 0x10, "No matching subscribers" (Mosquitto does); Paho 1.3.12 reads
+ * the code but hands it on only when it is a failure (0x80 and up), so
+ * onSuccess5 cannot tell 0x10 from 0x00. Paho's receive thread passes each
+ * PUBACK to MQTTProtocol_handlePubacks and then, in the same thread, calls
+ * that publish's onSuccess5; linked with -Wl,--wrap, the wrapper leaves the
+ * code in a thread-local for the callback (ec_mqtt_wrap_take_ack_rc). The
+ * packet's layout is Paho's Ack (MQTTPacket.h, unchanged since 1.3.0); a
+ * packet that does not look like an MQTT v5 PUBACK leaves the code unknown
+ * (-1), and nothing is then skipped for want of a subscriber. */
 #define _GNU_SOURCE /* pthread_getname_np */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
@@ -129,6 +141,48 @@ ssize_t __wrap_recv(int fd, void *buf, size_t n, int flags)
         setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
     }
     return r;
+}
+
+/* Paho's Header and Ack (MQTTPacket.h), little-endian bit order. */
+typedef union paho_header {
+    char byte;
+    struct {
+        bool retain : 1;
+        unsigned int qos : 2;
+        bool dup : 1;
+        unsigned int type : 4;
+    } bits;
+} paho_header;
+
+typedef struct paho_ack {
+    paho_header header;
+    int msgId;
+    unsigned char rc;
+    int MQTTVersion;
+} paho_ack;
+
+#define PAHO_PUBACK 4
+
+static _Thread_local int t_ack_rc = -1;
+
+int __real_MQTTProtocol_handlePubacks(void *pack, int sock, void **pub_to_remove);
+int __wrap_MQTTProtocol_handlePubacks(void *pack, int sock, void **pub_to_remove);
+
+int __wrap_MQTTProtocol_handlePubacks(void *pack, int sock, void **pub_to_remove)
+{
+    const paho_ack *a = pack;
+    t_ack_rc = a && a->header.bits.type == PAHO_PUBACK && a->MQTTVersion == 5 && a->msgId > 0 &&
+                       a->msgId <= 65535
+                   ? a->rc
+                   : -1;
+    return __real_MQTTProtocol_handlePubacks(pack, sock, pub_to_remove);
+}
+
+int ec_mqtt_wrap_take_ack_rc(void)
+{
+    int rc = t_ack_rc;
+    t_ack_rc = -1;
+    return rc;
 }
 
 unsigned ec_mqtt_nodelay_count(void)

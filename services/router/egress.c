@@ -87,7 +87,7 @@ static void build(ec_egress *e, ec_pending *p)
 
 /* The metrics hook (router_metrics.h): one call per Result. cost_top_usd as
  * the record stage computes it. */
-static void observe(ec_egress *e, const ec_pending *p, const ec_result *res)
+static void observe(ec_egress *e, const ec_pending *p, const ec_result *res, bool copy_skipped)
 {
     const ec_config *cfg = CFG(e);
     const ec_tier_cfg *top = &cfg->tiers[cfg->n_tiers - 1];
@@ -108,6 +108,7 @@ static void observe(ec_egress *e, const ec_pending *p, const ec_result *res)
         .escalated = res->escalated,
         .degraded = res->degraded,
         .revision = res->revision,
+        .copy_skipped = copy_skipped,
         .ts_ms = ec_now_ms(),
     };
     ec_metrics_observe(e->metrics, &o);
@@ -121,7 +122,22 @@ static ec_err publish_one(ec_egress *e, const ec_pending *p, const char *topic, 
     return ec_mqtt_publish(e->env->svc->mqtt, topic, b->data, b->len, 1, false, pp, 10000, err);
 }
 
-static void publish(ec_egress *e, const ec_pending *p, const ec_result *res)
+/* The copy on <root>/result/<id>: for a query without a Response Topic it
+ * is the answer itself, always sent. Otherwise it is for whoever follows
+ * every result (dashboards, the fleet bridge, `edgecascade tail`), so it is
+ * skipped while the broker says nobody does (copy_unheard_ms, ec_mqtt.h):
+ * one copy per window still goes out and finds out when someone does. */
+static bool copy_wanted(ec_egress *e, const ec_config *cfg, const ec_pending *p)
+{
+    if (!p->response_topic)
+        return true;
+    if (!cfg->copy_results)
+        return false;
+    return !cfg->copy_unheard_ms || !ec_mqtt_unheard(e->env->svc->mqtt, cfg->copy_unheard_ms);
+}
+
+/* Returns whether a wanted copy was skipped for want of a subscriber. */
+static bool publish(ec_egress *e, const ec_pending *p, const ec_result *res)
 {
     ec_buf b;
     ec_error err = {0};
@@ -131,7 +147,7 @@ static void publish(ec_egress *e, const ec_pending *p, const ec_result *res)
     if (rc) {
         ec_log_error("result %s could not be encoded: %s", res->id, err.msg);
         ec_buf_free(&b);
-        return;
+        return false;
     }
     bool json = p->enc == EC_ENC_JSON;
     const char *ctype = json ? "application/json" : "application/msgpack";
@@ -151,12 +167,12 @@ static void publish(ec_egress *e, const ec_pending *p, const ec_result *res)
                            .n_user_props = p->n_user_props};
     if (p->response_topic && publish_one(e, p, p->response_topic, &b, &pp, &err) != EC_OK)
         ec_log_error("result %s to %s: %s", res->id, p->response_topic, err.msg);
-    /* The copy for dashboards, the fleet bridge and `edgecascade tail`; for
-     * a query without a Response Topic it is the answer itself. */
-    bool copy = !p->response_topic || CFG(e)->copy_results;
+    const ec_config *cfg = CFG(e);
+    bool copy = copy_wanted(e, cfg, p);
     if (copy && publish_one(e, p, topic, &b, &dp, &err) != EC_OK)
         ec_log_error("result %s to %s: %s", res->id, topic, err.msg);
     ec_buf_free(&b);
+    return !copy && cfg->copy_results;
 }
 
 ec_stage_rc ec_egress_run(ec_egress *e, ec_pending *p)
@@ -168,8 +184,8 @@ ec_stage_rc ec_egress_run(ec_egress *e, ec_pending *p)
     }
     build(e, p);
     ec_controls_cache_store(e->controls, p, &p->res, p->out.answer_attempt);
-    publish(e, p, &p->res);
-    observe(e, p, &p->res);
+    bool skipped = publish(e, p, &p->res);
+    observe(e, p, &p->res, skipped);
     ec_log_debug("query %s: %s tier %u, confidence %.3f, %.2f ms: %s", p->res.id,
                  p->res.tier ? p->res.tier : "none", p->res.tier_index, p->res.confidence,
                  p->res.latency_ms, p->res.reason);

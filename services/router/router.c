@@ -319,7 +319,13 @@ fail:
 }
 
 ec_err ec_router_start(ec_router *r, ec_error *err)
-{
+{ /* Egress skips copies of Results nobody subscribes to (copy_unheard_ms). */
+    char results[320];
+    if (!ec_topic(CFG(r), results, sizeof(results), "result/"))
+        return ec_error_set(err, EC_ERR_CONFIG, "topic_root is too long");
+    ec_err rc = ec_mqtt_watch_listeners(r->env.svc->mqtt, results, err);
+    if (rc)
+        return rc;
     int n = CFG(r)->router_workers;
     if (n < 1)
         n = 1;
@@ -354,7 +360,7 @@ ec_err ec_router_start(ec_router *r, ec_error *err)
         }
         free(rec);
     }
-    ec_err rc = ec_offline_start(r->offline, err);
+    rc = ec_offline_start(r->offline, err);
     if (!rc)
         rc = ec_stats_pub_start(&r->stats, r, err);
     if (rc)

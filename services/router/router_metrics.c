@@ -156,6 +156,7 @@ void ec_metrics_observe(ec_metrics *m, const ec_metrics_obs *o)
     pthread_mutex_lock(&m->lock);
     ec_metrics_snap *c = &m->c;
     c->cost_usd += o->cost_usd;
+    c->copies_skipped += o->copy_skipped;
     if (o->revision >= 2) {
         c->revisions++;
     } else {
@@ -307,6 +308,11 @@ ec_err ec_metrics_prometheus(const ec_metrics_snap *s, long queue_depth, ec_buf 
     family(b, "edgecascade_revisions_total", "counter",
            "Later revisions of a result (the offline queue's cloud answer or its expiry).");
     ec_buf_printf(b, "edgecascade_revisions_total %llu\n", (unsigned long long)s->revisions);
+    family(b, "edgecascade_result_copies_skipped_total", "counter",
+           "Results not copied to <root>/result/<id> because the broker said nobody subscribes "
+           "there (router.copy_unheard_ms).");
+    ec_buf_printf(b, "edgecascade_result_copies_skipped_total %llu\n",
+                  (unsigned long long)s->copies_skipped);
     family(b, "edgecascade_cost_usd_total", "counter", "Money spent on model calls, USD.");
     ec_buf_printf(b, "edgecascade_cost_usd_total %.9g\n", s->cost_usd);
     family(b, "edgecascade_cost_all_top_usd_total", "counter",

@@ -57,6 +57,7 @@ typedef struct ec_metrics_obs {
     bool escalated;
     bool degraded;
     uint32_t revision; /* 1 for a first answer */
+    bool copy_skipped; /* its copy on <root>/result/<id> was skipped: nobody subscribes */
     uint64_t ts_ms;    /* epoch ms when it finished */
 } ec_metrics_obs;
 
@@ -82,6 +83,7 @@ typedef struct ec_metrics_snap {
     uint64_t escalated;
     uint64_t degraded;
     uint64_t revisions;
+    uint64_t copies_skipped; /* Results not copied to <root>/result/<id>: nobody subscribed */
     double cost_usd;
     double cost_top_usd;
     ec_metrics_hist latency[EC_METRICS_KINDS];

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -340,6 +341,211 @@ static void no_copy_when_copy_results_is_off(void **state)
     assert_false(copy_of_replied_result_seen(&((fixture *)*state)->h));
 }
 
+/* ---- copies nobody subscribes to (router.copy_unheard_ms) ---- */
+
+static int copies_http_port(const ech *h)
+{
+    /* ech_write_config's extra YAML set it; read it back from the config. */
+    FILE *fp = fopen(h->config, "r");
+    assert_non_null(fp);
+    char line[256];
+    int port = 0;
+    while (fgets(line, sizeof(line), fp))
+        if (sscanf(line, " port: %d", &port) == 1)
+            break;
+    fclose(fp);
+    assert_true(port > 0);
+    return port;
+}
+
+static size_t on_metrics_body(char *data, size_t size, size_t n, void *ctx)
+{
+    ec_buf *b = ctx;
+    ec_buf_append(b, data, size * n);
+    return size * n;
+}
+
+/* edgecascade_result_copies_skipped_total from the router's /metrics. */
+static long copies_skipped(const ech *h)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", copies_http_port(h));
+    ec_buf b;
+    ec_buf_init(&b, 1 << 20);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_metrics_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    CURLcode rc = curl_easy_perform(c);
+    for (int i = 0; i < 60 && rc == CURLE_COULDNT_CONNECT; i++) {
+        ec_sleep_ms(50); /* the HTTP server starts after the online status */
+        rc = curl_easy_perform(c);
+    }
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK)
+        fail_msg("GET %s: %s", url, curl_easy_strerror(rc));
+    ec_buf_append(&b, "", 1);
+    const char *name = "\nedgecascade_result_copies_skipped_total ";
+    const char *at = strstr((const char *)b.data, name);
+    if (!at)
+        fail_msg("no %s in /metrics", name + 1);
+    long n = strtol(at + strlen(name), NULL, 10);
+    ec_buf_free(&b);
+    return n;
+}
+
+static void ask_ok(ech *h, const char *prompt)
+{
+    ec_result r = {0};
+    assert_int_equal(ech_ask(h, prompt, NULL, &r, 10000), 0);
+    assert_null(r.error.code);
+    ec_result_clear(&r);
+}
+
+/* Reads w until a message on <root>/result/<id> or timeout_ms. */
+static bool copy_arrives(ech *h, ec_mqtt *w, const char *id, int timeout_ms)
+{
+    char want[300];
+    snprintf(want, sizeof(want), "%s/result/%s", h->root, id);
+    uint64_t deadline = ec_mono_us() + (uint64_t)timeout_ms * 1000u;
+    while (ec_mono_us() < deadline) {
+        ec_mqtt_msg *m = NULL;
+        if (ec_mqtt_next(w, &m, 50) != EC_OK)
+            continue;
+        bool hit = strcmp(m->topic, want) == 0;
+        ec_mqtt_msg_free(m);
+        if (hit)
+            return true;
+    }
+    return false;
+}
+
+static void ask_with_id(ech *h, const char *id)
+{
+    char q[200], corr[64];
+    snprintf(q, sizeof(q), "{\"id\":\"%s\",\"prompt\":\"Part 4471 tolerance check\"}", id);
+    snprintf(corr, sizeof(corr), "corr-%s", id);
+    ec_mqtt_msg *m = ech_request(h, q, strlen(q), corr, 10000);
+    assert_non_null(m);
+    assert_non_null(strstr(m->payload, id));
+    ec_mqtt_msg_free(m);
+}
+
+static int setup_unheard_long(void **state)
+{
+    char extra[160];
+    snprintf(extra, sizeof(extra), "router:\n  copy_unheard_ms: 60000\nhttp:\n  port: %d\n",
+             ech_free_port());
+    return start_stack(state, extra);
+}
+
+/* Nobody on <root>/result/#: the broker answers the copy's PUBACK with 0x10
+ * and, within the window (60 s here), later copies are skipped; a client that
+ * subscribes inside the window gets none of them (the documented price), and
+ * every query is answered and recorded all the same. */
+static void copies_skipped_while_nobody_subscribes(void **state)
+{
+    ech *h = &((fixture *)*state)->h;
+    assert_int_equal(copies_skipped(h), 0);
+    /* The first copies go out and are acknowledged "no matching
+     * subscribers"; from then on they are skipped. */
+    int asked = 0;
+    while (copies_skipped(h) == 0 && asked < 40) {
+        ask_ok(h, "tolerance check, nobody watching");
+        asked++;
+    }
+    assert_true(copies_skipped(h) >= 1);
+
+    ec_mqtt *w = result_watcher(h);
+    long before = copies_skipped(h);
+    ask_with_id(h, "unheard-1");
+    /* The copy is counted as skipped before the Result is recorded. */
+    assert_int_equal(
+        ech_sql_wait(h, "SELECT count(*) FROM decisions WHERE query_id='unheard-1'", 1), 1);
+    assert_int_equal(copies_skipped(h), before + 1);
+    assert_false(copy_arrives(h, w, "unheard-1", 300));
+    ec_mqtt_destroy(w);
+    assert_int_equal(
+        ech_sql_wait(h, "SELECT count(*) FROM decisions WHERE error_code IS NULL", asked + 1),
+        asked + 1);
+}
+
+/* A persistent session is a subscriber even while it is away: the broker
+ * keeps the copies for it, so none is skipped (window 60 s: one "nobody"
+ * would skip all the rest) and it gets them all when it comes back. */
+static void copies_kept_for_a_persistent_session_away(void **state)
+{
+    ech *h = &((fixture *)*state)->h;
+    ec_error err = {0};
+    char cid[64], filter[300];
+    snprintf(cid, sizeof(cid), "ech-away-%d", (int)getpid());
+    snprintf(filter, sizeof(filter), "%s/result/#", h->root);
+    ec_mqtt_opts o = {
+        .uri = h->uri, .client_id = cid, .clean_start = false, .session_expiry_s = 300};
+    ec_mqtt *w = NULL;
+    assert_int_equal(ec_mqtt_create(&w, &o, &err), EC_OK);
+    assert_int_equal(ec_mqtt_subscribe(w, filter, 1, &err), EC_OK);
+    assert_int_equal(ec_mqtt_connect(w, 5000, &err), EC_OK);
+    ec_mqtt_destroy(w); /* away; the broker keeps its session 300 s */
+
+    const char *ids[] = {"away-1", "away-2", "away-3", "away-4", "away-5"};
+    for (size_t i = 0; i < 5; i++)
+        ask_with_id(h, ids[i]);
+    assert_int_equal(copies_skipped(h), 0);
+
+    o.clean_start = false;
+    assert_int_equal(ec_mqtt_create(&w, &o, &err), EC_OK);
+    assert_int_equal(ec_mqtt_subscribe(w, filter, 1, &err), EC_OK);
+    assert_int_equal(ec_mqtt_connect(w, 5000, &err), EC_OK);
+    bool seen[5] = {false};
+    size_t n_seen = 0;
+    uint64_t deadline = ec_mono_us() + 10000000u;
+    while (n_seen < 5 && ec_mono_us() < deadline) {
+        ec_mqtt_msg *m = NULL;
+        if (ec_mqtt_next(w, &m, 50) != EC_OK)
+            continue;
+        for (size_t i = 0; i < 5; i++) {
+            char want[300];
+            snprintf(want, sizeof(want), "%s/result/%s", h->root, ids[i]);
+            if (!seen[i] && strcmp(m->topic, want) == 0) {
+                seen[i] = true;
+                n_seen++;
+            }
+        }
+        ec_mqtt_msg_free(m);
+    }
+    ec_mqtt_destroy(w);
+    assert_int_equal(n_seen, 5);
+}
+
+static int setup_unheard_default(void **state)
+{
+    char extra[64];
+    snprintf(extra, sizeof(extra), "http:\n  port: %d\n", ech_free_port());
+    return start_stack(state, extra);
+}
+
+/* With the default window (10 ms), a client that subscribes after queries
+ * nobody watched gets the copies of later ones: once its SUBACK is in and
+ * the window has passed, the next copy goes out and the broker delivers it. */
+static void a_new_subscriber_gets_copies_after_the_window(void **state)
+{
+    ech *h = &((fixture *)*state)->h;
+    for (int i = 0; i < 5; i++)
+        ask_ok(h, "tolerance check, nobody watching yet");
+    ec_mqtt *w = result_watcher(h);
+    ec_sleep_ms(500); /* fifty windows */
+    long before = copies_skipped(h);
+    ask_with_id(h, "heard-1");
+    assert_true(copy_arrives(h, w, "heard-1", 10000));
+    ask_with_id(h, "heard-2");
+    assert_true(copy_arrives(h, w, "heard-2", 10000));
+    ec_mqtt_destroy(w);
+    assert_int_equal(copies_skipped(h), before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +557,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(results_copied_to_result_topic_by_default, setup, teardown),
         cmocka_unit_test_setup_teardown(no_copy_when_copy_results_is_off, setup_no_copies,
                                         teardown),
+        cmocka_unit_test_setup_teardown(copies_skipped_while_nobody_subscribes, setup_unheard_long,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(copies_kept_for_a_persistent_session_away,
+                                        setup_unheard_long, teardown),
+        cmocka_unit_test_setup_teardown(a_new_subscriber_gets_copies_after_the_window,
+                                        setup_unheard_default, teardown),
     };
     return cmocka_run_group_tests_name("integration.cascade", tests, NULL, NULL);
 }

@@ -107,6 +107,7 @@ typedef struct ec_config {
     uint32_t query_timeout_ms;
     bool offline_queue;          /* queue escalations while the cloud is unavailable */
     bool copy_results;           /* Results with a Response Topic also on <root>/result/<id> */
+    uint32_t copy_unheard_ms;    /* copies at most this often while nobody subscribes */
     uint32_t queue_ttl_s;        /* how long a queued escalation may wait */
     int queue_max;               /* queued escalations kept at most */
     char *queue_full;            /* reject_new | drop_oldest */

@@ -147,6 +147,18 @@ uint64_t ec_mqtt_overflows(ec_mqtt *m);
 
 /* Waits until every outstanding publish is acknowledged (or timeout). */
 ec_err ec_mqtt_flush(ec_mqtt *m, int timeout_ms);
+/* Whether anyone listens under a prefix. An MQTT v5 broker may accept a
+ * QoS 1 publish with reason 0x10, "No matching subscribers" (Mosquitto
+ * does; a bridge and a disconnected persistent session are subscribers).
+ * After ec_mqtt_watch_listeners, the client remembers for QoS 1 publishes
+ * whose topic starts with prefix when the broker last said so; an answer
+ * that someone listens forgets it. ec_mqtt_unheard is true while that
+ * "nobody" is less than window_ms old, so a caller may skip optional
+ * publishes there and still try one per window. One prefix per client,
+ * set once (EC_ERR_INVAL the second time). */
+ec_err ec_mqtt_watch_listeners(ec_mqtt *m, const char *prefix, ec_error *err);
+bool ec_mqtt_unheard(ec_mqtt *m, unsigned window_ms);
+
 /* Publishes the offline status, disconnects and wakes ec_mqtt_next waiters. */
 void ec_mqtt_stop(ec_mqtt *m);
 void ec_mqtt_destroy(ec_mqtt *m);
