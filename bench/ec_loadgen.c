@@ -224,22 +224,36 @@ static json_t *sweep(lg *g, const lg_opts *o)
     return out;
 }
 
-static int run_status(const lg_opts *o)
+/* A clean session of ec_loadgen `what` on <root>/<topic>, connected, or
+ * NULL (said on stderr); prints "subscribed" for bench/run to wait on. */
+static ec_mqtt *subscriber(const lg_opts *o, const char *what, const char *topic)
 {
     ec_mqtt *m = NULL;
     ec_error err = {0};
     char cid[64], filter[300];
-    snprintf(cid, sizeof(cid), "bench-status-%d", (int)getpid());
-    snprintf(filter, sizeof(filter), "%s/status/+", o->root);
-    ec_mqtt_opts mo = {.uri = o->uri, .client_id = cid, .clean_start = true, .session_expiry_s = 1};
+    snprintf(cid, sizeof(cid), "bench-%s-%d", what, (int)getpid());
+    snprintf(filter, sizeof(filter), "%s/%s", o->root, topic);
+    ec_mqtt_opts mo = {.uri = o->uri,
+                       .client_id = cid,
+                       .clean_start = true,
+                       .session_expiry_s = 1,
+                       .queue_cap = 1u << 20};
     if (ec_mqtt_create(&m, &mo, &err) || ec_mqtt_subscribe(m, filter, 1, &err) ||
         ec_mqtt_connect(m, 5000, &err)) {
-        fprintf(stderr, "ec_loadgen status: %s\n", err.msg);
+        fprintf(stderr, "ec_loadgen %s: %s\n", what, err.msg);
         ec_mqtt_destroy(m);
-        return 1;
+        return NULL;
     }
     printf("subscribed\n");
     fflush(stdout);
+    return m;
+}
+
+static int run_status(const lg_opts *o)
+{
+    ec_mqtt *m = subscriber(o, "status", "status/+");
+    if (!m)
+        return 1;
     while (!g_stop) {
         ec_mqtt_msg *msg = NULL;
         if (ec_mqtt_next(m, &msg, 100) != EC_OK)
@@ -267,24 +281,9 @@ static int run_status(const lg_opts *o)
  * and a fleet view subscribe, that counts what it gets. */
 static int run_watch(const lg_opts *o)
 {
-    ec_mqtt *m = NULL;
-    ec_error err = {0};
-    char cid[64], filter[300];
-    snprintf(cid, sizeof(cid), "bench-watch-%d", (int)getpid());
-    snprintf(filter, sizeof(filter), "%s/result/#", o->root);
-    ec_mqtt_opts mo = {.uri = o->uri,
-                       .client_id = cid,
-                       .clean_start = true,
-                       .session_expiry_s = 1,
-                       .queue_cap = 1u << 20};
-    if (ec_mqtt_create(&m, &mo, &err) || ec_mqtt_subscribe(m, filter, 1, &err) ||
-        ec_mqtt_connect(m, 5000, &err)) {
-        fprintf(stderr, "ec_loadgen watch: %s\n", err.msg);
-        ec_mqtt_destroy(m);
+    ec_mqtt *m = subscriber(o, "watch", "result/#");
+    if (!m)
         return 1;
-    }
-    printf("subscribed\n");
-    fflush(stdout);
     unsigned long long n = 0;
     while (!g_stop) {
         ec_mqtt_msg *msg = NULL;

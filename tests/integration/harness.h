@@ -114,6 +114,18 @@ ec_mqtt_msg *ech_request(ech *h, const void *payload, size_t len, const char *co
 /* Sends a text query (msgpack) and decodes the result. 0 on success. */
 int ech_ask(ech *h, const char *prompt, const char *policy, ec_result *out, int timeout_ms);
 
+/* A request to http://127.0.0.1:<port><path> (the router's HTTP server,
+ * http.port), retried while nothing listens yet: the server starts after the
+ * online status. POST sends a small form body. body is NUL-terminated, never
+ * NULL (caller frees); a transport error fails the test. */
+typedef struct ech_http_resp {
+    long status;
+    char ctype[128];
+    char *body;
+    size_t len;
+} ech_http_resp;
+ech_http_resp ech_http(int port, const char *method, const char *path);
+
 /* Returns the simulator's request count for a model (GET /sim/stats). */
 long ech_sim_requests(ech *h, const char *model);
 /* The body of the last chat request the simulator got for a model (heap

@@ -96,6 +96,50 @@ static size_t collect(char *ptr, size_t size, size_t n, void *ud)
     return ec_buf_append(ud, ptr, size * n) == EC_OK ? size * n : 0;
 }
 
+static size_t on_http_body(char *p, size_t size, size_t n, void *ud)
+{
+    ech_http_resp *r = ud;
+    char *grown = realloc(r->body, r->len + size * n + 1);
+    if (!grown)
+        return 0;
+    r->body = grown;
+    memcpy(r->body + r->len, p, size * n);
+    r->len += size * n;
+    r->body[r->len] = '\0';
+    return size * n;
+}
+
+ech_http_resp ech_http(int port, const char *method, const char *path)
+{
+    ech_http_resp r = {0};
+    char url[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "POST") == 0)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "x=1");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_http_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    CURLcode rc = curl_easy_perform(c);
+    for (int i = 0; i < 60 && rc == CURLE_COULDNT_CONNECT; i++) {
+        ec_sleep_ms(50);
+        rc = curl_easy_perform(c);
+    }
+    if (rc != CURLE_OK)
+        fail_msg("%s %s: %s", method, url, curl_easy_strerror(rc));
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    const char *ct = NULL;
+    curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+    snprintf(r.ctype, sizeof(r.ctype), "%s", ct ? ct : "");
+    curl_easy_cleanup(c);
+    if (!r.body)
+        r.body = calloc(1, 1);
+    return r;
+}
+
 static json_t *sim_call(ech *h, const char *path, const char *body)
 {
     CURL *c = curl_easy_init();

@@ -6,7 +6,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -343,56 +342,18 @@ static void no_copy_when_copy_results_is_off(void **state)
 
 /* ---- copies nobody subscribes to (router.copy_unheard_ms) ---- */
 
-static int copies_http_port(const ech *h)
-{
-    /* ech_write_config's extra YAML set it; read it back from the config. */
-    FILE *fp = fopen(h->config, "r");
-    assert_non_null(fp);
-    char line[256];
-    int port = 0;
-    while (fgets(line, sizeof(line), fp))
-        if (sscanf(line, " port: %d", &port) == 1)
-            break;
-    fclose(fp);
-    assert_true(port > 0);
-    return port;
-}
-
-static size_t on_metrics_body(char *data, size_t size, size_t n, void *ctx)
-{
-    ec_buf *b = ctx;
-    ec_buf_append(b, data, size * n);
-    return size * n;
-}
+static int g_http_port; /* http.port of the copy tests' routers */
 
 /* edgecascade_result_copies_skipped_total from the router's /metrics. */
-static long copies_skipped(const ech *h)
+static long copies_skipped(void)
 {
-    char url[128];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", copies_http_port(h));
-    ec_buf b;
-    ec_buf_init(&b, 1 << 20);
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_metrics_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-    CURLcode rc = curl_easy_perform(c);
-    for (int i = 0; i < 60 && rc == CURLE_COULDNT_CONNECT; i++) {
-        ec_sleep_ms(50); /* the HTTP server starts after the online status */
-        rc = curl_easy_perform(c);
-    }
-    curl_easy_cleanup(c);
-    if (rc != CURLE_OK)
-        fail_msg("GET %s: %s", url, curl_easy_strerror(rc));
-    ec_buf_append(&b, "", 1);
+    char *text = ech_http(g_http_port, "GET", "/metrics").body;
     const char *name = "\nedgecascade_result_copies_skipped_total ";
-    const char *at = strstr((const char *)b.data, name);
+    const char *at = strstr(text, name);
     if (!at)
         fail_msg("no %s in /metrics", name + 1);
     long n = strtol(at + strlen(name), NULL, 10);
-    ec_buf_free(&b);
+    free(text);
     return n;
 }
 
@@ -436,8 +397,9 @@ static void ask_with_id(ech *h, const char *id)
 static int setup_unheard_long(void **state)
 {
     char extra[160];
+    g_http_port = ech_free_port();
     snprintf(extra, sizeof(extra), "router:\n  copy_unheard_ms: 60000\nhttp:\n  port: %d\n",
-             ech_free_port());
+             g_http_port);
     return start_stack(state, extra);
 }
 
@@ -448,23 +410,23 @@ static int setup_unheard_long(void **state)
 static void copies_skipped_while_nobody_subscribes(void **state)
 {
     ech *h = &((fixture *)*state)->h;
-    assert_int_equal(copies_skipped(h), 0);
+    assert_int_equal(copies_skipped(), 0);
     /* The first copies go out and are acknowledged "no matching
      * subscribers"; from then on they are skipped. */
     int asked = 0;
-    while (copies_skipped(h) == 0 && asked < 40) {
+    while (copies_skipped() == 0 && asked < 40) {
         ask_ok(h, "tolerance check, nobody watching");
         asked++;
     }
-    assert_true(copies_skipped(h) >= 1);
+    assert_true(copies_skipped() >= 1);
 
     ec_mqtt *w = result_watcher(h);
-    long before = copies_skipped(h);
+    long before = copies_skipped();
     ask_with_id(h, "unheard-1");
     /* The copy is counted as skipped before the Result is recorded. */
     assert_int_equal(
         ech_sql_wait(h, "SELECT count(*) FROM decisions WHERE query_id='unheard-1'", 1), 1);
-    assert_int_equal(copies_skipped(h), before + 1);
+    assert_int_equal(copies_skipped(), before + 1);
     assert_false(copy_arrives(h, w, "unheard-1", 300));
     ec_mqtt_destroy(w);
     assert_int_equal(
@@ -493,7 +455,7 @@ static void copies_kept_for_a_persistent_session_away(void **state)
     const char *ids[] = {"away-1", "away-2", "away-3", "away-4", "away-5"};
     for (size_t i = 0; i < 5; i++)
         ask_with_id(h, ids[i]);
-    assert_int_equal(copies_skipped(h), 0);
+    assert_int_equal(copies_skipped(), 0);
 
     o.clean_start = false;
     assert_int_equal(ec_mqtt_create(&w, &o, &err), EC_OK);
@@ -523,7 +485,8 @@ static void copies_kept_for_a_persistent_session_away(void **state)
 static int setup_unheard_default(void **state)
 {
     char extra[64];
-    snprintf(extra, sizeof(extra), "http:\n  port: %d\n", ech_free_port());
+    g_http_port = ech_free_port();
+    snprintf(extra, sizeof(extra), "http:\n  port: %d\n", g_http_port);
     return start_stack(state, extra);
 }
 
@@ -537,13 +500,13 @@ static void a_new_subscriber_gets_copies_after_the_window(void **state)
         ask_ok(h, "tolerance check, nobody watching yet");
     ec_mqtt *w = result_watcher(h);
     ec_sleep_ms(500); /* fifty windows */
-    long before = copies_skipped(h);
+    long before = copies_skipped();
     ask_with_id(h, "heard-1");
     assert_true(copy_arrives(h, w, "heard-1", 10000));
     ask_with_id(h, "heard-2");
     assert_true(copy_arrives(h, w, "heard-2", 10000));
     ec_mqtt_destroy(w);
-    assert_int_equal(copies_skipped(h), before);
+    assert_int_equal(copies_skipped(), before);
 }
 
 int main(void)

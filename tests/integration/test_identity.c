@@ -21,7 +21,6 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-#include <curl/curl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -299,35 +298,10 @@ static void test_a_flooding_plc_does_not_starve_another(void **state)
 static ech O;
 static int O_http;
 
-static size_t on_body(char *data, size_t size, size_t n, void *ctx)
-{
-    ec_buf_append(ctx, data, size * n);
-    return size * n;
-}
-
 /* GET /metrics of the router: the text. */
 static char *metrics(void)
 {
-    char url[128];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", O_http);
-    ec_buf b;
-    ec_buf_init(&b, 0);
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-    CURLcode rc = curl_easy_perform(c);
-    for (int i = 0; i < 60 && rc == CURLE_COULDNT_CONNECT; i++) {
-        ec_sleep_ms(50);
-        rc = curl_easy_perform(c);
-    }
-    curl_easy_cleanup(c);
-    if (rc != CURLE_OK)
-        fail_msg("GET %s: %s", url, curl_easy_strerror(rc));
-    ec_buf_append(&b, "", 1);
-    return (char *)b.data;
+    return ech_http(O_http, "GET", "/metrics").body;
 }
 
 static int open_setup(void **state)

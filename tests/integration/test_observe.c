@@ -71,58 +71,11 @@ static int teardown(void **state)
     return 0;
 }
 
-typedef struct http_resp {
-    long status;
-    char ctype[128];
-    char *body;
-    size_t len;
-} http_resp;
+typedef ech_http_resp http_resp;
 
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    http_resp *r = ud;
-    char *grown = realloc(r->body, r->len + size * n + 1);
-    if (!grown)
-        return 0;
-    r->body = grown;
-    memcpy(r->body + r->len, p, size * n);
-    r->len += size * n;
-    r->body[r->len] = '\0';
-    return size * n;
-}
-
-/* GET (or another method) on the router's HTTP server. */
 static http_resp http(fixture *f, const char *method, const char *path)
 {
-    http_resp r = {0};
-    char url[256];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", f->http_port, path);
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (strcmp(method, "POST") == 0)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "x=1");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-    /* A router just restarted announces itself online before its HTTP
-     * server listens: give it a moment. */
-    CURLcode rc = curl_easy_perform(c);
-    for (int i = 0; i < 60 && rc == CURLE_COULDNT_CONNECT; i++) {
-        ec_sleep_ms(50);
-        rc = curl_easy_perform(c);
-    }
-    if (rc != CURLE_OK)
-        fail_msg("%s %s: %s", method, url, curl_easy_strerror(rc));
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    const char *ct = NULL;
-    curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
-    snprintf(r.ctype, sizeof(r.ctype), "%s", ct ? ct : "");
-    curl_easy_cleanup(c);
-    if (!r.body)
-        r.body = calloc(1, 1);
-    return r;
+    return ech_http(f->http_port, method, path);
 }
 
 static json_t *get_json(fixture *f, const char *path)
