@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,32 @@ char *ec_strdup0(const char *s)
 char *ec_strndup0(const char *s, size_t n)
 {
     return s ? strndup(s, n) : NULL;
+}
+
+char *ec_fmt_2f(char *out, size_t cap, double v)
+{
+    /* v * 100 is exact in x87's 64-bit mantissa (53 bits times 100 < 2^7
+     * needs at most 60), so rintl rounds the exact value half to even, as
+     * glibc's printf does; beyond 1e15 (or NaN, infinities) printf itself. */
+    if (!isfinite(v) || fabs(v) >= 1e15) {
+        snprintf(out, cap, "%.2f", v);
+        return out;
+    }
+    long long n = (long long)rintl(fabsl((long double)v) * 100.0L);
+    char tmp[32];
+    size_t k = sizeof(tmp);
+    tmp[--k] = '\0';
+    tmp[--k] = (char)('0' + n % 10);
+    tmp[--k] = (char)('0' + n / 10 % 10);
+    tmp[--k] = '.';
+    long long w = n / 100;
+    do
+        tmp[--k] = (char)('0' + w % 10);
+    while ((w /= 10) != 0);
+    if (signbit(v))
+        tmp[--k] = '-';
+    memcpy(out, tmp + k, sizeof(tmp) - k);
+    return out;
 }
 
 bool ec_streq(const char *a, const char *b)

@@ -339,44 +339,48 @@ static ec_stage_rc judge(ec_cascade *c, ec_pending *p, ec_infer_reply *rep)
     /* Self-consistency (gate.samples): a draft whose samples disagree is not
      * trusted, whatever its confidence. */
     bool disagree = rep->samples > 1 && rep->agreement < 1.0;
+    /* "%.2f" by hand: glibc's float formatting was the worker's largest
+     * single cost after the codecs (bench/instr). */
+    char conf[32], thr[32];
+    ec_fmt_2f(conf, sizeof(conf), a->confidence);
+    ec_fmt_2f(thr, sizeof(thr), a->threshold);
     char agreement[80] = "";
     if (rep->samples > 1)
         snprintf(agreement, sizeof(agreement), "; %.0f of %u samples agree",
                  rep->agreement * rep->samples, rep->samples);
     if (a->confidence >= a->threshold && !(disagree && next >= 0 && room)) {
-        snprintf(reason, sizeof(reason), "accepted: confidence %.2f >= threshold %.2f%s",
-                 a->confidence, a->threshold, agreement);
+        snprintf(reason, sizeof(reason), "accepted: confidence %s >= threshold %s%s", conf, thr,
+                 agreement);
         a->accepted = true;
     } else if (disagree && next >= 0 && room) {
         snprintf(reason, sizeof(reason), "escalated: the samples disagree%s; next tier %d '%s'",
                  agreement, next, cfg->tiers[next].name);
     } else if (next >= 0 && room) {
         snprintf(reason, sizeof(reason),
-                 "escalated: confidence %.2f < threshold %.2f, next tier %d '%s'", a->confidence,
-                 a->threshold, next, cfg->tiers[next].name);
+                 "escalated: confidence %s < threshold %s, next tier %d '%s'", conf, thr, next,
+                 cfg->tiers[next].name);
     } else if (p->outbox_id) {
         snprintf(reason, sizeof(reason),
-                 "replayed from the offline queue: confidence %.2f (threshold %.2f)", a->confidence,
-                 a->threshold);
+                 "replayed from the offline queue: confidence %s (threshold %s)", conf, thr);
         a->accepted = true;
     } else if (p->query.policy == EC_POLICY_LOCAL_ONLY && (size_t)ti + 1 < cfg->n_tiers) {
         snprintf(reason, sizeof(reason),
-                 "accepted below threshold (%.2f < %.2f): policy local_only keeps the query on "
+                 "accepted below threshold (%s < %s): policy local_only keeps the query on "
                  "the device",
-                 a->confidence, a->threshold);
+                 conf, thr);
         a->accepted = true;
     } else if (p->query.policy == EC_POLICY_CONSENT && !p->query.consent &&
                ec_route_cloud_after(cfg, ti)) {
         snprintf(reason, sizeof(reason),
-                 "escalation withheld: confidence %.2f < threshold %.2f, and policy consent asks "
+                 "escalation withheld: confidence %s < threshold %s, and policy consent asks "
                  "a cloud tier only with \"consent\": true; serving the local draft (resubmit "
                  "with consent to escalate)",
-                 a->confidence, a->threshold);
+                 conf, thr);
         a->accepted = true;
         p->withheld = true;
     } else {
-        snprintf(reason, sizeof(reason), "accepted below threshold (%.2f < %.2f): no further tier",
-                 a->confidence, a->threshold);
+        snprintf(reason, sizeof(reason), "accepted below threshold (%s < %s): no further tier",
+                 conf, thr);
         a->accepted = true;
     }
     a->reason = strdup(reason);

@@ -159,8 +159,6 @@ static bool publish(ec_egress *e, const ec_pending *p, const ec_result *res)
                            .utf8 = json,
                            .user_props = p->user_props,
                            .n_user_props = p->n_user_props};
-    char topic[400];
-    snprintf(topic, sizeof(topic), "%s/result/%s", CFG(e)->topic_root, res->id);
     ec_mqtt_pubprops dp = {.content_type = ctype,
                            .utf8 = json,
                            .user_props = p->user_props,
@@ -169,8 +167,12 @@ static bool publish(ec_egress *e, const ec_pending *p, const ec_result *res)
         ec_log_error("result %s to %s: %s", res->id, p->response_topic, err.msg);
     const ec_config *cfg = CFG(e);
     bool copy = copy_wanted(e, cfg, p);
-    if (copy && publish_one(e, p, topic, &b, &dp, &err) != EC_OK)
-        ec_log_error("result %s to %s: %s", res->id, topic, err.msg);
+    if (copy) {
+        char topic[400];
+        snprintf(topic, sizeof(topic), "%s/result/%s", cfg->topic_root, res->id);
+        if (publish_one(e, p, topic, &b, &dp, &err) != EC_OK)
+            ec_log_error("result %s to %s: %s", res->id, topic, err.msg);
+    }
     ec_buf_free(&b);
     return !copy && cfg->copy_results;
 }
