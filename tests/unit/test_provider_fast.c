@@ -5,6 +5,7 @@
  * to the cJSON path with the reply untouched. */
 #include "test_provider_fixtures.h"
 
+#include "json_fast.h"
 #include "provider_internal.h"
 
 /* The simulator's answer to the bench's prompt, as edgecascade-local gets it. */
@@ -215,7 +216,9 @@ static void test_request_body_matches_cjson(void **state)
     static const double temps[] = {0,   0.7,  1, 2,     0.1 + 0.2, 1e-7,    1.0 / 3,
                                    1.5, -0.5, 3, 1e300, NAN,       INFINITY};
     static const char *const providers[] = {"vllm", "openai-compatible", "openai"};
-    static const char *const models[] = {"llama3.2-1b", "m\"odel\\1", "mod\xff" "el"};
+    static const char *const models[] = {"llama3.2-1b", "m\"odel\\1",
+                                         "mod\xff"
+                                         "el"};
     size_t n_pieces = sizeof(pieces) / sizeof(pieces[0]);
     unsigned seed = 29;
     for (int round = 0; round < 3000; round++) {
@@ -274,6 +277,76 @@ static void test_request_body_matches_cjson(void **state)
     }
 }
 
+/* ec_jdoc_num's fast path (at most 15 significant digits, exponent within
+ * +-22) must give strtod's double, bit for bit, and the rest must still go
+ * to strtod: every JSON number shape, near the fast path's limits. */
+static void check_num(const char *num)
+{
+    char text[128];
+    snprintf(text, sizeof(text), "[%s]", num);
+    ec_jtok tok[4];
+    ec_jdoc d;
+    if (!ec_jdoc_parse(&d, text, strlen(text), tok, 4))
+        fail_msg("not a JSON number: %s", num);
+    double got = ec_jdoc_num(&d, tok[0].child), want = strtod(num, NULL);
+    if (memcmp(&got, &want, sizeof(got)) != 0)
+        fail_msg("%s: strtod %.17g, ec_jdoc_num %.17g", num, want, got);
+}
+
+static void test_numbers_match_strtod(void **state)
+{
+    (void)state;
+    const char *fixed[] = {"0",
+                           "-0",
+                           "0.0",
+                           "-0.0",
+                           "1",
+                           "-0.03",
+                           "-0.0312",
+                           "0.1",
+                           "0.2",
+                           "0.3",
+                           "1e22",
+                           "1e23",
+                           "1e-22",
+                           "1e-23",
+                           "9007199254740993",
+                           "999999999999999",
+                           "9999999999999999",
+                           "0.000000000000001",
+                           "123456789012345e7",
+                           "123456789012345e8",
+                           "1.5E+3",
+                           "2.5e-3",
+                           "0.10000000000000000000",
+                           "17976931348623157e292",
+                           "5e-324",
+                           "-1.7976931348623157e308",
+                           "1e400",
+                           "-1e-400",
+                           "0e5",
+                           "100e-2"};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        check_num(fixed[i]);
+    srand(29);
+    char num[64];
+    for (int i = 0; i < 400000; i++) {
+        int ndig = 1 + rand() % 18, point = rand() % (ndig + 1), k = 0;
+        if (rand() % 2)
+            num[k++] = '-';
+        for (int j = 0; j < ndig; j++) {
+            if (j == point && j > 0)
+                num[k++] = '.';
+            /* JSON: no leading zero before more integer digits */
+            num[k++] = (char)('0' + (j == 0 && point != 1 ? 1 + rand() % 9 : rand() % 10));
+        }
+        if (rand() % 3 == 0)
+            k += snprintf(num + k, sizeof(num) - (size_t)k, "e%d", rand() % 61 - 30);
+        num[k] = '\0';
+        check_num(num);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_truncated_and_mutated),
         cmocka_unit_test(test_long_answers_use_the_heap),
         cmocka_unit_test(test_request_body_matches_cjson),
+        cmocka_unit_test(test_numbers_match_strtod),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
