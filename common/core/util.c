@@ -2,6 +2,7 @@
 #include "edgecascade/util.h"
 
 #include <errno.h>
+#include <float.h>
 #include <malloc.h>
 #include <math.h>
 #include <pthread.h>
@@ -91,10 +92,12 @@ char *ec_strndup0(const char *s, size_t n)
 
 char *ec_fmt_2f(char *out, size_t cap, double v)
 {
-    /* v * 100 is exact in x87's 64-bit mantissa (53 bits times 100 < 2^7
-     * needs at most 60), so rintl rounds the exact value half to even, as
-     * glibc's printf does; beyond 1e15 (or NaN, infinities) printf itself. */
-    if (!isfinite(v) || fabs(v) >= 1e15) {
+    /* v * 100 is exact in a long double of 64 or more mantissa bits (x87's
+     * 64, aarch64's 113; 53 bits times 100 < 2^7 need at most 60), so rintl
+     * rounds the exact value half to even, as glibc's printf does. Where
+     * long double is double (32-bit ARM), or beyond 1e15, NaN and the
+     * infinities: printf itself. */
+    if (LDBL_MANT_DIG < 64 || !isfinite(v) || fabs(v) >= 1e15) {
         snprintf(out, cap, "%.2f", v);
         return out;
     }

@@ -2,6 +2,7 @@
  * text first; the text need not be NUL-terminated. */
 #include "json_fast.h"
 
+#include <float.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,6 +303,9 @@ char *ec_jdoc_strdup(const ec_jdoc *d, int i, size_t *len)
  * valid JSON number (scan_number). */
 static bool num_fast(const char *s, size_t n, double *out)
 {
+#if FLT_EVAL_METHOD != 0
+    return false; /* excess precision (x87 without SSE) would round twice */
+#endif
     static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                    1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
