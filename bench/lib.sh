@@ -84,15 +84,16 @@ stop() { # stop PID: SIGTERM, wait
 }
 kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo null; }
 
-# start_sim: the simulator (bench/sim-script.json, no added latency) on a
-# port of its own choosing; sets SIM and SIM_PORT.
+# start_sim [SCRIPT NAME]: the simulator (SCRIPT, default bench/sim-script.json:
+# no added latency) on a port of its own choosing; sets SIM and SIM_PORT.
 start_sim() {
-  "$BIN/edgecascade-sim" --port 0 --port-file "$RUN/sim.port" --script "$ROOT/bench/sim-script.json" \
-      2> "$RUN/sim.log" &
+  local script=${1:-$ROOT/bench/sim-script.json} name=${2:-sim}
+  "$BIN/edgecascade-sim" --port 0 --port-file "$RUN/$name.port" --script "$script" \
+      2> "$RUN/$name.log" &
   SIM=$!; PIDS+=("$SIM")
-  for _ in $(seq 1 3000); do [ -s "$RUN/sim.port" ] && break; kill -0 "$SIM" 2>/dev/null || break; sleep 0.02; done
-  [ -s "$RUN/sim.port" ] || { echo "$PROG: the simulator did not start" >&2; cat "$RUN/sim.log" >&2; exit 1; }
-  SIM_PORT=$(cat "$RUN/sim.port")
+  for _ in $(seq 1 3000); do [ -s "$RUN/$name.port" ] && break; kill -0 "$SIM" 2>/dev/null || break; sleep 0.02; done
+  [ -s "$RUN/$name.port" ] || { echo "$PROG: the simulator did not start" >&2; cat "$RUN/$name.log" >&2; exit 1; }
+  SIM_PORT=$(cat "$RUN/$name.port")
 }
 
 # write_ec_config FILE URI ROOT: edgecascade's configuration for the bench

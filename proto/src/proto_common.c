@@ -69,6 +69,13 @@ static char *sanitize_text(const char *s, size_t limit)
     char *out = malloc((n < limit ? n : limit) + 1);
     if (!out)
         return NULL;
+    /* Most texts are ours and short (every "busy" refusal carries one): one
+     * validation pass and a copy, instead of a validation call per character
+     * (6,400 instructions a refusal, measured with bench/instr). */
+    if (n <= limit && ec_utf8_valid(s, n)) {
+        memcpy(out, s, n + 1);
+        return out;
+    }
     size_t i = 0, o = 0;
     while (i < n) {
         size_t k = 1;

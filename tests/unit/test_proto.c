@@ -330,6 +330,21 @@ static void test_wire_error(void **state)
     ec_buf_init(&b, 0);
     assert_int_equal(ec_result_encode(&r, &b, &e), EC_OK);
     ec_buf_free(&b);
+
+    /* The whole-text path: valid text at exactly the limit is kept whole,
+     * one byte more is cut; a bad byte anywhere is replaced. */
+    memset(text, 'a', EC_MAX_ERROR_MSG + 1);
+    text[EC_MAX_ERROR_MSG] = '\0';
+    assert_int_equal(ec_wire_error_set(&w, "upstream", text), EC_OK);
+    assert_string_equal(w.message, text);
+    text[EC_MAX_ERROR_MSG] = 'b';
+    text[EC_MAX_ERROR_MSG + 1] = '\0';
+    assert_int_equal(ec_wire_error_set(&w, "upstream", text), EC_OK);
+    assert_int_equal(strlen(w.message), EC_MAX_ERROR_MSG);
+    assert_int_equal(ec_wire_error_set(&w, "busy", "queue \xc3 full \xe2\x82\xac"), EC_OK);
+    assert_string_equal(w.message, "queue ? full \xe2\x82\xac");
+    assert_int_equal(ec_wire_error_set(&w, "b\xffsy", "ok"), EC_OK);
+    assert_string_equal(w.code, "b?sy");
     free(text);
 
     ec_wire_error_clear(&w);
