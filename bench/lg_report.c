@@ -77,6 +77,34 @@ static double cpu_per_1k_runs(json_t *const *phases, int n, const char *const *n
     return ok > 0 ? sum / ok * 1000.0 : NAN;
 }
 
+/* Every measured process's CPU per query answered in phases[0..n) (ok,
+ * busy or error alike), in µs; the sum over them under "total". */
+static json_t *cpu_us_each(json_t *const *phases, int n)
+{
+    json_t *o = json_object();
+    double answered = 0, total = 0;
+    for (int k = 0; k < n; k++)
+        answered += at(phases[k], "ok", NULL) + at(phases[k], "escalated", NULL) +
+                    at(phases[k], "busy", NULL) + at(phases[k], "errors", NULL);
+    if (!(answered > 0))
+        return o;
+    json_t *first = json_object_get(phases[0], "cpu_ms");
+    const char *name;
+    json_t *v;
+    json_object_foreach(first, name, v)
+    {
+        double sum = 0;
+        for (int k = 0; k < n; k++)
+            sum += num(json_object_get(json_object_get(phases[k], "cpu_ms"), name));
+        if (isnan(sum))
+            continue;
+        json_object_set_new(o, name, jnum(sum / answered * 1000.0));
+        total += sum / answered * 1000.0;
+    }
+    json_object_set_new(o, "total", jnum(total));
+    return o;
+}
+
 /* A phase's latency percentile minus the simulator's mean time per request
  * (its own log line; one request per all-local or fair-null query). */
 static double lat_minus_sim(json_t *phase, const char *key)
@@ -124,6 +152,9 @@ json_t *lg_report(const char *dir)
     json_t *burst = load(dir, "burst.json"), *null_burst = load(dir, "null_burst.json");
     json_t *fair_sw = load(dir, "fair_sweep.json"), *fair_sw2 = load(dir, "fair_sweep2.json");
     json_t *fair_fx = load(dir, "fair_fixed.json");
+    /* Overload's yardstick (the fair null at twice its rate) and the cost of
+     * a refusal (bench/run). */
+    json_t *fair_ov = load(dir, "fair_overload.json"), *refusals = load(dir, "refusals.json");
     json_t *local_sw3 = load(dir, "local_sweep3.json"), *fair_sw3 = load(dir, "fair_sweep3.json");
     /* edgecascade with a dashboard on <root>/result/# (every Result copied
      * and delivered), and the fair null's phase beside it. */
@@ -252,6 +283,24 @@ json_t *lg_report(const char *dir)
                         jnum(at(json_object_get(ov, "latency_ok"), "p99_ms", NULL)));
     json_object_set_new(r, "overload_busy", jnum(at(ov, "busy", NULL)));
     json_object_set_new(r, "overload_offered_qps", jnum(at(ov, "offered_qps", NULL)));
+    json_object_set_new(
+        r, "fair_null_overload_goodput_ratio",
+        jnum(fair_ov && fair_qps > 0 ? at(fair_ov, "goodput_qps", NULL) / fair_qps : NAN));
+    json_object_set_new(r, "fair_null_overload_p50_ms",
+                        jnum(at(json_object_get(fair_ov, "latency_ok"), "p50_ms", NULL)));
+    json_object_set_new(r, "fair_null_overload_p99_ms",
+                        jnum(at(json_object_get(fair_ov, "latency_ok"), "p99_ms", NULL)));
+    json_object_set_new(r, "fair_null_overload_unanswered", jnum(at(fair_ov, "unanswered", NULL)));
+    /* A refusal against an answer, every process on the machine counted
+     * (the broker and the load generator too: they pay for a refusal's two
+     * messages as for an answer's). */
+    json_t *refusal_cpu = refusals ? cpu_us_each(&refusals, 1) : json_object();
+    json_t *answer_cpu = n_runs ? cpu_us_each(runs, n_runs) : json_object();
+    double rc_total = num(json_object_get(refusal_cpu, "total"));
+    double ac_total = num(json_object_get(answer_cpu, "total"));
+    json_object_set_new(r, "refusal_cpu_us", refusal_cpu);
+    json_object_set_new(r, "answer_cpu_us", answer_cpu);
+    json_object_set_new(r, "refusal_cost_ratio", jnum(ac_total > 0 ? rc_total / ac_total : NAN));
     json_object_set_new(r, "cpu_ms_per_1k", jnum(cpu));
     json_object_set_new(r, "cpu_ms_per_1k_mixed", jnum(cpu_mixed));
     json_object_set_new(r, "cpu_ms_per_1k_null", jnum(cpu_null));
@@ -321,7 +370,7 @@ json_t *lg_report(const char *dir)
     json_t *parts[] = {null_sw, null_sw2, local_sw,   local_sw2, mixed_sw, mixed_sw2,
                        null_fx, fx,       mixed_fx,   ov,        burst,    null_burst,
                        fair_sw, fair_sw2, fair_fx,    local_sw3, fair_sw3, wa_sw,
-                       wa_sw2,  wa_fx,    wa_fair_fx, mixed_sw3};
+                       wa_sw2,  wa_fx,    wa_fair_fx, mixed_sw3, fair_ov,  refusals};
     const char *keys[] = {"null_sweep",      "null_sweep_2",       "local_sweep",
                           "local_sweep_2",   "mixed_sweep",        "mixed_sweep_2",
                           "null_fixed_1000", "local_fixed_1000",   "mixed_fixed_1000",
@@ -329,7 +378,7 @@ json_t *lg_report(const char *dir)
                           "fair_null_sweep", "fair_null_sweep_2",  "fair_null_fixed_1000",
                           "local_sweep_3",   "fair_null_sweep_3",  "watched_sweep",
                           "watched_sweep_2", "watched_fixed_1000", "watched_fair_null_fixed_1000",
-                          "mixed_sweep_3"};
+                          "mixed_sweep_3",   "fair_null_overload", "refusals"};
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
         if (parts[i])
             json_object_set(d, keys[i], parts[i]);
@@ -460,6 +509,17 @@ void lg_report_table(json_t *r, FILE *out)
     row(out, r, "  refused busy", num(json_object_get(r, "overload_busy")), "%12.0f", NULL, NULL);
     row(out, r, "  no answer at all", num(json_object_get(r, "overload_unanswered")), "%12.0f", "0",
         "overload_unanswered");
+    row(out, r, "  fair null at 2x its rate: goodput / its",
+        num(json_object_get(r, "fair_null_overload_goodput_ratio")), "%12.2f", "(refuses nothing)",
+        NULL);
+    row(out, r, "    its p50 ms", num(json_object_get(r, "fair_null_overload_p50_ms")), "%12.1f",
+        NULL, NULL);
+    row(out, r, "  CPU of a refusal, all processes, us",
+        num(json_object_get(json_object_get(r, "refusal_cpu_us"), "total")), "%12.0f", NULL, NULL);
+    row(out, r, "  CPU of an answer, all processes, us",
+        num(json_object_get(json_object_get(r, "answer_cpu_us"), "total")), "%12.0f", NULL, NULL);
+    row(out, r, "  refusal / answer", num(json_object_get(r, "refusal_cost_ratio")), "%12.2f", NULL,
+        NULL);
     fprintf(out, "  burst of 1,000 at once, stock Mosquitto (Receive Maximum 20):\n");
     row(out, r, "  to the last answer s", num(json_object_get(r, "burst_1000_s")), "%12.3f",
         "<= 1.25 x paced", "burst_1000_s");
