@@ -96,6 +96,27 @@ start_sim() {
   SIM_PORT=$(cat "$RUN/$name.port")
 }
 
+# refusal_setup FILE ROOT: what a refusal is measured with. A second
+# simulator whose local model takes 3 s (SLOW_SIM; SIM and SIM_PORT stay the
+# first one's), and FILE: $RUN/edgecascade.yaml on topic root ROOT, its
+# tiers on that simulator, its decision log $RUN/refuse.db, and
+# router.max_pending 1, so that the one query admitted at a time holds the
+# only place and every other one is answered "busy" at admission.
+refusal_setup() {
+  local file=$1 root=$2 sim=$SIM port=$SIM_PORT
+  sed 's/"llama3.2-1b": {\([^}]*\)"latency_ms": 0}/"llama3.2-1b": {\1"latency_ms": 3000}/' \
+      "$ROOT/bench/sim-script.json" > "$RUN/slow-script.json"
+  grep -q '"latency_ms": 3000' "$RUN/slow-script.json" || { echo "$PROG: cannot slow the simulator" >&2; exit 1; }
+  start_sim "$RUN/slow-script.json" slow-sim
+  SLOW_SIM=$SIM
+  sed -e "s|^topic_root: .*|topic_root: $root|" -e "s|$RUN/decisions.db|$RUN/refuse.db|" \
+      -e "s|:$port/v1\$|:$SIM_PORT/v1|" "$RUN/edgecascade.yaml" > "$file"
+  SIM=$sim; SIM_PORT=$port
+  # The router block, if any, is the configuration's last (bench/instr's).
+  if grep -q '^router:' "$file"; then printf '  max_pending: 1\n' >> "$file"
+  else printf 'router:\n  max_pending: 1\n' >> "$file"; fi
+}
+
 # write_ec_config FILE URI ROOT: edgecascade's configuration for the bench
 # (decision log in $RUN, two tiers on the simulator); needs SIM_PORT.
 write_ec_config() {
