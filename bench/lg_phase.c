@@ -12,6 +12,7 @@
 
 #include "edgecascade/proto.h"
 #include "edgecascade/util.h"
+#include "lg_wire.h"
 #include "loadgen.h"
 
 /* The bench simulator script (bench/sim-script.json) answers the first
@@ -33,7 +34,7 @@ typedef struct slot {
 
 struct lg {
     lg_opts o;
-    ec_mqtt *m;
+    lgw *c; /* not Paho: lg_wire.h says why */
     char client_id[64];
     char query_topic[300];
     char reply_topic[300];
@@ -49,7 +50,7 @@ struct lg {
     uint64_t strays; /* answers to earlier phases or unknown correlation */
 };
 
-static void classify(lg *g, const ec_mqtt_msg *msg, uint8_t *state, bool *esc, float *router_ms)
+static void classify(lg *g, const lgw_msg *msg, uint8_t *state, bool *esc, float *router_ms)
 {
     *state = S_OK;
     *esc = false;
@@ -58,7 +59,7 @@ static void classify(lg *g, const ec_mqtt_msg *msg, uint8_t *state, bool *esc, f
         return;
     ec_result res = {0};
     ec_error err = {0};
-    if (ec_result_decode(msg->payload, msg->len, &res, &err) != EC_OK) {
+    if (ec_result_decode((const char *)msg->payload, msg->len, &res, &err) != EC_OK) {
         *state = S_ERROR;
         return;
     }
@@ -73,27 +74,28 @@ static void *receiver_main(void *arg)
 {
     lg *g = arg;
     while (!atomic_load(&g->stop)) {
-        ec_mqtt_msg *msg = NULL;
-        ec_err rc = ec_mqtt_next(g->m, &msg, 100);
-        if (rc == EC_ERR_UNAVAILABLE)
+        lgw_msg msg;
+        int rc = lgw_next(g->c, &msg, 100);
+        if (rc < 0) {
+            fprintf(stderr, "ec_loadgen: %s\n", lgw_error(g->c));
             break;
-        if (rc != EC_OK)
+        }
+        if (rc == 0)
             continue;
         uint64_t key = 0;
-        if (msg->corr && msg->corr_len == 8) {
+        if (msg.corr && msg.corr_len == 8) {
             for (int i = 0; i < 8; i++)
-                key = (key << 8) | ((unsigned char *)msg->corr)[i];
+                key = (key << 8) | msg.corr[i];
         }
         uint8_t state;
         bool esc;
         float rms;
-        classify(g, msg, &state, &esc, &rms);
+        classify(g, &msg, &state, &esc, &rms);
         pthread_mutex_lock(&g->lock);
         uint32_t ph = (uint32_t)(key >> 32), idx = (uint32_t)key;
-        if (msg->corr_len == 8 && ph == g->phase && idx < g->n &&
-            g->slots[idx].state == S_PENDING) {
+        if (msg.corr_len == 8 && ph == g->phase && idx < g->n && g->slots[idx].state == S_PENDING) {
             slot *s = &g->slots[idx];
-            s->recv_us = msg->received_us;
+            s->recv_us = msg.received_us;
             s->state = state;
             s->escalated = esc;
             s->router_ms = rms;
@@ -102,14 +104,12 @@ static void *receiver_main(void *arg)
             g->strays++;
         }
         pthread_mutex_unlock(&g->lock);
-        ec_mqtt_msg_free(msg);
     }
     return NULL;
 }
 
 int lg_open(lg **out, const lg_opts *o)
 {
-    ec_error err = {0};
     lg *g = calloc(1, sizeof(*g));
     if (!g)
         return -1;
@@ -118,17 +118,10 @@ int lg_open(lg **out, const lg_opts *o)
     snprintf(g->client_id, sizeof(g->client_id), "bench-loadgen-%d", (int)getpid());
     snprintf(g->query_topic, sizeof(g->query_topic), "%s/query", o->root);
     snprintf(g->reply_topic, sizeof(g->reply_topic), "%s/replies/bench/%d", o->root, (int)getpid());
-    /* A generous in-flight window: the generator must never be what holds
-     * the offered rate back. */
-    ec_mqtt_opts mo = {.uri = o->uri,
-                       .client_id = g->client_id,
-                       .clean_start = true,
-                       .session_expiry_s = 1,
-                       .queue_cap = 65536,
-                       .max_inflight = 60000};
-    if (ec_mqtt_create(&g->m, &mo, &err) || ec_mqtt_subscribe(g->m, g->reply_topic, 1, &err) ||
-        ec_mqtt_connect(g->m, 5000, &err)) {
-        fprintf(stderr, "ec_loadgen: %s\n", err.msg);
+    char err[300];
+    if (lgw_open(&g->c, o->uri, g->client_id, 1, err, sizeof(err)) ||
+        lgw_subscribe(g->c, g->reply_topic, 5000, err, sizeof(err))) {
+        fprintf(stderr, "ec_loadgen: %s\n", err);
         lg_close(g);
         return -1;
     }
@@ -148,7 +141,7 @@ void lg_close(lg *g)
     atomic_store(&g->stop, true);
     if (g->receiver_started)
         pthread_join(g->receiver, NULL);
-    ec_mqtt_destroy(g->m);
+    lgw_close(g->c);
     free(g->slots);
     pthread_mutex_destroy(&g->lock);
     free(g);
@@ -221,9 +214,10 @@ static ec_err encode_query(size_t phase, size_t i, bool esc, ec_buf *b)
 json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms, bool measure)
 {
     /* A lead-in at the same rate, answered but not counted in the latencies:
-     * after an idle pause (between sweep steps) the generator's own Paho client
-     * was seen holding its first messages for ~100 ms, which is the generator's
-     * artefact, not the pipeline's. */
+     * after an idle pause (between sweep steps) the generator's client (Paho,
+     * before lg_wire.c) was seen holding its first messages for ~100 ms, the
+     * generator's artefact, not the pipeline's; the services' own first
+     * messages after a pause are not what a phase measures either. */
     size_t lead = g->o.burst && measure ? 0 : (size_t)(rate * LG_LEAD_IN_S);
     size_t n = lead + (size_t)(rate * duration_s);
     if (n < 1)
@@ -269,10 +263,12 @@ json_t *lg_phase(lg *g, double rate, double duration_s, double mix, int drain_ms
         uint64_t key = ((uint64_t)phase << 32) | (uint32_t)i;
         for (int k = 0; k < 8; k++)
             corr[k] = (unsigned char)(key >> (56 - 8 * k));
-        ec_mqtt_pubprops pp = {.response_topic = g->reply_topic, .corr = corr, .corr_len = 8};
-        ec_error err = {0};
+        char err[200] = "the query did not encode";
         if (encode_query(phase, i, escalates(i, mix), &b) != EC_OK ||
-            ec_mqtt_publish(g->m, g->query_topic, b.data, b.len, 1, false, &pp, 10000, &err)) {
+            lgw_publish(g->c, g->query_topic, b.data, b.len, g->reply_topic, corr, 8, 10000, err,
+                        sizeof(err))) {
+            if (!send_fail)
+                fprintf(stderr, "ec_loadgen: query %zu not sent: %s\n", i, err);
             pthread_mutex_lock(&g->lock);
             slots[i].state = S_SENDFAIL;
             g->answered++;
