@@ -179,26 +179,39 @@ static bool try_rate(lg *g, const lg_opts *o, double rate, json_t *steps, const 
     return false;
 }
 
-/* Highest rate that passes: grow by 1.5x until a failure (or come down by
- * 1.5x when the start rate fails), then bisect (geometrically) between the
- * last pass and the first failure, five times by default: a step of 1.3 %
- * at the end. Three bisections left steps of 5 % (2,025 / 2,130 / 2,241 /
- * 2,357 / 2,480 q/s), as wide as the margin the ratio target is judged on. */
+/* Highest rate that passes: grow by 1.5x, past a failing rate as long as
+ * the next one up passes, until two rates in a row fail (or come down by
+ * 1.5x when the start rate and the one above both fail); then bisect
+ * (geometrically) between the highest pass and the first failure above it,
+ * five times by default: a step of 1.3 % at the end (three bisections left
+ * steps of 5 %, as wide as the margin the ratio target is judged on).
+ *
+ * Why not stop at the first failure: on this VM a pipeline's tail is worse
+ * at 400-600 q/s than at 1,500 (its threads sleep between queries and each
+ * wake-up can wait a millisecond or more; busy threads do not), so a sweep
+ * that stopped at the first failure measured the host's idle wake-ups:
+ * run 29 (2026-12-07 20:07) had all three all-local sweeps stop at 330-549
+ * q/s with p99 of 5-10 ms, while a sweep with a dashboard, minutes later,
+ * passed 400, 600, 900 and 1,350 q/s (p99 2-4 ms) and reached 1,949. */
 static json_t *sweep(lg *g, const lg_opts *o)
 {
     const char *what = o->label ? o->label : o->null_mode ? "null" : o->mix > 0 ? "mixed" : "local";
     json_t *steps = json_array();
     json_t *warm = lg_phase(g, 200, 0.5, o->mix, 3000, false); /* connections, caches */
     json_decref(warm);
-    double lo = 0, hi = 0;
+    double lo = 0, hi, fail_at = 0;
     for (double r = o->start_rate; r <= o->max_rate; r *= 1.5) {
-        if (!try_rate(g, o, r, steps, what)) {
-            hi = r;
-            break;
+        if (try_rate(g, o, r, steps, what)) {
+            lo = r;
+            fail_at = 0;
+        } else if (fail_at > 0) {
+            break; /* two in a row */
+        } else {
+            fail_at = r;
         }
-        lo = r;
     }
-    if (lo == 0 && hi > 0) { /* even the start rate failed: come down until a rate holds */
+    hi = fail_at;
+    if (lo == 0 && hi > 0) { /* nothing passed: come down until a rate holds */
         for (double r = hi / 1.5; r >= 50 && lo == 0; r /= 1.5) {
             if (try_rate(g, o, r, steps, what))
                 lo = r;
