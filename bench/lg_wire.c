@@ -631,13 +631,7 @@ int lgw_subscribe(lgw *c, const char *filter, int timeout_ms, char *err, size_t 
 static int take_id(lgw *c, int timeout_ms, unsigned *id)
 {
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    ec_deadline_in(&until, (unsigned)timeout_ms);
     pthread_mutex_lock(&c->lock);
     while (c->inflight >= c->recv_max && !c->dead) {
         if (pthread_cond_timedwait(&c->acked, &c->lock, &until) == ETIMEDOUT) {
