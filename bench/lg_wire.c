@@ -231,6 +231,18 @@ static int parse_props(const unsigned char *p, size_t n, props *out)
     return 0;
 }
 
+static int grow(lgw *c, size_t cap)
+{
+    unsigned char *nb = realloc(c->rbuf, cap);
+    if (!nb) {
+        fail(c, "out of memory for a %zu-byte read buffer", cap);
+        return -1;
+    }
+    c->rbuf = nb;
+    c->rcap = cap;
+    return 0;
+}
+
 /* Reads what the socket has, waiting at most RECV_WAIT_MS (a blocking recv
  * with SO_RCVTIMEO: one system call a wake-up where poll and recv were two):
  * 1 read, 0 nothing came, -1 closed. PUBACKs owed go out first, so the
@@ -246,16 +258,8 @@ static int fill(lgw *c)
         c->rend -= c->rstart;
         c->rstart = 0;
     }
-    if (c->rcap - c->rend < READ_CHUNK / 4) {
-        size_t cap = c->rcap * 2;
-        unsigned char *nb = realloc(c->rbuf, cap);
-        if (!nb) {
-            fail(c, "out of memory for a %zu-byte read buffer", cap);
-            return -1;
-        }
-        c->rbuf = nb;
-        c->rcap = cap;
-    }
+    if (c->rcap - c->rend < READ_CHUNK / 4 && grow(c, c->rcap * 2))
+        return -1;
     ssize_t r = recv(c->fd, c->rbuf + c->rend, c->rcap - c->rend, 0);
     if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
         return 0; /* SO_RCVTIMEO: nothing for a while */
@@ -290,16 +294,9 @@ static int take_packet(lgw *c, unsigned char *type, const unsigned char **body, 
         return -1;
     }
     if (avail < 1 + vb + rl) {
-        if (c->rcap < 1 + vb + rl + READ_CHUNK) { /* make room for the whole packet */
-            size_t cap = 1 + vb + rl + READ_CHUNK;
-            unsigned char *nb = realloc(c->rbuf, cap);
-            if (!nb) {
-                fail(c, "out of memory for a %zu-byte packet", rl);
-                return -1;
-            }
-            c->rbuf = nb;
-            c->rcap = cap;
-        }
+        /* room for the whole packet; fill moves it to the front once the end is near */
+        if (c->rcap < 1 + vb + rl + READ_CHUNK && grow(c, 1 + vb + rl + READ_CHUNK))
+            return -1;
         return 0;
     }
     *type = p[0];

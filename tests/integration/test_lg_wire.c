@@ -112,7 +112,8 @@ static void stock_broker_window_and_round_trip(void **state)
 
 /* Paho (ec_mqtt) reads what lg_wire writes, and lg_wire reads what Paho
  * writes, properties lg_wire skips included (Content Type, Payload Format,
- * User Properties, Message Expiry). */
+ * User Properties, Message Expiry), and a message larger than its read
+ * buffer. */
 static void paho_reads_it_and_it_reads_paho(void **state)
 {
     (void)state;
@@ -176,6 +177,29 @@ static void paho_reads_it_and_it_reads_paho(void **state)
     assert_int_equal(lm.corr_len, 3);
     assert_memory_equal(lm.corr, "abc", 3);
     assert_true(lm.received_us > 0);
+
+    /* A packet several times the read buffer (64 KiB), behind a small one. */
+    size_t big = 300 * 1024;
+    char *payload = malloc(big);
+    assert_non_null(payload);
+    for (size_t i = 0; i < big; i++)
+        payload[i] = (char)('a' + i % 26);
+    assert_int_equal(ec_mqtt_publish(p, to_lgw, "small", 5, 1, false, NULL, 5000, &e), EC_OK);
+    assert_int_equal(ec_mqtt_publish(p, to_lgw, payload, big, 1, false, NULL, 5000, &e), EC_OK);
+    size_t sizes[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        rc = 0;
+        for (int i = 0; i < 50 && rc == 0; i++)
+            rc = lgw_next(c, &lm, 100);
+        if (rc != 1)
+            fail_msg("lgw_next: %d (%s)", rc, lgw_error(c));
+        sizes[k] = lm.len;
+        if (k == 1)
+            assert_memory_equal(lm.payload, payload, big);
+    }
+    assert_int_equal(sizes[0], 5);
+    assert_int_equal(sizes[1], big);
+    free(payload);
 
     lgw_close(c);
     ec_mqtt_destroy(p);
