@@ -1,6 +1,6 @@
-/* ec_loadgen internals: an open-loop load generator over the project's own
- * MQTT client (lg_wire.c; ec_mqtt for status and watch), the phase engine, /proc readings and the
- * report. */
+/* ec_loadgen internals: an open-loop load generator with an MQTT client of
+ * its own (lg_wire.h; status and watch use ec_mqtt), the phase engine, /proc
+ * readings and the report. */
 #ifndef BENCH_LOADGEN_H
 #define BENCH_LOADGEN_H
 
