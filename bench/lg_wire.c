@@ -525,11 +525,7 @@ int lgw_open(lgw **out, const char *uri, const char *client_id, uint32_t session
     c->next_id = 1;
     pthread_mutex_init(&c->wlock, NULL);
     pthread_mutex_init(&c->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->acked, &ca);
-    pthread_condattr_destroy(&ca);
+    ec_cond_init_mono(&c->acked);
     if ((c->fd = dial(uri, err, errlen)) < 0)
         goto fail;
 

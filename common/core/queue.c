@@ -34,12 +34,8 @@ ec_err ec_queue_create(ec_queue **out, size_t capacity)
     q->cap = capacity;
     q->limit = capacity;
     pthread_mutex_init(&q->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&q->not_empty, &attr);
-    pthread_cond_init(&q->not_full, &attr);
-    pthread_condattr_destroy(&attr);
+    ec_cond_init_mono(&q->not_empty);
+    ec_cond_init_mono(&q->not_full);
     *out = q;
     return EC_OK;
 }

@@ -179,6 +179,15 @@ void ec_deadline_in(struct timespec *ts, unsigned ms)
     }
 }
 
+void ec_cond_init_mono(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
 void ec_mem_give_back(void)
 {
     malloc_trim(0);

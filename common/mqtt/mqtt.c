@@ -295,11 +295,7 @@ ec_err ec_mqtt_create(ec_mqtt **out, const ec_mqtt_opts *o, ec_error *err)
     if (!m)
         return ec_error_set(err, EC_ERR_NOMEM, "mqtt: out of memory");
     pthread_mutex_init(&m->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&m->cond, &attr);
-    pthread_condattr_destroy(&attr);
+    ec_cond_init_mono(&m->cond);
 
     if (!o->uri || !o->client_id) {
         rc = ec_error_set(err, EC_ERR_INVAL, "mqtt: broker URI and client id are required");

@@ -76,12 +76,8 @@ ec_err ec_store_open(ec_store **out, const char *path, bool readonly, ec_error *
     pthread_mutex_init(&s->wlock, NULL);
     pthread_mutex_init(&s->rlock, NULL);
     pthread_mutex_init(&s->hook_lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->progress, &attr);
-    pthread_cond_init(&s->closing_cond, &attr);
-    pthread_condattr_destroy(&attr);
+    ec_cond_init_mono(&s->progress);
+    ec_cond_init_mono(&s->closing_cond);
 
     ec_err rc;
     if (readonly) {

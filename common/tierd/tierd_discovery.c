@@ -259,11 +259,7 @@ ec_err ec_discovery_create(ec_discovery **out, ec_service *svc, ec_error *err)
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
     d->svc = svc;
     pthread_mutex_init(&d->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&d->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    ec_cond_init_mono(&d->cond);
     *out = d;
     return EC_OK;
 }

@@ -342,11 +342,7 @@ ec_err ec_offline_create(ec_offline **out, ec_router_env *env, ec_ledger *ledger
     r->submit = submit;
     r->submit_ctx = submit_ctx;
     pthread_mutex_init(&r->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    ec_cond_init_mono(&r->cond);
     *out = r;
     return EC_OK;
 }

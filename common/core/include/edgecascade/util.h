@@ -2,6 +2,7 @@
 #ifndef EC_UTIL_H
 #define EC_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,6 +29,9 @@ char *ec_read_file(const char *path, size_t max, size_t *len_out);
 /* The CLOCK_MONOTONIC time ms milliseconds from now, for
  * pthread_cond_timedwait on a condition made with that clock. */
 void ec_deadline_in(struct timespec *ts, unsigned ms);
+/* Initialises a condition variable that waits on CLOCK_MONOTONIC, the clock
+ * of ec_deadline_in (a wall-clock step must not stretch or cut a wait). */
+void ec_cond_init_mono(pthread_cond_t *cond);
 /* Sleeps, resuming after EINTR, for ms milliseconds. */
 void ec_sleep_ms(unsigned ms);
 /* Names the calling thread (top -H, perf, /proc/<pid>/task/<tid>/comm). */
