@@ -136,15 +136,87 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     return 1;
 }
 
+/* A broker that gives no reason (Mosquitto 2.0.11, Debian 12's, closes the
+ * older of two connections with one client id without the v5 DISCONNECT
+ * 0x8E) still shows the pattern: connections that live a second or two, again
+ * and again. Counted under m->lock; said once a minute at most. */
+#define EC_MQTT_SHORT_LIFE_US  (10u * 1000000u)
+#define EC_MQTT_FLAP_WINDOW_US (60u * 1000000u)
+#define EC_MQTT_FLAPS_TO_TELL  3
+
+static void note_short_life(ec_mqtt *m, uint64_t now)
+{
+    if (m->connected_us == 0 || now - m->connected_us > EC_MQTT_SHORT_LIFE_US)
+        return;
+    m->drops.short_lived++;
+    if (now - m->flap_window_us > EC_MQTT_FLAP_WINDOW_US) {
+        m->flap_window_us = now;
+        m->flaps = 0;
+    }
+    if (++m->flaps < EC_MQTT_FLAPS_TO_TELL ||
+        (m->flap_told_us && now - m->flap_told_us < EC_MQTT_FLAP_WINDOW_US))
+        return;
+    m->flap_told_us = now;
+    ec_log_error("mqtt: %s closed this connection %d times in %u s, each within %u s of "
+                 "connecting. Most often another client uses the same client id '%s' "
+                 "(Mosquitto logs \"Client %s already connected, closing old connection\"): "
+                 "give each process and device its own mqtt.client_id or site",
+                 m->uri, m->flaps, (unsigned)((now - m->flap_window_us) / 1000000u + 1),
+                 EC_MQTT_SHORT_LIFE_US / 1000000u, m->client_id, m->client_id);
+}
+
 static void on_connection_lost(void *ctx, char *cause)
 {
     ec_mqtt *m = ctx;
+    uint64_t now = ec_mono_us();
     pthread_mutex_lock(&m->lock);
     m->connected = false;
-    pthread_mutex_unlock(&m->lock);
     if (!m->stopping)
+        note_short_life(m, now);
+    /* After a DISCONNECT, on_disconnected has said why (Paho's cause is NULL). */
+    bool told = m->close_logged;
+    m->close_logged = false;
+    pthread_mutex_unlock(&m->lock);
+    if (!m->stopping && !told)
         ec_log_warn("mqtt: connection to %s lost (%s); reconnecting", m->uri,
                     cause ? cause : "no reason given");
+}
+
+/* A broker that closes a v5 connection may say why in a DISCONNECT (MQTT
+ * 5.0, 3.14.2.1; EMQX, HiveMQ and newer Mosquitto do); the connection-lost
+ * callback that follows only gets NULL. The reason string is the broker's
+ * text: printable bytes only reach the log. */
+static void on_disconnected(void *ctx, MQTTProperties *props, enum MQTTReasonCodes rc)
+{
+    ec_mqtt *m = ctx;
+    char text[128] = "";
+    MQTTProperty *p =
+        props ? MQTTProperties_getProperty(props, MQTTPROPERTY_CODE_REASON_STRING) : NULL;
+    if (p && p->value.data.len > 0) {
+        size_t n = (size_t)p->value.data.len < sizeof(text) - 4 ? (size_t)p->value.data.len
+                                                                : sizeof(text) - 4;
+        size_t o = 0;
+        text[o++] = ':';
+        text[o++] = ' ';
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)p->value.data.data[i];
+            text[o++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+        }
+        text[o] = '\0';
+    }
+    pthread_mutex_lock(&m->lock);
+    m->drops.broker_closes++;
+    m->drops.last_reason = (int)rc;
+    m->close_logged = true;
+    pthread_mutex_unlock(&m->lock);
+    if (rc == MQTTREASONCODE_SESSION_TAKEN_OVER)
+        ec_log_error("mqtt: %s closed this connection because another client connected with "
+                     "the same client id '%s' (session taken over%s). Two processes or devices "
+                     "share one id: give each its own mqtt.client_id or site. Reconnecting",
+                     m->uri, m->client_id, text);
+    else
+        ec_log_error("mqtt: %s closed this connection: %s (reason code 0x%02X%s); reconnecting",
+                     m->uri, MQTTReasonCode_toString(rc), (unsigned)rc, text);
 }
 
 static void on_sub_success(void *ctx, MQTTAsync_successData5 *resp)
@@ -189,6 +261,7 @@ static void on_connected(void *ctx, char *cause)
     (void)cause;
     pthread_mutex_lock(&m->lock);
     m->connected = true;
+    m->connected_us = ec_mono_us();
     m->generation++;
     m->subs_acked = 0;
     int n = m->n_subs;
@@ -344,6 +417,7 @@ ec_err ec_mqtt_create(ec_mqtt **out, const ec_mqtt_opts *o, ec_error *err)
                  ec_mqtt_nodelay_count());
     MQTTAsync_setCallbacks(m->client, m, on_connection_lost, on_message, NULL);
     MQTTAsync_setConnected(m->client, m, on_connected);
+    MQTTAsync_setDisconnected(m->client, m, on_disconnected);
     *out = m;
     return EC_OK;
 out:
@@ -492,6 +566,13 @@ ec_err ec_mqtt_next(ec_mqtt *m, ec_mqtt_msg **out, int timeout_ms)
 size_t ec_mqtt_queue_len(ec_mqtt *m)
 {
     return ec_queue_len(m->inbound);
+}
+
+void ec_mqtt_drops_get(ec_mqtt *m, ec_mqtt_drops *out)
+{
+    pthread_mutex_lock(&m->lock);
+    *out = m->drops;
+    pthread_mutex_unlock(&m->lock);
 }
 
 uint64_t ec_mqtt_overflows(ec_mqtt *m)

@@ -56,6 +56,14 @@ struct ec_mqtt {
     void *overflow_ctx;
     atomic_uint_fast64_t overflows;
 
+    /* Why connections ended (on_disconnected, on_connection_lost). */
+    ec_mqtt_drops drops;
+    uint64_t connected_us;   /* when the current or last connection was made */
+    uint64_t flap_window_us; /* start of the minute whose short lives are counted */
+    int flaps;
+    uint64_t flap_told_us; /* when the pattern was last logged */
+    bool close_logged;     /* on_disconnected said why; on_connection_lost need not */
+
     /* ec_mqtt_watch_listeners: publishes under this prefix tell, by their
      * PUBACK, whether anyone subscribes; unheard_us is when the broker last
      * said nobody does (monotonic µs, 0: it said someone does, or never). */

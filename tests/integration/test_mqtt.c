@@ -7,12 +7,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "edgecascade/util.h"
 #include "harness.h"
@@ -215,6 +218,149 @@ static void v5_properties_travel(void **state)
     ech_teardown(&h);
 }
 
+/* Two clients with one id on Debian's Mosquitto (2.0.11): the broker closes
+ * the older connection, without a DISCONNECT, each time the other connects.
+ * Each client counts connections that die young (and logs the pattern), and
+ * once the other has gone it is back with its subscription. */
+static void same_client_id_shows_as_short_lives(void **state)
+{
+    (void)state;
+    ech h;
+    ec_error err = {0};
+    ech_init(&h, "mqtt");
+    ech_start_broker(&h);
+    char topic[200];
+    snprintf(topic, sizeof(topic), "%s/twin", h.root);
+    ec_mqtt *a = client(&h, "twin", 64, 16);
+    assert_int_equal(ec_mqtt_subscribe(a, topic, 1, &err), EC_OK);
+    assert_int_equal(ec_mqtt_connect(a, 5000, &err), EC_OK);
+    ec_mqtt_drops d;
+    ec_mqtt_drops_get(a, &d);
+    assert_int_equal(d.short_lived, 0);
+
+    ec_mqtt *b = client(&h, "twin", 64, 16);
+    assert_int_equal(ec_mqtt_connect(b, 5000, &err), EC_OK);
+    for (int i = 0; i < 1000 && d.short_lived < 3; i++) {
+        ec_sleep_ms(20);
+        ec_mqtt_drops_get(a, &d);
+    }
+    assert_true(d.short_lived >= 3);
+    ec_mqtt_destroy(b);
+
+    /* Back: its subscription is made again on the reconnect, so a publish
+     * reaches it (retried, as the SUBACK may still be on its way). */
+    wait_connected(a, 10000);
+    ec_mqtt *p = client(&h, "twin-publisher", 64, 16);
+    assert_int_equal(ec_mqtt_connect(p, 5000, &err), EC_OK);
+    ec_mqtt_msg *m = NULL;
+    for (int i = 0; i < 50 && !m; i++) {
+        assert_int_equal(ec_mqtt_publish(p, topic, "back", 4, 1, false, NULL, 2000, &err), EC_OK);
+        if (ec_mqtt_next(a, &m, 200) != EC_OK)
+            m = NULL;
+    }
+    assert_non_null(m);
+    assert_string_equal(m->payload, "back");
+    ec_mqtt_msg_free(m);
+    ec_mqtt_destroy(p);
+    ec_mqtt_destroy(a);
+    ech_teardown(&h);
+}
+
+/* A broker that says why it closes (EMQX, HiveMQ and newer Mosquitto send
+ * MQTT 5.0's DISCONNECT with a reason code; Debian's Mosquitto does not),
+ * played byte for byte from the specification (3.2 CONNACK, 3.14 DISCONNECT
+ * with a Reason String, 3.14.2.2.3) by one accepted socket. */
+typedef struct scripted_broker {
+    int listen_fd;
+    int port;
+    pthread_t thread;
+} scripted_broker;
+
+static void *scripted_broker_run(void *arg)
+{
+    scripted_broker *sb = arg;
+    int fd = accept(sb->listen_fd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    unsigned char in[512];
+    /* CONNECT: type 1, then its remaining length (one byte is enough here). */
+    ssize_t got = 0;
+    while (got < 2 || got < 2 + in[1]) {
+        ssize_t r = recv(fd, in + got, sizeof(in) - (size_t)got, 0);
+        if (r <= 0)
+            break;
+        got += r;
+    }
+    if (got >= 2 && (in[0] >> 4) == 1) {
+        /* CONNACK: session present 0, Success, no properties. */
+        const unsigned char connack[] = {0x20, 0x03, 0x00, 0x00, 0x00};
+        /* DISCONNECT 0x8E with Reason String "taken\x01over" (a control
+         * byte the log must not print). */
+        const unsigned char disconnect[] = {0xE0, 0x0F, 0x8E, 0x0D, 0x1F, 0x00, 0x0A, 't', 'a',
+                                            'k',  'e',  'n',  0x01, 'o',  'v',  'e',  'r'};
+        send(fd, connack, sizeof(connack), MSG_NOSIGNAL);
+        ec_sleep_ms(200);
+        send(fd, disconnect, sizeof(disconnect), MSG_NOSIGNAL);
+    }
+    ec_sleep_ms(200);
+    close(fd);
+    return NULL;
+}
+
+static void broker_disconnect_reason_is_kept(void **state)
+{
+    (void)state;
+    scripted_broker sb = {.listen_fd = socket(AF_INET, SOCK_STREAM, 0)};
+    assert_true(sb.listen_fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(sb.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(sb.listen_fd, 4), 0);
+    assert_int_equal(getsockname(sb.listen_fd, (struct sockaddr *)&sa, &sl), 0);
+    sb.port = ntohs(sa.sin_port);
+    assert_int_equal(pthread_create(&sb.thread, NULL, scripted_broker_run, &sb), 0);
+
+    /* The log line goes to stderr: kept in a file to read it back. */
+    char path[] = "/tmp/ec-test-mqtt-log-XXXXXX";
+    int log_fd = mkstemp(path);
+    assert_true(log_fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(log_fd, 2);
+
+    char uri[64];
+    snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", sb.port);
+    ec_mqtt *c = NULL;
+    ec_error err = {0};
+    ec_mqtt_opts o = {.uri = uri, .client_id = "scripted", .clean_start = true};
+    assert_int_equal(ec_mqtt_create(&c, &o, &err), EC_OK);
+    assert_int_equal(ec_mqtt_connect(c, 5000, &err), EC_OK);
+    ec_mqtt_drops d = {0};
+    for (int i = 0; i < 250 && d.broker_closes == 0; i++) {
+        ec_sleep_ms(20);
+        ec_mqtt_drops_get(c, &d);
+    }
+    ec_mqtt_destroy(c);
+    pthread_join(sb.thread, NULL);
+    close(sb.listen_fd);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(log_fd);
+
+    size_t len = 0;
+    char *log = ec_read_file(path, 1 << 20, &len);
+    unlink(path);
+    assert_non_null(log);
+    fprintf(stderr, "%s", log);
+    assert_int_equal(d.broker_closes, 1);
+    assert_int_equal(d.last_reason, 0x8E);
+    assert_non_null(strstr(log, "another client connected with the same client id 'scripted' "
+                                "(session taken over: taken?over)"));
+    assert_null(strstr(log, "lost (no reason given)")); /* said once, with the reason */
+    free(log);
+}
+
 static void inflight_bound_pushes_back(void **state)
 {
     ech h;
@@ -376,6 +522,8 @@ int main(void)
         cmocka_unit_test(paho_bookkeeping_is_off),
         cmocka_unit_test(broker_restarts_with_publishes_in_flight),
         cmocka_unit_test(v5_properties_travel),
+        cmocka_unit_test(same_client_id_shows_as_short_lives),
+        cmocka_unit_test(broker_disconnect_reason_is_kept),
         cmocka_unit_test(inflight_bound_pushes_back),
         cmocka_unit_test(nowait_publishes_are_counted_and_bounded),
         cmocka_unit_test(full_queue_without_hook_keeps_everything),

@@ -144,6 +144,16 @@ size_t ec_mqtt_queue_len(ec_mqtt *m);
 /* Inbound messages that found the queue full (handed to on_overflow, or queued
  * past the capacity). None is ever dropped. */
 uint64_t ec_mqtt_overflows(ec_mqtt *m);
+/* Why connections ended. Each is logged; a broker's DISCONNECT with its
+ * reason (0x8E: another client took this client id), and, when the broker
+ * gives none, connections closed again and again soon after they were made,
+ * which is what two clients sharing an id look like on Mosquitto 2.0.11. */
+typedef struct ec_mqtt_drops {
+    uint64_t broker_closes; /* DISCONNECTs the broker sent (MQTT v5) */
+    int last_reason;        /* the last one's reason code */
+    uint64_t short_lived;   /* connections lost within 10 s of being made */
+} ec_mqtt_drops;
+void ec_mqtt_drops_get(ec_mqtt *m, ec_mqtt_drops *out);
 
 /* Waits until every outstanding publish is acknowledged (or timeout). */
 ec_err ec_mqtt_flush(ec_mqtt *m, int timeout_ms);
