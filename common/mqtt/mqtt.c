@@ -157,7 +157,7 @@ static void note_short_life(ec_mqtt *m, uint64_t now)
         (m->flap_told_us && now - m->flap_told_us < EC_MQTT_FLAP_WINDOW_US))
         return;
     m->flap_told_us = now;
-    ec_log_error("mqtt: %s closed this connection %d times in %u s, each within %u s of "
+    ec_log_error("mqtt: the connection to %s closed %d times in %u s, each within %u s of "
                  "connecting. Most often another client uses the same client id '%s' "
                  "(Mosquitto logs \"Client %s already connected, closing old connection\"): "
                  "give each process and device its own mqtt.client_id or site",

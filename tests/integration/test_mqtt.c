@@ -240,7 +240,7 @@ static void same_client_id_shows_as_short_lives(void **state)
 
     ec_mqtt *b = client(&h, "twin", 64, 16);
     assert_int_equal(ec_mqtt_connect(b, 5000, &err), EC_OK);
-    for (int i = 0; i < 1000 && d.short_lived < 3; i++) {
+    for (int i = 0; i < 1500 && d.short_lived < 3; i++) {
         ec_sleep_ms(20);
         ec_mqtt_drops_get(a, &d);
     }

@@ -713,7 +713,7 @@ static void test_client_id_taken_over(void **state)
     assert_int_equal(ec_mqtt_connect(twin, 5000, &err), EC_OK);
     /* Debian's Mosquitto closes the older connection without saying why:
      * the router tells from connections that keep dying young. */
-    wait_log(&h->router, "Most often another client uses the same client id", 20000);
+    wait_log(&h->router, "Most often another client uses the same client id", 30000);
     wait_log(&h->router, "give each process and device its own mqtt.client_id or site", 100);
     ec_mqtt_destroy(twin);
     assert_true(ech_alive(&h->router));
